@@ -1,0 +1,108 @@
+package plan
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Plan is a validated rollout plan with every wave's settings resolved: defaults merged into each wave,
+// rates as fractions, durations parsed. Load returns a Plan only when it has no errors.
+type Plan struct {
+	Version     int
+	Name        string // [a-z0-9-]{1,40}; names the rollout, its state and its job ids
+	Description string
+	Fleet       string // condition ANDed into every wave; "" when absent
+	Waves       []Wave
+	OnFailure   FailurePolicy
+	Rollback    Rollback
+	Schedule    *Schedule // nil when the plan has none
+
+	// Hash is the hex SHA-256 of the plan's canonical form (the resolved plan marshalled as JSON), so
+	// reformatting or reordering keys does not change it but any semantic edit does.
+	Hash string
+	// File is the path the plan was loaded from ("-" for standard input).
+	File string
+}
+
+// FailurePolicy says what a failing gate does.
+type FailurePolicy string
+
+// The failure policies.
+const (
+	Halt             FailurePolicy = "halt"
+	RollbackAll      FailurePolicy = "rollback"
+	DefaultOnFailure               = RollbackAll
+)
+
+// Wave is one stage of the rollout, with the plan's defaults merged in.
+type Wave struct {
+	Name     string
+	Target   string  // condition as written; "*" selects every fleet device
+	Percent  float64 // 0 < Percent <= 100; 100 when the wave takes all its target selects
+	Approval bool    // the wave waits for `rollout approve`
+	Action   Action
+	Timeout  time.Duration // maxExecutionTimeInSeconds of each job
+	Batch    Batch
+	Success  Success
+	Bake     time.Duration // 0: no bake
+	Verify   *Verify       // nil: no verify
+}
+
+// Action is the change a wave applies: exactly one of TwinUpdate and DirectMethod is set.
+type Action struct {
+	TwinUpdate   *TwinUpdate
+	DirectMethod *DirectMethod
+}
+
+// TwinUpdate is a twin patch: tags and desired properties, JSON objects as decoded by encoding/json.
+type TwinUpdate struct {
+	Tags    map[string]any
+	Desired map[string]any
+}
+
+// DirectMethod is a direct-method call.
+type DirectMethod struct {
+	Name            string
+	Payload         json.RawMessage // JSON; "null" when the plan gives none
+	ResponseTimeout time.Duration   // 5s..300s; default 30s
+	ConnectTimeout  time.Duration   // 0..300s; default 0
+}
+
+// Batch splits a wave's devices into jobs: sizes Size, Size*Growth, Size*Growth², ...
+type Batch struct {
+	Size   int
+	Growth float64 // >= 1; 1 keeps every batch the same size
+}
+
+// Success is the gate judged after each batch and at wave end.
+type Success struct {
+	MinSuccessRate float64 // fraction 0..1 of succeeded / targeted
+	MaxFailures    int     // failed + timed out; -1 when unlimited
+	MinDevices     int     // no rate is judged on fewer devices
+}
+
+// Verify is the health check polled during bake over the wave's devices.
+type Verify struct {
+	Condition string
+	MinRate   float64 // fraction 0..1
+	Within    time.Duration
+}
+
+// Rollback says how a failed rollout is undone.
+type Rollback struct {
+	DirectMethod *DirectMethod // the compensating call for direct-method rollouts; nil for twin updates
+}
+
+// Schedule restricts when waves may start.
+type Schedule struct {
+	NotBefore time.Time // zero when absent
+	Windows   []Window
+}
+
+// Window is a recurring time range on given weekdays in a time zone. End before Start spans midnight.
+type Window struct {
+	Days     []time.Weekday
+	Start    time.Duration // offset from local midnight
+	End      time.Duration
+	Location *time.Location
+}
