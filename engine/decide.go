@@ -1,0 +1,360 @@
+package engine
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/plan"
+)
+
+// This file holds the engine's decisions as pure functions: no I/O, and the time is always an
+// argument. The runner does the I/O around them.
+
+// BatchRanges splits n devices into batches of sizes b.Size, b.Size·Growth, b.Size·Growth², ... (each
+// rounded down, at least 1); the last batch takes what is left. It returns [start, end) index ranges.
+func BatchRanges(n int, b plan.Batch) [][2]int {
+	if n <= 0 {
+		return nil
+	}
+	size := float64(b.Size)
+	if size < 1 {
+		size = float64(n)
+	}
+	growth := b.Growth
+	if growth < 1 {
+		growth = 1
+	}
+	var out [][2]int
+	for start := 0; start < n; {
+		k := int(math.Min(size, float64(n-start)))
+		if k < 1 {
+			k = 1
+		}
+		out = append(out, [2]int{start, start + k})
+		start += k
+		size = math.Floor(size * growth)
+		if size > float64(n) {
+			size = float64(n)
+		}
+	}
+	return out
+}
+
+// InSample reports whether device id belongs to the stable percent sample of the rollout named name. The
+// decision hashes the rollout name and the device id, so every run, and every machine, selects the same
+// devices, and two rollouts sample independently.
+func InSample(name, id string, percent float64) bool {
+	if percent >= 100 {
+		return true
+	}
+	if percent <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	// FNV alone mixes its last bytes poorly; the splitmix64 finalizer spreads every input bit over the
+	// result. The top 53 bits then give a fraction in [0, 1).
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	f := float64(x>>11) / (1 << 53)
+	return f < percent/100
+}
+
+// Verdict is the judgement of a gate.
+type Verdict struct {
+	Pass   bool
+	Judged bool   // false when the rate was not judged because fewer than minDevices were targeted
+	Reason string // why it failed (or why the rate was not judged)
+}
+
+// Judge applies the success gate to the outcomes of a wave so far. maxFailures counts failed and timed
+// out devices (unreachable ones never received the change, so they only lower the success rate), and is
+// judged at any count; the success rate (succeeded / targeted) is judged only once at least minDevices
+// devices were targeted.
+func Judge(c Counts, s plan.Success) Verdict {
+	failures := c.Failed + c.TimedOut
+	if s.MaxFailures >= 0 && failures > s.MaxFailures {
+		return Verdict{Judged: true, Reason: fmt.Sprintf("%d devices failed or timed out, more than maxFailures %d",
+			failures, s.MaxFailures)}
+	}
+	if c.Targeted == 0 || c.Targeted < s.MinDevices {
+		return Verdict{Pass: true, Reason: fmt.Sprintf("success rate not judged: %d devices targeted, minDevices is %d",
+			c.Targeted, s.MinDevices)}
+	}
+	rate := float64(c.Succeeded) / float64(c.Targeted)
+	if rate+1e-9 < s.MinSuccessRate {
+		return Verdict{Judged: true, Reason: fmt.Sprintf("success rate %s (%d of %d) is below minSuccessRate %s",
+			pct(rate), c.Succeeded, c.Targeted, pct(s.MinSuccessRate))}
+	}
+	return Verdict{Pass: true, Judged: true}
+}
+
+func pct(f float64) string {
+	s := fmt.Sprintf("%.2f", f*100)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + "%"
+}
+
+// ScheduleOpen reports whether a wave may start at now under schedule s (nil: always). When it may
+// not, next is the earliest time at or after now when it may (zero if never).
+func ScheduleOpen(s *plan.Schedule, now time.Time) (open bool, next time.Time) {
+	if s == nil {
+		return true, time.Time{}
+	}
+	if !s.NotBefore.IsZero() && now.Before(s.NotBefore) {
+		if open, next := ScheduleOpen(&plan.Schedule{Windows: s.Windows}, s.NotBefore); !open {
+			return false, next
+		}
+		return false, s.NotBefore
+	}
+	if len(s.Windows) == 0 {
+		return true, time.Time{}
+	}
+	for _, w := range s.Windows {
+		if inWindow(w, now) {
+			return true, time.Time{}
+		}
+	}
+	for _, w := range s.Windows {
+		if t := nextOpening(w, now); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return false, next
+}
+
+func loc(w plan.Window) *time.Location {
+	if w.Location == nil {
+		return time.UTC
+	}
+	return w.Location
+}
+
+// at returns the wall-clock time of day off on the calendar day of day, in day's location. It builds
+// the time with time.Date so that a day with a daylight-saving change still opens at the written hour.
+func at(day time.Time, off time.Duration) time.Time {
+	y, m, d := day.Date()
+	h := int(off / time.Hour)
+	mi := int((off % time.Hour) / time.Minute)
+	return time.Date(y, m, d+h/24, h%24, mi, 0, 0, day.Location())
+}
+
+func hasDay(w plan.Window, d time.Weekday) bool {
+	if len(w.Days) == 0 {
+		return true
+	}
+	for _, x := range w.Days {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+// inWindow reports whether now falls in w. A window whose end is not after its start spans midnight;
+// its days name the day it opens.
+func inWindow(w plan.Window, now time.Time) bool {
+	local := now.In(loc(w))
+	for back := 0; back <= 1; back++ {
+		day := local.AddDate(0, 0, -back)
+		if !hasDay(w, day.Weekday()) {
+			continue
+		}
+		start := at(day, w.Start)
+		end := at(day, w.End)
+		if !end.After(start) {
+			end = at(day.AddDate(0, 0, 1), w.End)
+		}
+		if !now.Before(start) && now.Before(end) {
+			return true
+		}
+	}
+	return false
+}
+
+func nextOpening(w plan.Window, now time.Time) time.Time {
+	local := now.In(loc(w))
+	for i := 0; i <= 8; i++ {
+		day := local.AddDate(0, 0, i)
+		if !hasDay(w, day.Weekday()) {
+			continue
+		}
+		if start := at(day, w.Start); !start.Before(now) {
+			return start
+		}
+	}
+	return time.Time{}
+}
+
+// VerifyState is the judgement of a wave's verify check.
+type VerifyState int
+
+// The verify judgements.
+const (
+	VerifyWait VerifyState = iota // not met yet, keep polling
+	VerifyPass
+	VerifyFail
+)
+
+// JudgeVerify judges one verify read: matching of total wave devices satisfy the verify condition,
+// the bake began at start; the rate must reach v.MinRate before start+v.Within; twin queries lag behind
+// the twins, so a read below the rate fails the wave only once the time is up, never on its own.
+// reads counts the reads so far, this one included: at least two are needed to fail, so a run started
+// late (a cron job after a pause) never fails a wave on its first read.
+func JudgeVerify(v *plan.Verify, matching, total, reads int, start, now time.Time) VerifyState {
+	if v == nil || total == 0 {
+		return VerifyPass
+	}
+	if float64(matching)/float64(total)+1e-9 >= v.MinRate {
+		return VerifyPass
+	}
+	if reads >= 2 && !now.Before(start.Add(v.Within)) {
+		return VerifyFail
+	}
+	return VerifyWait
+}
+
+// JobID returns the deterministic IoT Hub job id of a rollout's job: the rollout name, the first 8 hex
+// digits of the plan hash, a kind letter ("w" for a wave's change, "r" for a rollback), the wave, the
+// batch and the part. Names are at most 40 characters, so ids stay within the hub's 64 for up to 999
+// waves and 9,999 batches and parts.
+func JobID(name, planHash string, kind byte, wave, batch, part int) string {
+	h := planHash
+	if len(h) > 8 {
+		h = h[:8]
+	}
+	return fmt.Sprintf("%s-%s-%c%d-%d-%d", name, h, kind, wave, batch, part)
+}
+
+// quote returns s as a single-quoted query literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// SplitIn splits ids into consecutive [start, end) ranges whose condition `deviceId IN [...]` (as
+// InCondition writes it) is at most max characters; an id too long on its own still gets a range.
+func SplitIn(ids []string, max int) [][2]int {
+	const overhead = len("deviceId IN []")
+	var out [][2]int
+	start, length := 0, overhead
+	for i, id := range ids {
+		n := len(quote(id))
+		if i > start {
+			n++ // comma
+		}
+		if i > start && length+n > max {
+			out = append(out, [2]int{start, i})
+			start, length = i, overhead
+			n = len(quote(id))
+		}
+		length += n
+	}
+	if start < len(ids) {
+		out = append(out, [2]int{start, len(ids)})
+	}
+	return out
+}
+
+// InCondition is the job condition that selects exactly ids.
+func InCondition(ids []string) string {
+	var b strings.Builder
+	b.WriteString("deviceId IN [")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(quote(id))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// StepKind names what the engine does next.
+type StepKind string
+
+// The steps.
+const (
+	StepDone         StepKind = "done"         // every wave done
+	StepHalted       StepKind = "halted"       // a gate failed and the plan says halt
+	StepRolledBack   StepKind = "rolledBack"   // the rollout was rolled back
+	StepRollback     StepKind = "rollback"     // roll back (start or continue)
+	StepWaitApproval StepKind = "waitApproval" // Wave needs `rollout approve`
+	StepWaitSchedule StepKind = "waitSchedule" // no schedule window is open until Until
+	StepResolve      StepKind = "resolve"      // start Wave: resolve and store its devices
+	StepBatch        StepKind = "batch"        // run (or continue) Batch of Wave
+	StepWaveGate     StepKind = "waveGate"     // every batch of Wave ran: judge the wave, start the bake
+	StepVerify       StepKind = "verify"       // poll Wave's verify condition
+	StepWaitBake     StepKind = "waitBake"     // Wave bakes until Until
+	StepFinishWave   StepKind = "finishWave"   // Wave passed its bake and verify
+)
+
+// Step is the next thing to do.
+type Step struct {
+	Kind  StepKind
+	Wave  int
+	Batch int
+	Until time.Time
+}
+
+// Waiting reports whether the step waits for time or a person (exit 10 with --no-wait).
+func (s Step) Waiting() bool {
+	return s.Kind == StepWaitApproval || s.Kind == StepWaitSchedule || s.Kind == StepWaitBake
+}
+
+// Next decides the next step of rollout st of plan p at now; approved reports whether a wave's approval
+// gate was released.
+func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Time) Step {
+	switch {
+	case st.Status == StatusHalted:
+		return Step{Kind: StepHalted}
+	case st.Status == StatusRolledBack:
+		return Step{Kind: StepRolledBack}
+	case st.Status == StatusRollingBack || st.Requested:
+		return Step{Kind: StepRollback}
+	case st.Status == StatusDone:
+		return Step{Kind: StepDone}
+	}
+	for i := range st.Waves {
+		w, pw := &st.Waves[i], &p.Waves[i]
+		switch w.Status {
+		case StatusDone:
+			continue
+		case StatusPending:
+			if pw.Approval && !approved(pw.Name) {
+				return Step{Kind: StepWaitApproval, Wave: i}
+			}
+			if open, next := ScheduleOpen(p.Schedule, now); !open {
+				return Step{Kind: StepWaitSchedule, Wave: i, Until: next}
+			}
+			return Step{Kind: StepResolve, Wave: i}
+		case StatusRunning:
+			if !w.Resolved {
+				return Step{Kind: StepResolve, Wave: i}
+			}
+			for b := range w.Batches {
+				if w.Batches[b].Status != StatusDone {
+					return Step{Kind: StepBatch, Wave: i, Batch: b}
+				}
+			}
+			return Step{Kind: StepWaveGate, Wave: i}
+		case StatusBaking:
+			if pw.Verify != nil && !w.VerifyOK {
+				return Step{Kind: StepVerify, Wave: i}
+			}
+			if end := w.BakeStart.Add(pw.Bake); now.Before(end) {
+				return Step{Kind: StepWaitBake, Wave: i, Until: end}
+			}
+			return Step{Kind: StepFinishWave, Wave: i}
+		}
+	}
+	return Step{Kind: StepDone}
+}

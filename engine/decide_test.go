@@ -1,0 +1,271 @@
+package engine
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/plan"
+)
+
+func TestBatchRanges(t *testing.T) {
+	tests := []struct {
+		n    int
+		b    plan.Batch
+		want [][2]int
+	}{
+		{0, plan.Batch{Size: 10, Growth: 2}, nil},
+		{5, plan.Batch{Size: 10, Growth: 2}, [][2]int{{0, 5}}},
+		{10, plan.Batch{Size: 10, Growth: 2}, [][2]int{{0, 10}}},
+		{35, plan.Batch{Size: 5, Growth: 2}, [][2]int{{0, 5}, {5, 15}, {15, 35}}},
+		{36, plan.Batch{Size: 5, Growth: 2}, [][2]int{{0, 5}, {5, 15}, {15, 35}, {35, 36}}},
+		{9, plan.Batch{Size: 3, Growth: 1}, [][2]int{{0, 3}, {3, 6}, {6, 9}}},
+		{10, plan.Batch{Size: 2, Growth: 1.5}, [][2]int{{0, 2}, {2, 5}, {5, 9}, {9, 10}}},
+		{3, plan.Batch{Size: 0, Growth: 0}, [][2]int{{0, 3}}},
+	}
+	for _, tt := range tests {
+		got := BatchRanges(tt.n, tt.b)
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("BatchRanges(%d, %+v) = %v, want %v", tt.n, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestInSample(t *testing.T) {
+	const n = 20000
+	for _, percent := range []float64{0, 1, 10, 50, 90, 100} {
+		in := 0
+		for i := range n {
+			id := fmt.Sprintf("dev-%05d", i)
+			got := InSample("fw", id, percent)
+			if got != InSample("fw", id, percent) {
+				t.Fatalf("InSample(%q) is not stable", id)
+			}
+			if got {
+				in++
+			}
+		}
+		share := float64(in) / n * 100
+		if share < percent-1.5 || share > percent+1.5 {
+			t.Errorf("percent %v sampled %.2f%%", percent, share)
+		}
+	}
+	// A device in a 10% sample is in the 50% sample too: growing a wave never drops devices.
+	for i := range 2000 {
+		id := fmt.Sprintf("dev-%05d", i)
+		if InSample("fw", id, 10) && !InSample("fw", id, 50) {
+			t.Fatalf("%s in the 10%% sample but not the 50%% one", id)
+		}
+	}
+	// Different rollouts sample differently.
+	same := 0
+	for i := range 2000 {
+		id := fmt.Sprintf("dev-%05d", i)
+		if InSample("a", id, 50) == InSample("b", id, 50) {
+			same++
+		}
+	}
+	if same > 1200 {
+		t.Errorf("rollouts a and b agree on %d of 2000 devices; samples should be independent", same)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	s := plan.Success{MinSuccessRate: 0.98, MaxFailures: 2, MinDevices: 10}
+	tests := []struct {
+		name   string
+		c      Counts
+		s      plan.Success
+		pass   bool
+		judged bool
+		reason string
+	}{
+		{"all succeeded", Counts{Targeted: 100, Succeeded: 100}, s, true, true, ""},
+		{"exactly at rate", Counts{Targeted: 100, Succeeded: 98, Unreachable: 2}, s, true, true, ""},
+		{"below rate", Counts{Targeted: 100, Succeeded: 97, Unreachable: 3}, s, false, true, "below minSuccessRate 98%"},
+		{"too many failures", Counts{Targeted: 1000, Succeeded: 997, Failed: 2, TimedOut: 1}, s, false, true, "3 devices failed or timed out"},
+		{"failures at the limit", Counts{Targeted: 1000, Succeeded: 998, Failed: 1, TimedOut: 1}, s, true, true, ""},
+		{"few devices: rate not judged", Counts{Targeted: 5, Succeeded: 3, Unreachable: 2}, s, true, false, "not judged"},
+		{"few devices: failures still count", Counts{Targeted: 5, Succeeded: 2, Failed: 3}, s, false, true, "maxFailures"},
+		{"unlimited failures", Counts{Targeted: 100, Succeeded: 99, Failed: 1}, plan.Success{MinSuccessRate: 0.9, MaxFailures: -1}, true, true, ""},
+		{"method errors are failures", Counts{Targeted: 100, Succeeded: 97, Failed: 3, MethodError: 3}, s, false, true, "maxFailures"},
+		{"nothing targeted", Counts{}, plan.Success{MinSuccessRate: 1, MaxFailures: 0}, true, false, ""},
+		{"100% required", Counts{Targeted: 20, Succeeded: 19, Unreachable: 1}, plan.Success{MinSuccessRate: 1, MaxFailures: -1, MinDevices: 1}, false, true, "95%"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Judge(tt.c, tt.s)
+			if v.Pass != tt.pass || v.Judged != tt.judged || !strings.Contains(v.Reason, tt.reason) {
+				t.Errorf("Judge(%+v) = %+v, want pass=%v judged=%v reason containing %q", tt.c, v, tt.pass, tt.judged, tt.reason)
+			}
+		})
+	}
+}
+
+func TestScheduleOpen(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip("no time zone data:", err)
+	}
+	weekNights := plan.Window{Days: []time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday},
+		Start: 2 * time.Hour, End: 5 * time.Hour, Location: berlin}
+	overnight := plan.Window{Days: []time.Weekday{time.Friday}, Start: 22 * time.Hour, End: 2 * time.Hour, Location: time.UTC}
+	utc := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		name string
+		s    *plan.Schedule
+		now  string
+		open bool
+		next string
+	}{
+		{"no schedule", nil, "2026-12-01T12:00:00Z", true, ""},
+		{"inside window (03:00 Berlin on a Tuesday)", &plan.Schedule{Windows: []plan.Window{weekNights}}, "2026-12-01T02:00:00Z", true, ""},
+		{"before window", &plan.Schedule{Windows: []plan.Window{weekNights}}, "2026-12-01T00:30:00Z", false, "2026-12-01T01:00:00Z"},
+		{"end is exclusive", &plan.Schedule{Windows: []plan.Window{weekNights}}, "2026-12-01T04:00:00Z", false, "2026-12-02T01:00:00Z"},
+		{"friday skips to monday", &plan.Schedule{Windows: []plan.Window{weekNights}}, "2026-12-04T02:00:00Z", false, "2026-12-07T01:00:00Z"},
+		{"summer time shifts UTC opening", &plan.Schedule{Windows: []plan.Window{weekNights}}, "2026-06-30T23:00:00Z", false, "2026-07-01T00:00:00Z"},
+		{"overnight window after midnight", &plan.Schedule{Windows: []plan.Window{overnight}}, "2026-12-05T01:00:00Z", true, ""},
+		{"overnight window closed saturday night", &plan.Schedule{Windows: []plan.Window{overnight}}, "2026-12-05T23:00:00Z", false, "2026-12-11T22:00:00Z"},
+		{"notBefore holds", &plan.Schedule{NotBefore: utc("2026-12-01T00:00:00Z")}, "2026-11-30T10:00:00Z", false, "2026-12-01T00:00:00Z"},
+		{"notBefore then window", &plan.Schedule{NotBefore: utc("2026-12-01T02:30:00Z"), Windows: []plan.Window{weekNights}}, "2026-11-20T10:00:00Z", false, "2026-12-01T02:30:00Z"},
+		{"notBefore after window closes", &plan.Schedule{NotBefore: utc("2026-12-01T05:00:00Z"), Windows: []plan.Window{weekNights}}, "2026-11-20T10:00:00Z", false, "2026-12-02T01:00:00Z"},
+		{"notBefore passed", &plan.Schedule{NotBefore: utc("2026-12-01T00:00:00Z")}, "2026-12-01T00:00:00Z", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			open, next := ScheduleOpen(tt.s, utc(tt.now))
+			var want time.Time
+			if tt.next != "" {
+				want = utc(tt.next)
+			}
+			if open != tt.open || !next.Equal(want) {
+				t.Errorf("ScheduleOpen at %s = %v, %v; want %v, %v", tt.now, open, next.UTC(), tt.open, want)
+			}
+		})
+	}
+}
+
+func TestJudgeVerify(t *testing.T) {
+	v := &plan.Verify{MinRate: 0.9, Within: time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name            string
+		v               *plan.Verify
+		match, total, n int
+		at              time.Duration
+		want            VerifyState
+	}{
+		{"no verify", nil, 0, 10, 1, 0, VerifyPass},
+		{"met", v, 9, 10, 1, 0, VerifyPass},
+		{"not yet", v, 5, 10, 1, 10 * time.Second, VerifyWait},
+		{"time up", v, 5, 10, 3, time.Minute, VerifyFail},
+		{"time up but first read", v, 5, 10, 1, 2 * time.Minute, VerifyWait},
+		{"met late", v, 10, 10, 5, 2 * time.Minute, VerifyPass},
+		{"no devices", v, 0, 0, 1, 0, VerifyPass},
+	}
+	for _, tt := range tests {
+		if got := JudgeVerify(tt.v, tt.match, tt.total, tt.n, t0, t0.Add(tt.at)); got != tt.want {
+			t.Errorf("%s: JudgeVerify = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSplitIn(t *testing.T) {
+	ids := make([]string, 2000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("device-%06d", i)
+	}
+	ids[7] = `it's\odd`
+	for _, max := range []int{100, 1000, 8192} {
+		ranges := SplitIn(ids, max)
+		next := 0
+		for _, r := range ranges {
+			if r[0] != next || r[1] <= r[0] {
+				t.Fatalf("max %d: ranges %v not contiguous", max, ranges)
+			}
+			next = r[1]
+			cond := InCondition(ids[r[0]:r[1]])
+			if len(cond) > max {
+				t.Fatalf("max %d: condition of %d chars", max, len(cond))
+			}
+			// Adding the next id would have passed max: ranges are as full as allowed.
+			if r[1] < len(ids) && len(InCondition(ids[r[0]:r[1]+1])) <= max {
+				t.Fatalf("max %d: range %v could hold one more id", max, r)
+			}
+		}
+		if next != len(ids) {
+			t.Fatalf("max %d: ranges end at %d", max, next)
+		}
+	}
+	if got := InCondition([]string{"a", `it's`}); got != `deviceId IN ['a','it\'s']` {
+		t.Errorf("InCondition = %s", got)
+	}
+}
+
+func TestJobID(t *testing.T) {
+	long := strings.Repeat("a", 40)
+	id := JobID(long, "0123456789abcdef", 'r', 999, 9999, 9999)
+	if len(id) > 64 {
+		t.Errorf("JobID is %d chars: %s", len(id), id)
+	}
+	if got := JobID("fw", "0123456789abcdef", 'w', 1, 2, 0); got != "fw-01234567-w1-2-0" {
+		t.Errorf("JobID = %s", got)
+	}
+}
+
+func TestNext(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	p := &plan.Plan{Name: "fw", Waves: []plan.Wave{
+		{Name: "canary"},
+		{Name: "eu", Approval: true, Bake: time.Minute, Verify: &plan.Verify{MinRate: 1, Within: time.Hour}},
+	}}
+	none := func(string) bool { return false }
+	all := func(string) bool { return true }
+	withWaves := func(st Status, ws ...Wave) *State { return &State{Status: st, Waves: ws} }
+	done := Wave{Status: StatusDone}
+	tests := []struct {
+		name     string
+		st       *State
+		approved func(string) bool
+		sched    *plan.Schedule
+		want     Step
+	}{
+		{"fresh", withWaves(StatusRunning, Wave{Status: StatusPending}, Wave{Status: StatusPending}), none, nil, Step{Kind: StepResolve}},
+		{"batch", withWaves(StatusRunning, Wave{Status: StatusRunning, Resolved: true, Batches: []Batch{{Status: StatusDone}, {Status: StatusRunning}}}, Wave{}), none, nil, Step{Kind: StepBatch, Batch: 1}},
+		{"wave gate", withWaves(StatusRunning, Wave{Status: StatusRunning, Resolved: true, Batches: []Batch{{Status: StatusDone}}}, Wave{}), none, nil, Step{Kind: StepWaveGate}},
+		{"finish without bake", withWaves(StatusRunning, Wave{Status: StatusBaking, BakeStart: t0}, Wave{}), none, nil, Step{Kind: StepFinishWave}},
+		{"approval", withWaves(StatusRunning, done, Wave{Status: StatusPending}), none, nil, Step{Kind: StepWaitApproval, Wave: 1}},
+		{"approved", withWaves(StatusRunning, done, Wave{Status: StatusPending}), all, nil, Step{Kind: StepResolve, Wave: 1}},
+		{"schedule", withWaves(StatusRunning, Wave{Status: StatusPending}, Wave{}), none, &plan.Schedule{NotBefore: t0.Add(time.Hour)}, Step{Kind: StepWaitSchedule, Until: t0.Add(time.Hour)}},
+		{"schedule does not stop a running wave", withWaves(StatusRunning, Wave{Status: StatusRunning, Resolved: true, Batches: []Batch{{}}}, Wave{}), none, &plan.Schedule{NotBefore: t0.Add(time.Hour)}, Step{Kind: StepBatch}},
+		{"verify", withWaves(StatusRunning, done, Wave{Status: StatusBaking, BakeStart: t0}), all, nil, Step{Kind: StepVerify, Wave: 1}},
+		{"bake", withWaves(StatusRunning, done, Wave{Status: StatusBaking, BakeStart: t0, VerifyOK: true}), all, nil, Step{Kind: StepWaitBake, Wave: 1, Until: t0.Add(time.Minute)}},
+		{"all done", withWaves(StatusRunning, done, done), all, nil, Step{Kind: StepDone}},
+		{"halted", withWaves(StatusHalted, done, Wave{}), all, nil, Step{Kind: StepHalted}},
+		{"rolling back", withWaves(StatusRollingBack, done, Wave{}), all, nil, Step{Kind: StepRollback}},
+		{"rollback requested", &State{Status: StatusRunning, Requested: true, Waves: []Wave{done, {}}}, all, nil, Step{Kind: StepRollback}},
+		{"rolled back", withWaves(StatusRolledBack, done, Wave{}), all, nil, Step{Kind: StepRolledBack}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pp := *p
+			pp.Schedule = tt.sched
+			if got := Next(&pp, tt.st, tt.approved, t0); got != tt.want {
+				t.Errorf("Next = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	// The bake waits only until it ends.
+	st := withWaves(StatusRunning, done, Wave{Status: StatusBaking, BakeStart: t0, VerifyOK: true})
+	if got := Next(p, st, all, t0.Add(time.Minute)); got.Kind != StepFinishWave {
+		t.Errorf("after the bake: %+v", got)
+	}
+}

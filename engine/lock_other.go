@@ -1,0 +1,11 @@
+//go:build !unix
+
+package engine
+
+import "os"
+
+// On platforms without flock(2) the lock is advisory only within one process; rollout's supported
+// platforms for unattended runs (cron, systemd) are Unix.
+func flock(f *os.File) error { return nil }
+
+func funlock(f *os.File) {}

@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// Status is where a rollout, wave or batch stands.
+type Status string
+
+// The statuses. A rollout goes pending → running → done, or ends halted or rolledBack; rollingBack is
+// recorded while a rollback runs so that it resumes after a crash.
+const (
+	StatusPending     Status = "pending"
+	StatusRunning     Status = "running"
+	StatusBaking      Status = "baking"
+	StatusDone        Status = "done"
+	StatusFailed      Status = "failed"
+	StatusHalted      Status = "halted"
+	StatusRollingBack Status = "rollingBack"
+	StatusRolledBack  Status = "rolledBack"
+)
+
+// State is the small, frequently rewritten part of a rollout's durable record: the rollout, its waves
+// and their batches. Device lists, twin snapshots, outcomes and approvals live in their own buckets so
+// that a step rewrites only what it changed.
+type State struct {
+	Name      string    `json:"name"`
+	PlanHash  string    `json:"planHash"`
+	PlanFile  string    `json:"planFile,omitempty"`
+	Kind      string    `json:"kind"` // "twinUpdate" or "directMethod"
+	Status    Status    `json:"status"`
+	Reason    string    `json:"reason,omitempty"` // why the rollout halted or rolled back
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
+	Waves     []Wave    `json:"waves"`
+	Rollback  *Progress `json:"rollback,omitempty"` // set once a rollback started
+	Requested bool      `json:"rollbackRequested,omitempty"`
+}
+
+// Wave is one wave's record.
+type Wave struct {
+	Name        string    `json:"name"`
+	Status      Status    `json:"status"`
+	Resolved    bool      `json:"resolved"` // devices resolved and stored under devices/<wave>
+	DeviceCount int       `json:"deviceCount"`
+	Started     time.Time `json:"started,omitzero"`
+	BakeStart   time.Time `json:"bakeStart,omitzero"` // the wave's end gate passed
+	Done        time.Time `json:"done,omitzero"`
+	VerifyReads int       `json:"verifyReads,omitempty"`
+	VerifyRate  float64   `json:"verifyRate,omitempty"`
+	VerifyOK    bool      `json:"verifyOK,omitempty"`
+	Batches     []Batch   `json:"batches,omitempty"`
+	Counts      Counts    `json:"counts"`
+}
+
+// Batch is one batch's record: a range of its wave's stored devices and the jobs that carry it.
+type Batch struct {
+	Start       int    `json:"start"` // index range [Start, End) into the wave's devices
+	End         int    `json:"end"`
+	Status      Status `json:"status"`
+	Snapshotted bool   `json:"snapshotted,omitempty"`
+	Jobs        []Job  `json:"jobs"`
+	Counts      Counts `json:"counts"`
+	RolledBack  bool   `json:"rolledBack,omitempty"`
+	// RollbackJobs carry the compensating direct method of a direct-method rollout.
+	RollbackJobs []Job `json:"rollbackJobs,omitempty"`
+}
+
+// Job is one IoT Hub job of a batch. Intent is written before the job is created; Created once the hub
+// accepted it (or already had it). A job with Intent but not Created may or may not exist on the hub, so
+// a resumed run asks the hub by id before creating it.
+type Job struct {
+	ID        string `json:"id"`
+	Start     int    `json:"start"` // index range [Start, End) into the wave's devices
+	End       int    `json:"end"`
+	Intent    bool   `json:"intent,omitempty"`
+	Created   bool   `json:"created,omitempty"`
+	Status    string `json:"status,omitempty"` // last job status seen
+	Collected bool   `json:"collected,omitempty"`
+	Counts    Counts `json:"counts"`
+}
+
+// Progress records a rollback: which wave and batch are next to undo, newest first.
+type Progress struct {
+	Started time.Time `json:"started"`
+	Done    bool      `json:"done"`
+	Devices int       `json:"devices"` // devices restored or compensated so far
+	Failed  int       `json:"failed"`  // devices whose restore or compensation failed
+}
+
+// Counts are device outcomes summed over a job, a batch or a wave.
+type Counts struct {
+	Targeted    int `json:"targeted"`
+	Succeeded   int `json:"succeeded"`
+	Failed      int `json:"failed"` // failed, method non-2xx included
+	TimedOut    int `json:"timedOut"`
+	Unreachable int `json:"unreachable"`
+	MethodError int `json:"methodError"` // part of Failed: answered with a non-2xx status
+}
+
+// Add returns c plus d.
+func (c Counts) Add(d Counts) Counts {
+	return Counts{c.Targeted + d.Targeted, c.Succeeded + d.Succeeded, c.Failed + d.Failed,
+		c.TimedOut + d.TimedOut, c.Unreachable + d.Unreachable, c.MethodError + d.MethodError}
+}
+
+// Outcome is what happened to one device.
+type Outcome string
+
+// The outcomes.
+const (
+	Succeeded   Outcome = "succeeded"
+	Failed      Outcome = "failed"
+	TimedOut    Outcome = "timedOut"
+	Unreachable Outcome = "unreachable"
+	MethodError Outcome = "methodError"
+)
+
+// DeviceOutcome is one device's recorded outcome. Twin rollouts record only devices that did not
+// succeed; the rest of a batch succeeded.
+type DeviceOutcome struct {
+	Outcome      Outcome `json:"o"`
+	Wave         int     `json:"w"`
+	Batch        int     `json:"b"`
+	MethodStatus int     `json:"s,omitempty"`
+	ErrorCode    string  `json:"e,omitempty"`
+}
+
+// Prior is one device's twin before the rollout changed it: for each patched path ("tags.a",
+// "properties.desired.firmware"), its JSON value, or Absent when the twin had no such property.
+type Prior map[string]PriorValue
+
+// PriorValue is a captured value; Absent distinguishes a missing property from JSON null.
+type PriorValue struct {
+	Absent bool            `json:"absent,omitempty"`
+	Value  json.RawMessage `json:"value,omitempty"`
+}
+
+// Approval records who released a wave's approval gate, and when.
+type Approval struct {
+	By string    `json:"by"`
+	At time.Time `json:"at"`
+}
+
+// Holder names the process that holds a rollout's lock.
+type Holder struct {
+	PID   int       `json:"pid"`
+	Host  string    `json:"host"`
+	Since time.Time `json:"since"`
+}
+
+// LockedError is returned by Store.Lock when another process holds the rollout.
+type LockedError struct {
+	Name   string
+	Holder Holder // zero when the holder could not be read
+}
+
+func (e *LockedError) Error() string {
+	if e.Holder.PID == 0 {
+		return fmt.Sprintf("rollout %s is being applied by another process", e.Name)
+	}
+	return fmt.Sprintf("rollout %s is being applied by pid %d on %s since %s", e.Name, e.Holder.PID,
+		e.Holder.Host, e.Holder.Since.UTC().Format(time.RFC3339))
+}
+
+// ErrNoState is returned by Store.Load when the rollout has never been applied.
+var ErrNoState = errors.New("no state for this rollout")
+
+// Buckets of a rollout's state file.
+var (
+	bucketState     = []byte("state")     // "state" → State; "devices/NNNNNN" → []string
+	bucketSnapshots = []byte("snapshots") // device id → Prior
+	bucketOutcomes  = []byte("outcomes")  // device id → DeviceOutcome
+	bucketApprovals = []byte("approvals") // wave name → Approval
+	keyState        = []byte("state")
+)
+
+// Store is one rollout's durable state: the file NAME.db under the state directory, a bbolt database.
+// bbolt was chosen over SQLite because it is pure Go (no cgo, so the binary stays static), every write
+// is one fsynced, all-or-nothing transaction with copy-on-write pages (a SIGKILL mid-write leaves the
+// previous commit intact), and the records are key/value documents that need no query language.
+//
+// The database is opened for each transaction and closed after it, so `rollout approve` and
+// `rollout status` can read and write while `rollout apply` runs; exclusion of concurrent applies is
+// the separate lock file (see Lock).
+type Store struct {
+	dir, name string
+}
+
+// OpenStore returns the store of rollout name under dir, creating dir (mode 0700) if needed. It does
+// not create the database file; the first Update does.
+func OpenStore(dir, name string) (*Store, error) {
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("invalid rollout name %q", name)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return &Store{dir: dir, name: name}, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return filepath.Join(s.dir, s.name+".db") }
+
+// Exists reports whether the rollout has state.
+func (s *Store) Exists() bool {
+	_, err := os.Stat(s.Path())
+	return err == nil
+}
+
+// Names lists the rollouts that have state under dir, sorted.
+func Names(dir string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(dir, "*.db"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range m {
+		names = append(names, strings.TrimSuffix(filepath.Base(p), ".db"))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (s *Store) open(readOnly bool) (*bbolt.DB, error) {
+	if readOnly && !s.Exists() {
+		return nil, ErrNoState
+	}
+	db, err := bbolt.Open(s.Path(), 0o600, &bbolt.Options{Timeout: 30 * time.Second, ReadOnly: readOnly})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", s.Path(), err)
+	}
+	return db, nil
+}
+
+// Tx is a transaction on a rollout's state.
+type Tx struct{ tx *bbolt.Tx }
+
+// Update runs fn in one write transaction: everything fn wrote is committed together, or nothing is.
+func (s *Store) Update(fn func(*Tx) error) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return fn(&Tx{tx})
+	})
+}
+
+// View runs fn in a read transaction. It returns ErrNoState when the rollout has no state file.
+func (s *Store) View(fn func(*Tx) error) error {
+	db, err := s.open(false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketState) == nil {
+			return ErrNoState
+		}
+		return fn(&Tx{tx})
+	})
+}
+
+// Load reads the rollout's State; ErrNoState when it was never applied.
+func (s *Store) Load() (*State, error) {
+	if !s.Exists() {
+		return nil, ErrNoState
+	}
+	var st *State
+	err := s.View(func(tx *Tx) error {
+		var err error
+		st, err = tx.State()
+		return err
+	})
+	return st, err
+}
+
+func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
+	if b == nil {
+		return false, nil
+	}
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("corrupt state record %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bbolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+// State reads the rollout record; ErrNoState when there is none.
+func (t *Tx) State() (*State, error) {
+	var st State
+	ok, err := getJSON(t.tx.Bucket(bucketState), keyState, &st)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNoState
+	}
+	return &st, nil
+}
+
+// PutState writes the rollout record.
+func (t *Tx) PutState(st *State) error { return putJSON(t.tx.Bucket(bucketState), keyState, st) }
+
+func devicesKey(wave int) []byte { return fmt.Appendf(nil, "devices/%06d", wave) }
+
+// Devices reads a wave's resolved devices (nil when not resolved).
+func (t *Tx) Devices(wave int) ([]string, error) {
+	var ids []string
+	_, err := getJSON(t.tx.Bucket(bucketState), devicesKey(wave), &ids)
+	return ids, err
+}
+
+// PutDevices stores a wave's resolved devices.
+func (t *Tx) PutDevices(wave int, ids []string) error {
+	return putJSON(t.tx.Bucket(bucketState), devicesKey(wave), ids)
+}
+
+// Snapshot reads a device's captured prior values; ok is false when none was captured.
+func (t *Tx) Snapshot(id string) (p Prior, ok bool, err error) {
+	ok, err = getJSON(t.tx.Bucket(bucketSnapshots), []byte(id), &p)
+	return p, ok, err
+}
+
+// PutSnapshot stores a device's prior values. A prior already stored is kept: the first capture is
+// the device's value before the rollout, and a resumed run must not overwrite it with a changed twin.
+func (t *Tx) PutSnapshot(id string, p Prior) error {
+	b := t.tx.Bucket(bucketSnapshots)
+	if b.Get([]byte(id)) != nil {
+		return nil
+	}
+	return putJSON(b, []byte(id), p)
+}
+
+// Outcome reads a device's recorded outcome.
+func (t *Tx) Outcome(id string) (o DeviceOutcome, ok bool, err error) {
+	ok, err = getJSON(t.tx.Bucket(bucketOutcomes), []byte(id), &o)
+	return o, ok, err
+}
+
+// PutOutcome stores a device's outcome.
+func (t *Tx) PutOutcome(id string, o DeviceOutcome) error {
+	return putJSON(t.tx.Bucket(bucketOutcomes), []byte(id), o)
+}
+
+// Approval reads a wave's approval.
+func (t *Tx) Approval(wave string) (a Approval, ok bool, err error) {
+	ok, err = getJSON(t.tx.Bucket(bucketApprovals), []byte(wave), &a)
+	return a, ok, err
+}
+
+// PutApproval stores a wave's approval.
+func (t *Tx) PutApproval(wave string, a Approval) error {
+	return putJSON(t.tx.Bucket(bucketApprovals), []byte(wave), a)
+}

@@ -1,0 +1,111 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStoreRoundTrip(t *testing.T) {
+	dir := t.TempDir() + "/state"
+	s, err := OpenStore(dir, "fw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); !errors.Is(err, ErrNoState) {
+		t.Fatalf("Load before any write = %v, want ErrNoState", err)
+	}
+	st := &State{Name: "fw", PlanHash: "abc", Status: StatusRunning, Waves: []Wave{{Name: "canary", Status: StatusRunning,
+		Batches: []Batch{{Start: 0, End: 2, Jobs: []Job{{ID: "fw-abc-w0-0-0", End: 2, Intent: true}}}}}}}
+	err = s.Update(func(tx *Tx) error {
+		if err := tx.PutState(st); err != nil {
+			return err
+		}
+		if err := tx.PutDevices(0, []string{"a", "b"}); err != nil {
+			return err
+		}
+		if err := tx.PutSnapshot("a", Prior{"tags.ring": {Absent: true}, "properties.desired.fw": {Value: json.RawMessage(`{"v":"1"}`)}}); err != nil {
+			return err
+		}
+		// A second capture never overwrites the first.
+		return tx.PutSnapshot("a", Prior{"tags.ring": {Value: json.RawMessage(`"changed"`)}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Waves[0].Batches[0].Jobs[0].ID != "fw-abc-w0-0-0" || !got.Waves[0].Batches[0].Jobs[0].Intent {
+		t.Errorf("state round trip lost the job: %+v", got)
+	}
+	err = s.View(func(tx *Tx) error {
+		ids, err := tx.Devices(0)
+		if err != nil || strings.Join(ids, ",") != "a,b" {
+			t.Errorf("Devices = %v, %v", ids, err)
+		}
+		p, ok, err := tx.Snapshot("a")
+		if err != nil || !ok || !p["tags.ring"].Absent || string(p["properties.desired.fw"].Value) != `{"v":"1"}` {
+			t.Errorf("Snapshot = %+v, %v, %v", p, ok, err)
+		}
+		if _, ok, _ := tx.Snapshot("b"); ok {
+			t.Error("snapshot of b exists")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	names, err := Names(dir)
+	if err != nil || len(names) != 1 || names[0] != "fw" {
+		t.Errorf("Names = %v, %v", names, err)
+	}
+	if _, err := OpenStore(dir, "../x"); err == nil {
+		t.Error("OpenStore accepted a path as name")
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir, "fw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	unlock, err := s.Lock(since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock locks are per open file description, so a second Lock in this process conflicts as a second
+	// process would.
+	_, err = s.Lock(since)
+	var le *LockedError
+	if !errors.As(err, &le) {
+		t.Fatalf("second Lock = %v, want *LockedError", err)
+	}
+	host, _ := os.Hostname()
+	if le.Holder.PID != os.Getpid() || le.Holder.Host != host || !le.Holder.Since.Equal(since) {
+		t.Errorf("holder = %+v", le.Holder)
+	}
+	if msg := le.Error(); !strings.Contains(msg, "pid") || !strings.Contains(msg, "2026-03-01T10:00:00Z") {
+		t.Errorf("message %q does not name the holder", msg)
+	}
+	unlock()
+	unlock2, err := s.Lock(since)
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	unlock2()
+}
+
