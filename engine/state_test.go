@@ -108,4 +108,3 @@ func TestLock(t *testing.T) {
 	}
 	unlock2()
 }
-
