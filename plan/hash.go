@@ -1,0 +1,125 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/iot-rollout/rollout/query"
+)
+
+// MaxNameLength is the longest plan name. Job ids (see JobID) are at most 64 characters and spend 24
+// of them on the hash, wave, batch and part, leaving 40 for the name.
+const MaxNameLength = 40
+
+// resolve finishes a checked plan: it stamps the canonical hash.
+func (l *loader) resolve(p *Plan) *Plan {
+	p.Hash = Hash(p)
+	return p
+}
+
+// Hash returns the hex SHA-256 of p's canonical form: the resolved plan (defaults merged, rates as
+// fractions, durations in nanoseconds, time zones by name, JSON objects with sorted keys) marshalled as
+// JSON. Reformatting the YAML, reordering keys, moving a value between defaults and a wave, or
+// writing a default out explicitly leave the hash unchanged; any edit that changes what the rollout
+// does changes it. Description and File are left out: they do not change what the rollout does.
+func Hash(p *Plan) string {
+	type window struct {
+		Days       []time.Weekday
+		Start, End time.Duration
+		Zone       string
+	}
+	type schedule struct {
+		NotBefore string
+		Windows   []window
+	}
+	canon := struct {
+		Version   int
+		Name      string
+		Fleet     string
+		Waves     []Wave
+		OnFailure FailurePolicy
+		Rollback  Rollback
+		Schedule  *schedule
+	}{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil}
+	if s := p.Schedule; s != nil {
+		cs := &schedule{}
+		if !s.NotBefore.IsZero() {
+			cs.NotBefore = s.NotBefore.UTC().Format(time.RFC3339Nano)
+		}
+		for _, w := range s.Windows {
+			zone := "UTC"
+			if w.Location != nil {
+				zone = w.Location.String()
+			}
+			cs.Windows = append(cs.Windows, window{w.Days, w.Start, w.End, zone})
+		}
+		canon.Schedule = cs
+	}
+	b, err := json.Marshal(canon)
+	if err != nil {
+		// Only a payload that is not JSON can fail here, and Load never produces one; hash its
+		// description instead so the result stays deterministic.
+		b = fmt.Appendf(nil, "%#v", canon)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// JobID returns the IoT Hub job id for a batch of a wave: the plan name, the first 8 hex digits of
+// the plan hash, the wave index (2 digits), the batch index (3 digits) and, when part > 0, a part
+// number, as in "thermostat-fw-2-4-0-1a2b3c4d-w00-b000" or "...-w03-b012-p2". Indexes are 0-based as
+// given. With a name of at most 40 characters, waves < 100, batches < 1000 and parts < 10000 the id
+// fits IoT Hub's 64 characters of letters, digits and '-'; larger indexes widen their field. The id is
+// deterministic, so a re-run after a crash finds the jobs it already created.
+func JobID(p *Plan, wave, batch, part int) string {
+	h := p.Hash
+	if len(h) > 8 {
+		h = h[:8]
+	}
+	id := fmt.Sprintf("%s-%s-w%02d-b%03d", p.Name, h, wave, batch)
+	if part > 0 {
+		id += fmt.Sprintf("-p%d", part)
+	}
+	return id
+}
+
+// Condition returns the IoT Hub condition selecting wave's devices: the fleet AND the wave's target AND
+// NOT (any earlier full wave's target), with "*" parts dropped. The fleet is not repeated inside the
+// NOT: for a device the fleet selects, NOT (fleet AND t) and NOT t agree, also under IoT Hub's
+// three-valued logic, and the query stays shorter.
+//
+// Two limits a caller must know. Earlier waves that took a percent sample (Percent < 100) are not
+// excluded, because a condition cannot name a sample: the engine must subtract the devices those waves
+// stored. And under IoT Hub's documented semantics NOT over an undefined property is undefined, so a
+// device lacking the property an earlier target tests (say, no tags.ring) is excluded from later
+// waves too; a wave's device set is therefore best resolved once and stored, as the engine does.
+//
+// Condition returns query.All{} when nothing restricts the wave. It panics when wave is out of range or
+// a condition does not parse, which cannot happen for a plan returned by Load.
+func (p *Plan) Condition(wave int) query.Expr {
+	parse := func(s string) query.Expr {
+		if isAll(s) || s == "" {
+			return query.All{}
+		}
+		e, err := query.ParseCondition(s)
+		if err != nil {
+			panic(fmt.Sprintf("plan: condition %q does not parse: %v", s, err))
+		}
+		return e
+	}
+	w := p.Waves[wave]
+	parts := []query.Expr{parse(p.Fleet), parse(w.Target)}
+	var earlier []query.Expr
+	for _, e := range p.Waves[:wave] {
+		if e.Percent >= 100 && !isAll(e.Target) {
+			earlier = append(earlier, parse(e.Target))
+		}
+	}
+	if len(earlier) > 0 {
+		parts = append(parts, query.Not(query.Or(earlier...)))
+	}
+	return query.And(parts...)
+}
