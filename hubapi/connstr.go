@@ -117,7 +117,9 @@ func checkHost(h string) error {
 }
 
 // valid reports whether cs came from ParseConnectionString.
-func (cs ConnectionString) valid() bool { return cs.key != nil && cs.HostName != "" && cs.KeyName != "" }
+func (cs ConnectionString) valid() bool {
+	return cs.key != nil && cs.HostName != "" && cs.KeyName != ""
+}
 
 // String gives the connection string with the key replaced by "<redacted>".
 func (cs ConnectionString) String() string {
@@ -130,7 +132,9 @@ func (cs ConnectionString) GoString() string {
 }
 
 // Format makes every fmt verb (%v, %+v, %s, %q, %#v ...) print the redacted form.
-func (cs ConnectionString) Format(f fmt.State, verb rune) { formatRedacted(f, verb, cs.String(), cs.GoString()) }
+func (cs ConnectionString) Format(f fmt.State, verb rune) {
+	formatRedacted(f, verb, cs.String(), cs.GoString())
+}
 
 // formatRedacted prints s for all verbs but %#v (gs) and %q (quoted s).
 func formatRedacted(f fmt.State, verb rune, s, gs string) {
