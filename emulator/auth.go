@@ -1,0 +1,116 @@
+package emulator
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// DevelopmentPolicyName and DevelopmentPolicyKey are the emulator's documented development credentials,
+// the way Azurite has a well-known storage account: they protect nothing and are meant to be published.
+// Override them with Options.PolicyName and Options.PolicyKey.
+const (
+	DevelopmentPolicyName = "iothubowner"
+	DevelopmentPolicyKey  = "cm9sbG91dC1lbXVsYXRvci1kZXZlbG9wbWVudC1rZXk="
+)
+
+// maxClockSkew is how far past its expiry a token is still accepted, as the C# SDK's parser allows.
+const maxClockSkew = 5 * time.Minute
+
+// authenticator verifies SAS tokens against the one shared access policy the emulator has (reference
+// iothub-rest.md §7.1).
+type authenticator struct {
+	policy string
+	key    []byte
+	hosts  map[string]bool // lower-case host names a token's sr may name
+	port   string          // the listening port; an sr with a port must name this one or 443
+	now    func() time.Time
+}
+
+// verify checks an Authorization header and returns nil or a 401 hub error. The error never echoes the
+// token.
+func (a *authenticator) verify(header string) error {
+	deny := func(msg string) error { return hubErr(hubapi.CodeIotHubUnauthorizedAccess, "%s", msg) }
+	scheme, rest, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if header == "" {
+		return deny("Missing authorization header")
+	}
+	if !ok || scheme != "SharedAccessSignature" {
+		return deny("Only SharedAccessSignature authorization is supported by the emulator")
+	}
+	fields := map[string]string{}
+	for _, part := range strings.Split(strings.TrimSpace(rest), "&") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return deny("Malformed SharedAccessSignature")
+		}
+		fields[k] = v
+	}
+	sr, sigEnc, se, skn := fields["sr"], fields["sig"], fields["se"], fields["skn"]
+	if sr == "" || sigEnc == "" || se == "" {
+		return deny("Malformed SharedAccessSignature: sr, sig and se are required")
+	}
+	name, err := url.QueryUnescape(skn)
+	if err != nil || name != a.policy {
+		return deny("The shared access policy named in the token does not exist")
+	}
+	sig, err := url.QueryUnescape(sigEnc)
+	if err != nil {
+		return deny("Malformed signature")
+	}
+	got, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil {
+		return deny("Malformed signature")
+	}
+	mac := hmac.New(sha256.New, a.key)
+	mac.Write([]byte(sr + "\n" + se))
+	if subtle.ConstantTimeCompare(mac.Sum(nil), got) != 1 {
+		return deny("The token's signature is not valid for the shared access policy")
+	}
+	exp, err := strconv.ParseInt(se, 10, 64)
+	if err != nil {
+		return deny("Malformed expiry")
+	}
+	if a.now().Add(-maxClockSkew).Unix() > exp {
+		return deny("The SharedAccessSignature token has expired")
+	}
+	res, err := url.QueryUnescape(sr)
+	if err != nil || !a.hostMatches(res) {
+		return deny("The token's resource does not name this hub")
+	}
+	return nil
+}
+
+// hostMatches reports whether a token's resource names this hub: a host name we answer to, with or
+// without our port, optionally followed by a path (hub-level tokens cover every path).
+func (a *authenticator) hostMatches(res string) bool {
+	res = strings.ToLower(res)
+	res = strings.TrimPrefix(strings.TrimPrefix(res, "https://"), "http://")
+	hostport, _, _ := strings.Cut(res, "/")
+	host, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, port = h, p
+	}
+	if port != "" && port != a.port && port != "443" {
+		return false
+	}
+	return a.hosts[strings.Trim(host, "[]")]
+}
+
+// signToken makes a SAS token for the policy, for connection strings' users and tests.
+func signToken(host, policy string, key []byte, expiry time.Time) string {
+	sr := url.QueryEscape(host)
+	se := strconv.FormatInt(expiry.Unix(), 10)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(sr + "\n" + se))
+	sig := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return "SharedAccessSignature sr=" + sr + "&sig=" + url.QueryEscape(sig) + "&se=" + se + "&skn=" + url.QueryEscape(policy)
+}

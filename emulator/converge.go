@@ -1,0 +1,109 @@
+package emulator
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// converger makes simulated devices report their desired values back after their behaviour's delay. It
+// keeps one min-heap of due times and one goroutine, not a goroutine or timer per device.
+type converger struct {
+	st   *store
+	mu   sync.Mutex
+	h    convHeap
+	wake chan struct{}
+}
+
+type convItem struct {
+	due int64 // unix nanoseconds
+	dev *device
+	ver int64 // desired version the report answers; stale items are skipped
+}
+
+type convHeap []convItem
+
+func (h convHeap) Len() int           { return len(h) }
+func (h convHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h convHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *convHeap) Push(x any)        { *h = append(*h, x.(convItem)) }
+func (h *convHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func newConverger(st *store) *converger {
+	return &converger{st: st, wake: make(chan struct{}, 1)}
+}
+
+// schedule is called with the store's lock held after d's desired properties changed. Offline devices
+// and those in their group's converge-failure share never report.
+func (c *converger) schedule(d *device) {
+	if d.flags&(flagOffline|flagConvergeFailure) != 0 || d.disabled {
+		return
+	}
+	due := time.Now().Add(d.beh.ConvergeDelay).UnixNano()
+	c.mu.Lock()
+	heap.Push(&c.h, convItem{due: due, dev: d, ver: d.desiredVer})
+	first := c.h[0].dev == d && c.h[0].due == due
+	c.mu.Unlock()
+	if first {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run reports due devices until done is closed.
+func (c *converger) run(done <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var memo reportMemo
+	for {
+		now := time.Now().UnixNano()
+		var due []convItem
+		c.mu.Lock()
+		for len(c.h) > 0 && c.h[0].due <= now && len(due) < 10000 {
+			due = append(due, heap.Pop(&c.h).(convItem))
+		}
+		next := time.Hour
+		if len(c.h) > 0 {
+			next = time.Duration(c.h[0].due - now)
+		}
+		c.mu.Unlock()
+		if len(due) > 0 {
+			c.st.mu.Lock()
+			for _, it := range due {
+				if it.dev.deleted || it.dev.desiredVer != it.ver || it.dev.offline() {
+					continue
+				}
+				c.st.report(it.dev, &memo, now)
+			}
+			c.st.mu.Unlock()
+			continue
+		}
+		timer.Reset(max(next, 0))
+		select {
+		case <-done:
+			return
+		case <-c.wake:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// pending is the number of reports still due.
+func (c *converger) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.h)
+}

@@ -1,0 +1,135 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// cursor is a stored query result. Continuation tokens name a cursor and an offset into it, so paging
+// never re-runs the query, and a page can be fetched again with the same token.
+type cursor struct {
+	id       string
+	itemType string
+	n        int
+	render   func(b []byte, from, to int) []byte // appends items [from, to) separated by commas
+	lastUsed atomic64
+}
+
+type atomic64 struct {
+	mu sync.Mutex
+	v  int64
+}
+
+func (a *atomic64) set(v int64) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
+func (a *atomic64) get() int64  { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
+
+// Cursor limits: idle cursors expire, and the oldest are dropped past maxCursors.
+const (
+	cursorIdle = 10 * time.Minute
+	maxCursors = 1000
+)
+
+type cursorStore struct {
+	mu    sync.Mutex
+	byID  map[string]*cursor
+	order []string
+}
+
+func newCursorStore() *cursorStore { return &cursorStore{byID: map[string]*cursor{}} }
+
+func (cs *cursorStore) add(c *cursor) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	c.id = hex.EncodeToString(b[:])
+	c.lastUsed.set(time.Now().UnixNano())
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.byID[c.id] = c
+	cs.order = append(cs.order, c.id)
+	for len(cs.byID) > maxCursors {
+		delete(cs.byID, cs.order[0])
+		cs.order = cs.order[1:]
+	}
+}
+
+func (cs *cursorStore) get(id string) *cursor {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c := cs.byID[id]
+	if c != nil {
+		c.lastUsed.set(time.Now().UnixNano())
+	}
+	return c
+}
+
+func (cs *cursorStore) expireLoop(done <-chan struct{}) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		cut := time.Now().Add(-cursorIdle).UnixNano()
+		cs.mu.Lock()
+		keep := cs.order[:0]
+		for _, id := range cs.order {
+			c := cs.byID[id]
+			if c == nil {
+				continue
+			}
+			if c.lastUsed.get() < cut {
+				delete(cs.byID, id)
+				continue
+			}
+			keep = append(keep, id)
+		}
+		cs.order = keep
+		cs.mu.Unlock()
+	}
+}
+
+// serveFirstPage stores c when it has more than one page and answers its first page.
+func (s *Server) serveFirstPage(w http.ResponseWriter, c *cursor, pageSize int) error {
+	if c.n > pageSize {
+		s.cursors.add(c)
+	}
+	return s.writePage(w, c, 0, pageSize)
+}
+
+// servePage answers the page a continuation token names.
+func (s *Server) servePage(w http.ResponseWriter, token string, pageSize int) error {
+	id, off, ok := strings.Cut(token, ".")
+	from, err := strconv.Atoi(off)
+	c := s.cursors.get(id)
+	if !ok || err != nil || c == nil || from < 0 || from > c.n {
+		return hubErr(hubapi.CodeArgumentInvalid, "The continuation token is invalid or has expired; run the query again")
+	}
+	return s.writePage(w, c, from, pageSize)
+}
+
+func (s *Server) writePage(w http.ResponseWriter, c *cursor, from, pageSize int) error {
+	to := min(from+pageSize, c.n)
+	b := make([]byte, 0, 1024*(to-from)+2)
+	b = append(b, '[')
+	b = c.render(b, from, to)
+	b = append(b, ']')
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set(hubapi.HeaderItemType, c.itemType)
+	if to < c.n {
+		// The header is absent on the last page: the Node SDK loops forever on an empty one.
+		h.Set(hubapi.HeaderContinuation, c.id+"."+strconv.Itoa(to))
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	return nil
+}

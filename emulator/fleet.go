@@ -1,0 +1,415 @@
+package emulator
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Fleet is a parsed fleet file: generated groups of devices that share tags, properties and behaviour,
+// plus explicitly written twins.
+type Fleet struct {
+	Name     string   // the file name, for messages
+	Defaults Behavior // behaviour of explicit devices without their own and of devices created at run time
+	Groups   []Group
+	Devices  []DeviceSpec
+}
+
+// Group is a generated group of Count devices named IDPrefix followed by a zero-padded index of at least
+// four digits (canary-0000 ... canary-0019).
+type Group struct {
+	Name     string
+	IDPrefix string
+	Count    int
+	Tags     map[string]any
+	Desired  map[string]any
+	Reported map[string]any
+	Behavior Behavior
+}
+
+// DeviceSpec is an explicit twin of a fleet file.
+type DeviceSpec struct {
+	DeviceID        string
+	Status          string // "enabled" (default) or "disabled"
+	StatusReason    string
+	ConnectionState string // "Disconnected" makes the device offline whatever its behaviour says
+	ModelID         string
+	IoTEdge         bool
+	Tags            map[string]any
+	Desired         map[string]any
+	Reported        map[string]any
+	Behavior        Behavior
+}
+
+// Behavior says how simulated devices act. Shares are fractions in [0, 1]; a share of a generated group
+// selects exactly round(share × count) of its devices, the ones with the smallest hash of id and seed, so
+// the same devices are chosen on every run.
+type Behavior struct {
+	Offline         float64       // share of devices that are disconnected
+	MethodFailure   float64       // share that answer direct methods with status 500
+	MethodTimeout   float64       // share that never answer direct methods (the hub answers 504101)
+	MethodLatency   time.Duration // how long the others take to answer
+	ConvergeDelay   time.Duration // after a desired change, report the desired values back after this
+	ConvergeFailure float64       // share that never report desired values back
+}
+
+// DefaultBehavior is how a device behaves when nothing says otherwise: online, answering methods at once
+// with 200, reporting desired values back after a second.
+var DefaultBehavior = Behavior{ConvergeDelay: time.Second}
+
+// MaxFleetDevices bounds the devices one fleet file may generate, so that a typo cannot exhaust memory.
+const MaxFleetDevices = 20_000_000
+
+// LoadFleet reads and parses a fleet file.
+func LoadFleet(path string) (*Fleet, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	return ParseFleet(path, data)
+}
+
+type fleetFile struct {
+	Defaults *struct {
+		Behavior *behaviorYAML `yaml:"behavior"`
+	} `yaml:"defaults"`
+	Groups  []groupYAML  `yaml:"groups"`
+	Devices []deviceYAML `yaml:"devices"`
+}
+
+type groupYAML struct {
+	Name     string         `yaml:"name"`
+	Count    *int           `yaml:"count"`
+	IDPrefix *string        `yaml:"idPrefix"`
+	Tags     map[string]any `yaml:"tags"`
+	Desired  map[string]any `yaml:"desired"`
+	Reported map[string]any `yaml:"reported"`
+	Behavior *behaviorYAML  `yaml:"behavior"`
+	line     int
+}
+
+func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
+	type plain groupYAML
+	if err := decodeStrict(n, (*plain)(g)); err != nil {
+		return err
+	}
+	g.line = n.Line
+	return nil
+}
+
+type deviceYAML struct {
+	DeviceID        string `yaml:"deviceId"`
+	Status          string `yaml:"status"`
+	StatusReason    string `yaml:"statusReason"`
+	ConnectionState string `yaml:"connectionState"`
+	ModelID         string `yaml:"modelId"`
+	Capabilities    *struct {
+		IoTEdge bool `yaml:"iotEdge"`
+	} `yaml:"capabilities"`
+	AuthenticationType string         `yaml:"authenticationType"`
+	Tags               map[string]any `yaml:"tags"`
+	Properties         *struct {
+		Desired  map[string]any `yaml:"desired"`
+		Reported map[string]any `yaml:"reported"`
+	} `yaml:"properties"`
+	Behavior *behaviorYAML `yaml:"behavior"`
+	line     int
+}
+
+func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
+	type plain deviceYAML
+	if err := decodeStrict(n, (*plain)(d)); err != nil {
+		return err
+	}
+	d.line = n.Line
+	return nil
+}
+
+type behaviorYAML struct {
+	Offline       *share    `yaml:"offline"`
+	MethodFailure *share    `yaml:"methodFailure"`
+	MethodTimeout *share    `yaml:"methodTimeout"`
+	MethodLatency *duration `yaml:"methodLatency"`
+	Converge      *struct {
+		Delay   *duration `yaml:"delay"`
+		Failure *share    `yaml:"failure"`
+	} `yaml:"converge"`
+}
+
+// apply overrides b's fields with those the YAML sets.
+func (y *behaviorYAML) apply(b Behavior) Behavior {
+	if y == nil {
+		return b
+	}
+	if y.Offline != nil {
+		b.Offline = float64(*y.Offline)
+	}
+	if y.MethodFailure != nil {
+		b.MethodFailure = float64(*y.MethodFailure)
+	}
+	if y.MethodTimeout != nil {
+		b.MethodTimeout = float64(*y.MethodTimeout)
+	}
+	if y.MethodLatency != nil {
+		b.MethodLatency = time.Duration(*y.MethodLatency)
+	}
+	if y.Converge != nil {
+		if y.Converge.Delay != nil {
+			b.ConvergeDelay = time.Duration(*y.Converge.Delay)
+		}
+		if y.Converge.Failure != nil {
+			b.ConvergeFailure = float64(*y.Converge.Failure)
+		}
+	}
+	return b
+}
+
+// share is a fraction written as a percentage ("5%", "0.5%") or as a plain fraction in [0, 1].
+type share float64
+
+func (s *share) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseShare(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: %q is not a share: write a percentage such as 5%%", n.Line, n.Value)
+	}
+	*s = share(v)
+	return nil
+}
+
+// ParseShare reads a share written as a percentage ("5%") or a fraction in [0, 1] ("0.05").
+func ParseShare(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	pct := strings.HasSuffix(s, "%")
+	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
+	if err != nil || math.IsNaN(v) {
+		return 0, fmt.Errorf("%q is not a share: write a percentage such as 5%%", s)
+	}
+	if pct {
+		v /= 100
+	}
+	if v < 0 || v > 1 {
+		return 0, fmt.Errorf("share %q is outside 0%%..100%%", s)
+	}
+	return v, nil
+}
+
+// duration is a Go duration string ("20ms", "2s"); a bare 0 is allowed.
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Value == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as 20ms or 2s", n.Line, n.Value)
+	}
+	*d = duration(v)
+	return nil
+}
+
+func decodeStrict(n *yaml.Node, v any) error {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	if err := enc.Encode(n); err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(&buf)
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		// Line numbers of the re-encoded node are relative to it; point at the node instead.
+		return fmt.Errorf("line %d: %s", n.Line, stripYAMLLine(err.Error()))
+	}
+	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line \d+: `)
+
+func stripYAMLLine(s string) string {
+	s = strings.TrimPrefix(s, "yaml: ")
+	s = strings.TrimPrefix(s, "unmarshal errors:\n  ")
+	return yamlLineRE.ReplaceAllString(s, "")
+}
+
+var idPrefixRE = regexp.MustCompile(`^[A-Za-z0-9\-:.+%_#*?!(),=@;$']*$`)
+
+// ParseFleet parses a fleet file's contents; name is used in error messages.
+func ParseFleet(name string, data []byte) (*Fleet, error) {
+	var ff fleetFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&ff); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	f := &Fleet{Name: name, Defaults: DefaultBehavior}
+	if ff.Defaults != nil {
+		f.Defaults = ff.Defaults.Behavior.apply(DefaultBehavior)
+	}
+	fail := func(line int, format string, args ...any) error {
+		return fmt.Errorf("%s:%d: %s", name, line, fmt.Sprintf(format, args...))
+	}
+	total := 0
+	names := map[string]bool{}
+	for _, g := range ff.Groups {
+		if g.Name == "" {
+			return nil, fail(g.line, "group has no name")
+		}
+		if names[g.Name] {
+			return nil, fail(g.line, "group %q is defined twice", g.Name)
+		}
+		names[g.Name] = true
+		if g.Count == nil || *g.Count < 0 {
+			return nil, fail(g.line, "group %q needs a count of zero or more devices", g.Name)
+		}
+		total += *g.Count
+		if total > MaxFleetDevices {
+			return nil, fail(g.line, "the fleet has more than %d devices", MaxFleetDevices)
+		}
+		prefix := g.Name + "-"
+		if g.IDPrefix != nil {
+			prefix = *g.IDPrefix
+		}
+		if !idPrefixRE.MatchString(prefix) || len(prefix) > 100 {
+			return nil, fail(g.line, "group %q: idPrefix %q has characters a device id cannot hold", g.Name, prefix)
+		}
+		grp := Group{Name: g.Name, IDPrefix: prefix, Count: *g.Count, Behavior: g.Behavior.apply(f.Defaults)}
+		var err error
+		if grp.Tags, err = normalizeSection(g.Tags, maxTagsBytes); err != nil {
+			return nil, fail(g.line, "group %q: tags: %v", g.Name, err)
+		}
+		if grp.Desired, err = normalizeSection(g.Desired, maxPropsBytes); err != nil {
+			return nil, fail(g.line, "group %q: desired: %v", g.Name, err)
+		}
+		if grp.Reported, err = normalizeSection(g.Reported, maxPropsBytes); err != nil {
+			return nil, fail(g.line, "group %q: reported: %v", g.Name, err)
+		}
+		f.Groups = append(f.Groups, grp)
+	}
+	for _, d := range ff.Devices {
+		if err := validDeviceID(d.DeviceID); err != nil {
+			return nil, fail(d.line, "%v", err)
+		}
+		spec := DeviceSpec{DeviceID: d.DeviceID, Status: d.Status, StatusReason: d.StatusReason,
+			ConnectionState: d.ConnectionState, ModelID: d.ModelID, Behavior: d.Behavior.apply(f.Defaults)}
+		switch spec.Status {
+		case "":
+			spec.Status = "enabled"
+		case "enabled", "disabled":
+		default:
+			return nil, fail(d.line, "device %q: status %q is not enabled or disabled", d.DeviceID, d.Status)
+		}
+		switch spec.ConnectionState {
+		case "", "Connected", "Disconnected":
+		default:
+			return nil, fail(d.line, "device %q: connectionState %q is not Connected or Disconnected", d.DeviceID, d.ConnectionState)
+		}
+		if d.Capabilities != nil {
+			spec.IoTEdge = d.Capabilities.IoTEdge
+		}
+		var err error
+		if spec.Tags, err = normalizeSection(d.Tags, maxTagsBytes); err != nil {
+			return nil, fail(d.line, "device %q: tags: %v", d.DeviceID, err)
+		}
+		if d.Properties != nil {
+			if spec.Desired, err = normalizeSection(d.Properties.Desired, maxPropsBytes); err != nil {
+				return nil, fail(d.line, "device %q: desired: %v", d.DeviceID, err)
+			}
+			if spec.Reported, err = normalizeSection(d.Properties.Reported, maxPropsBytes); err != nil {
+				return nil, fail(d.line, "device %q: reported: %v", d.DeviceID, err)
+			}
+		}
+		f.Devices = append(f.Devices, spec)
+	}
+	// Duplicate ids, explicit or generated, are found when the registry is built (see newStore): checking
+	// here would mean generating every id twice.
+	return f, nil
+}
+
+// normalizeSection turns a YAML-decoded object into encoding/json shapes (float64 numbers,
+// map[string]any objects) and checks it against the twin rules.
+func normalizeSection(m map[string]any, limit int) (map[string]any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	v, err := normalizeYAML(m)
+	if err != nil {
+		return nil, err
+	}
+	out := v.(map[string]any)
+	if err := validateSection(out, false, limit); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func normalizeYAML(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, bool, float64:
+		return x, nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case uint64:
+		return float64(x), nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := normalizeYAML(e)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("key %v is not a string", k)
+			}
+			n, err := normalizeYAML(e)
+			if err != nil {
+				return nil, err
+			}
+			out[ks] = n
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := normalizeYAML(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano), nil
+	default:
+		return nil, fmt.Errorf("value %v of type %T cannot be stored in a twin", x, x)
+	}
+}
+
+// groupIDWidth is the zero-padded width of a group's index: at least four digits.
+func groupIDWidth(count int) int {
+	w := len(strconv.Itoa(max(count-1, 0)))
+	return max(w, 4)
+}
+
+// GroupDeviceID is the id of the i-th device of a group.
+func GroupDeviceID(g *Group, i int) string {
+	return fmt.Sprintf("%s%0*d", g.IDPrefix, groupIDWidth(g.Count), i)
+}

@@ -1,0 +1,70 @@
+package emulator
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// invoke simulates a direct method call on a device, alone or from a job. An offline (or disabled)
+// device is waited for during connectTimeoutInSeconds and then answers 404103 DeviceNotOnline; a device in
+// its group's timeout share, or whose latency exceeds responseTimeoutInSeconds, answers 504101
+// GatewayTimeout after the response timeout; one in the failure share answers status 500; the others
+// answer 200 echoing the request payload after their latency.
+func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceMethod) (*hubapi.MethodResult, error) {
+	s.store.mu.Lock()
+	if d.deleted {
+		s.store.mu.Unlock()
+		return nil, hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
+	}
+	d.methodCalls++
+	flags, disabled, beh, id := d.flags, d.disabled, d.beh, d.id
+	if flags&flagOffline == 0 && !disabled {
+		d.methodCallsDelivered++
+		d.lastActivity = time.Now().UnixNano()
+	}
+	s.store.mu.Unlock()
+
+	sleep := func(dur time.Duration) error {
+		if dur <= 0 {
+			return nil
+		}
+		t := time.NewTimer(dur)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return hubErr(hubapi.CodeServiceUnavailable, "The emulator is shutting down")
+		}
+	}
+	if flags&flagOffline != 0 || disabled {
+		if err := sleep(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
+			return nil, err
+		}
+		return nil, hubErr(hubapi.CodeDeviceNotOnline, "Timed out waiting for device to connect.")
+	}
+	respTimeout := time.Duration(m.ResponseTimeoutInSeconds) * time.Second
+	if flags&flagMethodTimeout != 0 || beh.MethodLatency > respTimeout {
+		if err := sleep(respTimeout); err != nil {
+			return nil, err
+		}
+		return nil, hubErr(hubapi.CodeGatewayTimeout, "Timed out waiting for the response from device.")
+	}
+	if err := sleep(beh.MethodLatency); err != nil {
+		return nil, err
+	}
+	if flags&flagMethodFailure != 0 {
+		payload, _ := json.Marshal(map[string]any{"error": "simulated failure", "deviceId": id, "methodName": m.MethodName})
+		return &hubapi.MethodResult{Status: 500, Payload: payload}, nil
+	}
+	payload := m.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	return &hubapi.MethodResult{Status: 200, Payload: payload}, nil
+}

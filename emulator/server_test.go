@@ -1,0 +1,337 @@
+package emulator_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/emulator/emulatortest"
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+const smallFleet = "testdata/small.yaml"
+
+func start(tb testing.TB, opts emulator.Options) *emulator.Server {
+	tb.Helper()
+	return emulatortest.Start(tb, smallFleet, opts)
+}
+
+func do(tb testing.TB, s *emulator.Server, method, path, body string, hdr ...string) (*http.Response, []byte) {
+	tb.Helper()
+	h := http.Header{}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		h.Set(hdr[i], hdr[i+1])
+	}
+	return emulatortest.Do(tb, s, method, path, body, h)
+}
+
+// wantError checks a hub error: status, iothub-errorcode header and shape A body.
+func wantError(tb testing.TB, resp *http.Response, body []byte, status int, code string) {
+	tb.Helper()
+	if resp.StatusCode != status {
+		tb.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if got := resp.Header.Get("iothub-errorcode"); got != code {
+		tb.Errorf("iothub-errorcode %q, want %q", got, code)
+	}
+	var eb hubapi.ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil {
+		tb.Fatalf("error body %s: %v", body, err)
+	}
+	if !strings.HasPrefix(eb.Message, "ErrorCode:"+code+";") {
+		tb.Errorf("Message %q does not start with ErrorCode:%s;", eb.Message, code)
+	}
+	if !strings.HasPrefix(eb.ExceptionMessage, "Tracking ID:") {
+		tb.Errorf("ExceptionMessage %q has no tracking id", eb.ExceptionMessage)
+	}
+}
+
+func decodeTwin(tb testing.TB, body []byte) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		tb.Fatalf("twin %s: %v", body, err)
+	}
+	return m
+}
+
+func path(m map[string]any, keys ...string) any {
+	var v any = m
+	for _, k := range keys {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+func TestGetTwin(t *testing.T) {
+	s := start(t, emulator.Options{})
+	resp, body := do(t, s, "GET", "/twins/Device-1", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	tw := decodeTwin(t, body)
+	for _, c := range []struct {
+		keys []string
+		want any
+	}{
+		{[]string{"deviceId"}, "Device-1"},
+		{[]string{"etag"}, "AAAAAAAAAAE="},
+		{[]string{"version"}, 1.0},
+		{[]string{"status"}, "enabled"},
+		{[]string{"connectionState"}, "Connected"},
+		{[]string{"tags", "building"}, "43"},
+		{[]string{"properties", "desired", "mode"}, "eco"},
+		{[]string{"properties", "desired", "$version"}, 1.0},
+		{[]string{"properties", "reported", "firmware", "version"}, "1.0.0"},
+	} {
+		if got := path(tw, c.keys...); got != c.want {
+			t.Errorf("%v = %v, want %v", c.keys, got, c.want)
+		}
+	}
+	if path(tw, "properties", "desired", "$metadata", "$lastUpdated") == nil {
+		t.Errorf("no desired $metadata.$lastUpdated in %s", body)
+	}
+	if path(tw, "properties", "desired", "$metadata", "mode", "$lastUpdatedVersion") != 1.0 {
+		t.Errorf("no $lastUpdatedVersion for mode in %s", body)
+	}
+}
+
+func TestTwinPatchEtagsAndVersions(t *testing.T) {
+	s := start(t, emulator.Options{})
+	resp, body := do(t, s, "PATCH", "/twins/Device-1", `{"tags":{"ring":"lab","building":null},"properties":{"desired":{"fw":{"version":"2.4.0"}}}}`, "If-Match", `"AAAAAAAAAAE="`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	tw := decodeTwin(t, body)
+	if tw["etag"] != "AAAAAAAAAAI=" || tw["version"] != 2.0 {
+		t.Errorf("etag %v version %v, want AAAAAAAAAAI= and 2", tw["etag"], tw["version"])
+	}
+	if path(tw, "tags", "building") != nil || path(tw, "tags", "ring") != "lab" {
+		t.Errorf("tags %v: want building removed and ring lab", tw["tags"])
+	}
+	if path(tw, "properties", "desired", "mode") != "eco" || path(tw, "properties", "desired", "fw", "version") != "2.4.0" {
+		t.Errorf("desired %v: want mode kept and fw added", path(tw, "properties", "desired"))
+	}
+	if path(tw, "properties", "desired", "$version") != 2.0 {
+		t.Errorf("desired $version %v, want 2", path(tw, "properties", "desired", "$version"))
+	}
+	// The old etag is stale now.
+	resp, body = do(t, s, "PATCH", "/twins/Device-1", `{"tags":{"x":"y"}}`, "If-Match", `"AAAAAAAAAAE="`)
+	wantError(t, resp, body, 412, "PreconditionFailed")
+	// Unconditional forms.
+	for _, im := range []string{"*", `"*"`, ""} {
+		resp, body = do(t, s, "PATCH", "/twins/Device-1", `{"tags":{"x":"y"}}`, "If-Match", im)
+		if resp.StatusCode != 200 {
+			t.Errorf("If-Match %q: status %d: %s", im, resp.StatusCode, body)
+		}
+	}
+	// PUT replaces tags and desired wholesale.
+	resp, body = do(t, s, "PUT", "/twins/Device-1", `{"tags":{"only":"this"},"properties":{"desired":{"a":1}}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT status %d: %s", resp.StatusCode, body)
+	}
+	tw = decodeTwin(t, body)
+	if tags := tw["tags"].(map[string]any); len(tags) != 1 || tags["only"] != "this" {
+		t.Errorf("tags after PUT %v", tags)
+	}
+	if path(tw, "properties", "desired", "mode") != nil || path(tw, "properties", "desired", "a") != 1.0 {
+		t.Errorf("desired after PUT %v", path(tw, "properties", "desired"))
+	}
+}
+
+func TestConvergence(t *testing.T) {
+	s := start(t, emulator.Options{})
+	resp, body := do(t, s, "PATCH", "/twins/eu-0001", `{"properties":{"desired":{"fw":{"version":"9"}}}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = do(t, s, "GET", "/twins/eu-0001", "")
+		tw := decodeTwin(t, body)
+		if path(tw, "properties", "reported", "fw", "version") == "9" {
+			if path(tw, "properties", "reported", "$version") != 2.0 {
+				t.Errorf("reported $version %v, want 2", path(tw, "properties", "reported", "$version"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device never reported the desired value: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ds, ok := s.DeviceStats("eu-0001"); !ok || ds.TwinPatches != 1 || ds.Reports != 1 {
+		t.Errorf("stats %+v, want 1 patch and 1 report", ds)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s := start(t, emulator.Options{})
+	cs, _ := hubapi.ParseConnectionString(s.ConnectionString())
+	expired := cs.SASToken(time.Now().Add(-time.Hour))
+	wrongKey, _ := hubapi.ParseConnectionString("HostName=127.0.0.1;SharedAccessKeyName=iothubowner;SharedAccessKey=d3Jvbmcta2V5LXdyb25nLWtleQ==")
+	big := `{"tags":{"big":"` + strings.Repeat("x", 4000) + `","big2":"` + strings.Repeat("y", 4000) + `","big3":"` + strings.Repeat("z", 1000) + `"}}`
+	for _, c := range []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		code                     string
+	}{
+		{"malformed json", "PATCH", "/twins/Device-1", `{"tags":`, nil, 400, "IotHubFormatError"},
+		{"wrong type", "PATCH", "/twins/Device-1", `{"tags":"x"}`, nil, 400, "ArgumentInvalid"},
+		{"dotted name", "PATCH", "/twins/Device-1", `{"tags":{"a.b":1}}`, nil, 400, "ArgumentInvalid"},
+		{"dollar name", "PATCH", "/twins/Device-1", `{"properties":{"desired":{"a":{"$b":1}}}}`, nil, 400, "ArgumentInvalid"},
+		{"space name", "PATCH", "/twins/Device-1", `{"tags":{"a b":1}}`, nil, 400, "ArgumentInvalid"},
+		{"oversized tags", "PATCH", "/twins/Device-1", big, nil, 400, "ArgumentInvalid"},
+		{"too deep", "PATCH", "/twins/Device-1", `{"tags":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":1}}}}}}}}}}}}`, nil, 400, "ArgumentInvalid"},
+		{"huge integer", "PATCH", "/twins/Device-1", `{"tags":{"n":9007199254740993}}`, nil, 400, "ArgumentInvalid"},
+		{"unknown twin", "GET", "/twins/nope", "", nil, 404, "DeviceNotFound"},
+		{"unknown twin patch", "PATCH", "/twins/nope", `{"tags":{"a":1}}`, nil, 404, "DeviceNotFound"},
+		{"unknown device", "GET", "/devices/nope", "", nil, 404, "DeviceNotFound"},
+		{"unknown method device", "POST", "/twins/nope/methods", `{"methodName":"m"}`, nil, 404, "DeviceNotFound"},
+		{"bad etag", "PATCH", "/twins/Device-1", `{"tags":{"a":1}}`, []string{"If-Match", `"AAAAAAAAAAk="`}, 412, "PreconditionFailed"},
+		{"expired token", "GET", "/twins/Device-1", "", []string{"Authorization", expired}, 401, "IotHubUnauthorizedAccess"},
+		{"wrong key", "GET", "/twins/Device-1", "", []string{"Authorization", wrongKey.SASToken(time.Now().Add(time.Hour))}, 401, "IotHubUnauthorizedAccess"},
+		{"bearer", "GET", "/twins/Device-1", "", []string{"Authorization", "Bearer abc"}, 401, "IotHubUnauthorizedAccess"},
+		{"garbage token", "GET", "/twins/Device-1", "", []string{"Authorization", "SharedAccessSignature sr"}, 401, "IotHubUnauthorizedAccess"},
+		{"wrong job type", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleTwinUpdate","queryCondition":"*","updateTwin":{"etag":"*","tags":{"a":1}}}`, nil, 400, "GenericBadRequest"},
+		{"job malformed", "PUT", "/jobs/v2/j1", `{"jobId":`, nil, 400, "IotHubFormatError"},
+		{"job etag", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleUpdateTwin","queryCondition":"*","updateTwin":{"etag":"AAAA","tags":{"a":1}}}`, nil, 412, "PreconditionFailed"},
+		{"job no condition", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleDeviceMethod","cloudToDeviceMethod":{"methodName":"m"}}`, nil, 400, "ArgumentNull"},
+		{"job no method", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleDeviceMethod","queryCondition":"*"}`, nil, 400, "ArgumentNull"},
+		{"job top-level desired", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleUpdateTwin","queryCondition":"*","updateTwin":{"etag":"*","desired":{"a":1}}}`, nil, 400, "ArgumentInvalid"},
+		{"job bad id", "PUT", "/jobs/v2/bad_id", `{"type":"scheduleDeviceMethod"}`, nil, 400, "ArgumentInvalid"},
+		{"job condition too long", "PUT", "/jobs/v2/j1", `{"jobId":"j1","type":"scheduleDeviceMethod","cloudToDeviceMethod":{"methodName":"m"},"queryCondition":"deviceId = '` + strings.Repeat("a", 9000) + `'"}`, nil, 412, "PreconditionFailed"},
+		{"unknown job", "GET", "/jobs/v2/nope", "", nil, 404, "JobNotFound"},
+		{"cancel unknown job", "POST", "/jobs/v2/nope/cancel", "", nil, 404, "JobNotFound"},
+		{"method timeout out of range", "POST", "/twins/Device-1/methods", `{"methodName":"m","responseTimeoutInSeconds":1000}`, nil, 400, "ArgumentInvalid"},
+		{"method malformed", "POST", "/twins/Device-1/methods", `[1,2`, nil, 400, "IotHubFormatError"},
+		{"device exists", "PUT", "/devices/Device-1", `{"deviceId":"Device-1"}`, nil, 409, "DeviceAlreadyExists"},
+		{"device bad id", "PUT", "/devices/bad%2Fid", `{"deviceId":"bad/id"}`, nil, 400, "ArgumentInvalid"},
+		{"device id mismatch", "PUT", "/devices/a1", `{"deviceId":"a2"}`, nil, 400, "ArgumentInvalid"},
+		{"empty body", "PUT", "/devices/a1", ``, nil, 400, "ArgumentNull"},
+		{"unknown path", "GET", "/nothing/here", "", nil, 404, "GenericNotFound"},
+		{"wrong method", "DELETE", "/twins/Device-1", "", nil, 405, "GenericMethodNotAllowed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := do(t, s, c.method, c.path, c.body, c.hdr...)
+			wantError(t, resp, body, c.status, c.code)
+		})
+	}
+	// The bad input above changed nothing.
+	_, body := do(t, s, "GET", "/twins/Device-1", "")
+	if tw := decodeTwin(t, body); tw["version"] != 1.0 {
+		t.Errorf("twin changed by rejected writes: %s", body)
+	}
+	if st := s.Stats(); st.Errors["ServerError"] != 0 {
+		t.Errorf("the emulator answered %d requests with its own ServerError", st.Errors["ServerError"])
+	}
+}
+
+func TestMissingAPIVersion(t *testing.T) {
+	s := start(t, emulator.Options{})
+	cs, _ := hubapi.ParseConnectionString(s.ConnectionString())
+	req, _ := http.NewRequest("GET", s.URL()+"/twins/Device-1", nil)
+	req.Header.Set("Authorization", cs.SASToken(time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get("iothub-errorcode") != "InvalidProtocolVersion" {
+		t.Errorf("status %d code %q, want 400 InvalidProtocolVersion", resp.StatusCode, resp.Header.Get("iothub-errorcode"))
+	}
+}
+
+func TestDeviceRegistry(t *testing.T) {
+	s := start(t, emulator.Options{})
+	resp, body := do(t, s, "PUT", "/devices/new-1", `{"deviceId":"new-1","authentication":{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	var d hubapi.Device
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.DeviceID != "new-1" || d.Authentication == nil || d.Authentication.SymmetricKey.PrimaryKey == "" || d.Authentication.SymmetricKey.SecondaryKey == "" {
+		t.Errorf("created device %s: want generated keys", body)
+	}
+	resp, body = do(t, s, "GET", "/devices/new-1", "")
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+		t.Errorf("get: %d etag %q %s", resp.StatusCode, resp.Header.Get("ETag"), body)
+	}
+	resp, body = do(t, s, "GET", "/devices/", "")
+	var list []hubapi.Device
+	if err := json.Unmarshal(body, &list); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+	if len(list) != 124 {
+		t.Errorf("listed %d devices, want 124", len(list))
+	}
+	resp, _ = do(t, s, "DELETE", "/devices/new-1", "", "If-Match", "*")
+	if resp.StatusCode != 204 {
+		t.Errorf("delete: %d", resp.StatusCode)
+	}
+	resp, body = do(t, s, "GET", "/devices/new-1", "")
+	wantError(t, resp, body, 404, "DeviceNotFound")
+}
+
+func TestDirectMethods(t *testing.T) {
+	s := start(t, emulator.Options{})
+	resp, body := do(t, s, "POST", "/twins/eu-0003/methods", `{"methodName":"reboot","payload":{"delay":5},"responseTimeoutInSeconds":30}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var r hubapi.MethodResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 200 || string(r.Payload) != `{"delay":5}` {
+		t.Errorf("result %s, want status 200 echoing the payload", body)
+	}
+	resp, body = do(t, s, "POST", "/twins/offline-1/methods", `{"methodName":"reboot"}`)
+	wantError(t, resp, body, 404, "DeviceNotOnline")
+	start := time.Now()
+	resp, body = do(t, s, "POST", "/twins/slow-1/methods", `{"methodName":"reboot","responseTimeoutInSeconds":5}`)
+	wantError(t, resp, body, 504, "GatewayTimeout")
+	if el := time.Since(start); el < 5*time.Second {
+		t.Errorf("timeout answered after %v, want the 5s response timeout", el)
+	}
+	if ds, _ := s.DeviceStats("offline-1"); ds.MethodInvocations != 1 || ds.MethodsDelivered != 0 {
+		t.Errorf("offline stats %+v", ds)
+	}
+}
+
+// TestDeterministicShares checks that shares select exactly round(share × count) devices of a group and
+// the same ones on every start.
+func TestDeterministicShares(t *testing.T) {
+	pick := func(seed int64) []string {
+		s := start(t, emulator.Options{Seed: seed})
+		var off []string
+		for i := range 20 {
+			id := emulator.GroupDeviceID(&emulator.Group{IDPrefix: "canary-", Count: 20}, i)
+			ds, ok := s.DeviceStats(id)
+			if !ok {
+				t.Fatalf("no device %s", id)
+			}
+			if ds.Offline {
+				off = append(off, id)
+			}
+		}
+		return off
+	}
+	a, b := pick(1), pick(1)
+	if len(a) != 2 || strings.Join(a, ",") != strings.Join(b, ",") {
+		t.Errorf("offline devices %v then %v: want the same 2 of 20", a, b)
+	}
+}

@@ -1,0 +1,178 @@
+package emulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Stats is what the emulator observed, for tests and the demo: per-device method invocations and twin
+// writes, the job timeline and quota use. /_emulator/stats serves the same as JSON.
+type Stats struct {
+	Devices  int                    `json:"devices"`
+	Requests int64                  `json:"requests"`
+	Faults   int64                  `json:"faultsInjected"`
+	Errors   map[string]int64       `json:"errors"`      // error responses by code name
+	Device   map[string]DeviceStats `json:"deviceStats"` // devices with at least one count
+	Jobs     []JobEvent             `json:"jobTimeline"`
+	Quotas   map[string]QuotaUse    `json:"quotas"`
+	Tier     string                 `json:"tier"`
+	Pending  int                    `json:"pendingReports"` // desired changes not yet reported back
+}
+
+// DeviceStats counts what happened to one device.
+type DeviceStats struct {
+	MethodInvocations int    `json:"methodInvocations"` // direct calls and job calls, offline devices included
+	MethodsDelivered  int    `json:"methodsDelivered"`  // invocations an online device received
+	TwinPatches       int    `json:"twinPatches"`       // PATCH, PUT and job updates of tags or desired
+	Reports           int    `json:"reports"`           // reported-property updates by the simulated device
+	ConnectionState   string `json:"connectionState"`
+	Offline           bool   `json:"offline"`
+	MethodFailure     bool   `json:"methodFailure"`
+	MethodTimeout     bool   `json:"methodTimeout"`
+	ConvergeFailure   bool   `json:"convergeFailure"`
+	Group             string `json:"group,omitempty"`
+}
+
+// JobEvent is one status change of a job.
+type JobEvent struct {
+	JobID  string    `json:"jobId"`
+	Status string    `json:"status"`
+	Time   time.Time `json:"time"`
+}
+
+// QuotaUse is one quota's limit and how often it was used and exceeded.
+type QuotaUse struct {
+	LimitPerSecond float64 `json:"limitPerSecond"` // 0 means unlimited
+	Used           int64   `json:"used"`
+	Throttled      int64   `json:"throttled"`
+}
+
+func deviceStats(d *device) DeviceStats {
+	return DeviceStats{
+		MethodInvocations: int(d.methodCalls), MethodsDelivered: int(d.methodCallsDelivered),
+		TwinPatches: int(d.twinPatches), Reports: int(d.reports), ConnectionState: d.connectionState(),
+		Offline: d.offline(), MethodFailure: d.flags&flagMethodFailure != 0,
+		MethodTimeout: d.flags&flagMethodTimeout != 0, ConvergeFailure: d.flags&flagConvergeFailure != 0,
+		Group: d.group,
+	}
+}
+
+// Stats returns a snapshot of what the emulator observed. Device holds only devices with a non-zero count.
+func (s *Server) Stats() Stats {
+	st := Stats{Device: map[string]DeviceStats{}, Quotas: map[string]QuotaUse{}, Errors: map[string]int64{}, Tier: s.quotas.Tier}
+	st.Requests = s.requests.Load()
+	st.Faults = s.faultCount.Load()
+	s.errMu.Lock()
+	for k, v := range s.errCounts {
+		st.Errors[k] = v
+	}
+	s.errMu.Unlock()
+	s.store.mu.RLock()
+	st.Devices = len(s.store.byID)
+	for _, d := range s.store.order {
+		if !d.deleted && (d.methodCalls|d.twinPatches|d.reports) != 0 {
+			st.Device[d.id] = deviceStats(d)
+		}
+	}
+	s.store.mu.RUnlock()
+	s.jobs.mu.RLock()
+	st.Jobs = append([]JobEvent(nil), s.jobs.timeline...)
+	s.jobs.mu.RUnlock()
+	for name, c := range s.limits.use {
+		lim := c.limit
+		if lim > 1e300 {
+			lim = 0
+		}
+		st.Quotas[name] = QuotaUse{LimitPerSecond: lim, Used: c.used.Load(), Throttled: c.throttled.Load()}
+	}
+	st.Pending = s.conv.pending()
+	return st
+}
+
+// DeviceStats returns one device's counts; false when the device does not exist.
+func (s *Server) DeviceStats(id string) (DeviceStats, bool) {
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	d, ok := s.store.byID[id]
+	if !ok {
+		return DeviceStats{}, false
+	}
+	return deviceStats(d), true
+}
+
+// serveEmulator answers /_emulator/ requests: stats, devices/{id}, jobs and jobs/{id}. They need no
+// token: they are the emulator's own, outside IoT Hub's paths.
+func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/_emulator/")
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	for i, p := range parts {
+		if u, err := url.PathUnescape(p); err == nil {
+			parts[i] = u
+		}
+	}
+	if r.Method != http.MethodGet {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "only GET is served under /_emulator/"})
+		return
+	}
+	switch {
+	case len(parts) == 1 && parts[0] == "stats":
+		writeJSON(w, http.StatusOK, s.Stats())
+	case len(parts) == 1 && parts[0] == "devices":
+		st := s.Stats()
+		writeJSON(w, http.StatusOK, st.Device)
+	case len(parts) == 2 && parts[0] == "devices":
+		ds, ok := s.DeviceStats(parts[1])
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no device " + parts[1]})
+			return
+		}
+		writeJSON(w, http.StatusOK, ds)
+	case len(parts) == 1 && parts[0] == "jobs":
+		s.jobs.mu.RLock()
+		out := map[string]any{"timeline": append([]JobEvent(nil), s.jobs.timeline...)}
+		var jobs []any
+		for _, j := range s.jobs.order {
+			jobs = append(jobs, j.response())
+		}
+		s.jobs.mu.RUnlock()
+		out["jobs"] = jobs
+		writeJSON(w, http.StatusOK, out)
+	case len(parts) == 2 && parts[0] == "jobs":
+		s.jobs.mu.RLock()
+		j, ok := s.jobs.byID[parts[1]]
+		var out map[string]any
+		if ok {
+			var events []JobEvent
+			for _, e := range s.jobs.timeline {
+				if e.JobID == j.id {
+					events = append(events, e)
+				}
+			}
+			out = map[string]any{"job": j.response(), "timeline": events}
+		}
+		s.jobs.mu.RUnlock()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no job " + parts[1]})
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	case len(parts) == 1 && parts[0] == "health":
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	default:
+		names := []string{"stats", "devices", "devices/{id}", "jobs", "jobs/{id}", "health"}
+		sort.Strings(names)
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "unknown emulator endpoint", "endpoints": names})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
