@@ -1,6 +1,7 @@
 module github.com/iot-rollout/rollout
 
 go 1.26.8
+
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.23.3
 	github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.15.0
@@ -30,3 +31,5 @@ require (
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require golang.org/x/tools v0.48.0 // indirect
