@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 	// Time zones in schedule windows must resolve on machines without a zoneinfo database (minimal
 	// containers, CI images), so the database is compiled in.
@@ -143,15 +145,29 @@ func (l *loader) duration(r ref, def time.Duration) time.Duration {
 	if !ok {
 		return def
 	}
+	if !durationPattern().MatchString(s) {
+		return def // the schema reported it
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		if !strings.Contains(err.Error(), "invalid duration") {
-			l.errorf(r.node, r.path, "invalid duration %q: %v", s, err)
-		}
+		l.errorf(r.node, r.path, "invalid duration %q: %v", s, err)
 		return def
 	}
 	return d
 }
+
+// durationPattern is the schema's pattern for durations, so that values the schema already rejected
+// are not reported twice.
+var durationPattern = sync.OnceValue(func() *regexp.Regexp {
+	if c, err := compiledSchema(); err == nil {
+		if p, ok := c.at("/$defs/duration")["pattern"].(string); ok {
+			if re, err := regexp.Compile(p); err == nil {
+				return re
+			}
+		}
+	}
+	return regexp.MustCompile(`^$`)
+})
 
 // rate parses a percentage such as 98% into a fraction.
 func rate(r ref, def float64) float64 {

@@ -22,6 +22,9 @@ func (c *checker) condition(r ref, what string) {
 		c.conds[n] = query.All{}
 		return
 	}
+	if s == "" {
+		return // the schema reported it
+	}
 	e, err := query.ParseCondition(s)
 	if err == nil {
 		c.conds[n] = e
@@ -33,7 +36,7 @@ func (c *checker) condition(r ref, what string) {
 		return
 	}
 	line, col, exact := c.valuePos(n, qe.Offset)
-	hint := "write an IoT Hub condition such as tags.ring = 'canary', or * for every device"
+	hint := ""
 	if !exact {
 		hint = fmt.Sprintf("the position is the start of the string; the problem is at its character %d", qe.Offset+1)
 	}

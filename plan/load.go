@@ -97,8 +97,10 @@ type loader struct {
 	src   []byte
 	root  *yaml.Node // the top-level mapping; nil when the document is not one
 	diags Diagnostics
-	nodes int  // nodes visited by toValue, for the alias bound
-	bomb  bool // the alias bound was hit (reported once)
+	nodes int        // nodes visited by toValue, for the alias bound
+	bomb  bool       // the alias bound was hit (reported once)
+	alias *yaml.Node // the outermost alias being expanded, where a bomb is reported
+	apath string     // its document path
 }
 
 func (l *loader) add(sev Severity, n *yaml.Node, path, hint, format string, args ...any) {
@@ -293,7 +295,12 @@ func (l *loader) toValue(n *yaml.Node, path string) any {
 	if l.nodes++; l.nodes > maxNodes {
 		if !l.bomb {
 			l.bomb = true
-			l.errorf(n, path, "plan expands to more than %d YAML nodes (aliases referring to aliases?)", maxNodes)
+			at, atPath := l.alias, l.apath
+			if at == nil {
+				at, atPath = n, path
+			}
+			l.add(Error, at, atPath, "write the values out, or use fewer nested aliases",
+				"aliases expand the plan to more than %d YAML nodes", maxNodes)
 		}
 		return nil
 	}
@@ -307,6 +314,10 @@ func (l *loader) toValue(n *yaml.Node, path string) any {
 		if n.Alias == nil {
 			l.errorf(n, path, "alias *%s names no anchor", n.Value)
 			return nil
+		}
+		if l.alias == nil {
+			l.alias, l.apath = n, path
+			defer func() { l.alias = nil }()
 		}
 		return l.toValue(n.Alias, path)
 	case yaml.SequenceNode:

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/iot-rollout/rollout/plan"
+)
+
+func init() {
+	commands["validate"] = command{
+		summary: "check plans offline: schema, semantics, conditions (no hub needed)",
+		run:     runValidate,
+	}
+}
+
+// validateOptions is what `rollout validate` was asked to do.
+type validateOptions struct {
+	format string   // text, json, github or markdown
+	files  []string // plan paths; "-" reads standard input
+}
+
+var validateFormats = []string{"text", "json", "github", "markdown"}
+
+func parseValidate(e *env) (validateOptions, error) {
+	var o validateOptions
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(validateFormats, ", "))
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: rollout validate [--format text|json|github|markdown] PLAN... (- reads standard input)")
+		fs.PrintDefaults()
+	}
+	// Flags may come before or after the plans.
+	rest := e.args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return o, err
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		o.files = append(o.files, rest[0])
+		rest = rest[1:]
+	}
+	if !contains(validateFormats, o.format) {
+		return o, fmt.Errorf("unknown --format %q: want one of %s", o.format, strings.Join(validateFormats, ", "))
+	}
+	if len(o.files) == 0 {
+		fs.Usage()
+		return o, errors.New("no plan given")
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validated is one plan's outcome, with its source kept for snippets.
+type validated struct {
+	file  string
+	src   []byte
+	plan  *plan.Plan
+	diags plan.Diagnostics
+}
+
+// runValidate validates every plan given and exits 0 when all are valid (warnings allowed), 1 when
+// any has an error or the command line is wrong.
+func runValidate(e *env) int {
+	o, err := parseValidate(e)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(e.stderr, "rollout validate:", err)
+		}
+		return exitInvalid
+	}
+	results := make([]validated, 0, len(o.files))
+	for _, f := range o.files {
+		results = append(results, validateOne(e, f))
+	}
+	switch o.format {
+	case "json":
+		writeJSON(e.stdout, results)
+	case "github":
+		writeGitHub(e.stdout, results)
+	case "markdown":
+		writeMarkdown(e.stdout, results)
+	default:
+		writeText(e.stdout, results)
+	}
+	for _, r := range results {
+		if r.diags.HasErrors() {
+			return exitInvalid
+		}
+	}
+	return exitOK
+}
+
+func validateOne(e *env, file string) validated {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = plan.Read(e.stdin)
+	} else {
+		data, err = plan.ReadFile(file)
+	}
+	if err != nil {
+		return validated{file: file, diags: plan.Diagnostics{{Severity: plan.Error, File: file, Message: err.Error()}}}
+	}
+	p, ds := plan.Load(file, data)
+	return validated{file: file, src: data, plan: p, diags: ds}
+}
+
+// displayName names a plan file for people: standard input is "<stdin>".
+func displayName(file string) string {
+	if file == "-" {
+		return "<stdin>"
+	}
+	return file
+}
+
+// writeText prints each diagnostic as file:line:col: severity: message, then the source line with a
+// caret under the column and the hint; a valid plan gets one summary line.
+func writeText(w io.Writer, results []validated) {
+	for _, r := range results {
+		lines := strings.Split(string(r.src), "\n")
+		for _, d := range r.diags {
+			d.File = displayName(d.File)
+			hint := d.Hint
+			d.Hint = ""
+			fmt.Fprintln(w, d.String())
+			if d.Line >= 1 && d.Line <= len(lines) && len(r.src) <= plan.MaxSize && utf8.Valid(r.src) {
+				src := strings.TrimRight(lines[d.Line-1], "\r")
+				fmt.Fprintf(w, "%6d | %s\n", d.Line, src)
+				fmt.Fprintf(w, "%6s | %s^\n", "", caretPad(src, d.Col))
+			}
+			if hint != "" {
+				fmt.Fprintf(w, "%6s = hint: %s\n", "", hint)
+			}
+		}
+		if r.plan != nil {
+			warnings := ""
+			if n := len(r.diags); n > 0 {
+				warnings = fmt.Sprintf(", %d warning(s)", n)
+			}
+			fmt.Fprintf(w, "%s: valid: %d wave(s), hash %.8s%s\n", displayName(r.file), len(r.plan.Waves), r.plan.Hash, warnings)
+		}
+	}
+}
+
+// caretPad is the whitespace that puts a caret under column col (1-based, in runes) of line, keeping
+// tabs so the caret lines up however the terminal renders them.
+func caretPad(line string, col int) string {
+	var b strings.Builder
+	i := 1
+	for _, r := range line {
+		if i >= col {
+			break
+		}
+		if r == '\t' {
+			b.WriteByte('\t')
+		} else {
+			b.WriteByte(' ')
+		}
+		i++
+	}
+	for ; i < col; i++ {
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+// writeJSON prints every diagnostic of every plan as one JSON list ([] when there are none).
+func writeJSON(w io.Writer, results []validated) {
+	all := plan.Diagnostics{}
+	for _, r := range results {
+		all = append(all, r.diags...)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(all)
+}
+
+// writeGitHub prints GitHub Actions workflow commands, so a pull request shows each diagnostic inline
+// on the plan's line.
+func writeGitHub(w io.Writer, results []validated) {
+	for _, r := range results {
+		for _, d := range r.diags {
+			props := "file=" + ghProperty(displayName(d.File))
+			if d.Line > 0 {
+				props += fmt.Sprintf(",line=%d,col=%d", d.Line, d.Col)
+			}
+			props += ",title=" + ghProperty("rollout validate")
+			msg := d.Message
+			if d.Path != "" {
+				msg = d.Path + ": " + msg
+			}
+			if d.Hint != "" {
+				msg += " (" + d.Hint + ")"
+			}
+			fmt.Fprintf(w, "::%s %s::%s\n", d.Severity, props, ghData(msg))
+		}
+	}
+}
+
+// ghData escapes a workflow command's message.
+func ghData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+// ghProperty escapes a workflow command's property value.
+func ghProperty(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+// writeMarkdown prints a table suitable for a pull-request comment.
+func writeMarkdown(w io.Writer, results []validated) {
+	total := 0
+	for _, r := range results {
+		total += len(r.diags)
+	}
+	if total == 0 {
+		fmt.Fprintf(w, "All %d plan(s) are valid.\n", len(results))
+		return
+	}
+	fmt.Fprintln(w, "| | Location | Problem |")
+	fmt.Fprintln(w, "| --- | --- | --- |")
+	cell := strings.NewReplacer("|", `\|`, "\n", " ", "`", "'")
+	for _, r := range results {
+		for _, d := range r.diags {
+			icon := ":x:"
+			if d.Severity == plan.Warning {
+				icon = ":warning:"
+			}
+			loc := displayName(d.File)
+			if d.Line > 0 {
+				loc += fmt.Sprintf(":%d:%d", d.Line, d.Col)
+			}
+			msg := d.Message
+			if d.Path != "" {
+				msg = "`" + cell.Replace(d.Path) + "`: " + cell.Replace(msg)
+			} else {
+				msg = cell.Replace(msg)
+			}
+			if d.Hint != "" {
+				msg += " — " + cell.Replace(d.Hint)
+			}
+			fmt.Fprintf(w, "| %s | `%s` | %s |\n", icon, cell.Replace(loc), msg)
+		}
+	}
+}
