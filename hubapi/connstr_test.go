@@ -129,7 +129,7 @@ func assertNoSecret(t testing.TB, s string) {
 			t.Errorf("output reveals key material %q: %s", f, s)
 		}
 	}
-	for _, f := range []string{"sig=", "SharedAccessSignature sr", "Bearer "} {
+	for _, f := range []string{"sig=", "SharedAccessSignature sr", "Bearer ", stubToken} {
 		if strings.Contains(s, f) {
 			t.Errorf("output reveals a token (%q): %s", f, s)
 		}

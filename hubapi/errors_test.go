@@ -34,17 +34,17 @@ func TestErrorShapes(t *testing.T) {
 		{
 			name: "shape B", status: 404, code: hubapi.CodeDeviceNotOnline, tracking: "abc123",
 			reply: reply{status: 404, body: `{"Message":"{\"errorCode\":404103,\"trackingId\":\"abc123\",\"message\":\"The operation failed because the requested device isn't online or hasn't registered the direct method callback.\",\"timestampUtc\":\"2022-10-19T16:47:22.0203257Z\"}","ExceptionMessage":""}`},
-			msg: "isn't online", pred: hubapi.IsDeviceNotOnline, errContain: "DeviceNotOnline (404103)",
+			msg:   "isn't online", pred: hubapi.IsDeviceNotOnline, errContain: "DeviceNotOnline (404103)",
 		},
 		{
 			name: "shape B string code", status: 504, code: hubapi.CodeGatewayTimeout, tracking: "t-504",
 			reply: reply{status: 504, body: `{"Message":"{\"errorCode\":\"504101\",\"trackingId\":\"t-504\",\"message\":\"Timed out waiting for the response from device.\"}","ExceptionMessage":""}`},
-			msg: "Timed out", pred: hubapi.IsGatewayTimeout,
+			msg:   "Timed out", pred: hubapi.IsGatewayTimeout,
 		},
 		{
 			name: "header only", status: 404, code: hubapi.CodeDeviceNotFound,
 			reply: reply{status: 404, header: map[string]string{"iothub-errorcode": "DeviceNotFound"}},
-			msg: "no error details", pred: hubapi.IsNotFound,
+			msg:   "no error details", pred: hubapi.IsNotFound,
 		},
 		{
 			name: "job already exists", status: 409, code: hubapi.CodeJobAlreadyExists,
@@ -55,37 +55,37 @@ func TestErrorShapes(t *testing.T) {
 		{
 			name: "throttled", status: 429, code: hubapi.CodeThrottlingException, retryable: true,
 			reply: reply{status: 429, body: `{"Message":"ErrorCode:ThrottlingException;Rate limit exceeded","ExceptionMessage":""}`},
-			msg: "Rate limit", pred: hubapi.IsThrottled, errContain: "throttling",
+			msg:   "Rate limit", pred: hubapi.IsThrottled, errContain: "throttling",
 		},
 		{
 			name: "max active jobs", status: 429, code: hubapi.CodeThrottlingMaxActiveJobCountExceeded, retryable: true,
 			reply: reply{status: 429, body: `{"Message":"ErrorCode:ThrottlingMaxActiveJobCountExceeded;Too many jobs","ExceptionMessage":""}`},
-			pred: hubapi.IsThrottled, errContain: "no more concurrent jobs",
+			pred:  hubapi.IsThrottled, errContain: "no more concurrent jobs",
 		},
 		{
 			name: "generic bad request", status: 400, code: hubapi.CodeGenericBadRequest,
 			reply: reply{status: 400, body: `{"Message":"ErrorCode:GenericBadRequest;BadRequest","ExceptionMessage":""}`},
-			msg: "BadRequest",
+			msg:   "BadRequest",
 		},
 		{
 			name: "unknown code name", status: 400, code: hubapi.ErrorCode{Name: "SomethingNew"},
 			reply: reply{status: 400, body: `{"Message":"ErrorCode:SomethingNew;new text","ExceptionMessage":""}`},
-			msg: "new text",
+			msg:   "new text",
 		},
 		{
 			name: "html from a proxy", status: 502, retryable: true,
 			reply: reply{status: 502, header: map[string]string{"Content-Type": "text/html"}, body: "<html><body><h1>502 Bad Gateway</h1></body></html>"},
-			msg: "non-JSON error body (text/html", errContain: "HTTP 502 Bad Gateway",
+			msg:   "non-JSON error body (text/html", errContain: "HTTP 502 Bad Gateway",
 		},
 		{
 			name: "truncated JSON", status: 500, retryable: true,
 			reply: reply{status: 500, body: `{"Message":"ErrorCode:ServerErr`},
-			msg: "unreadable error body",
+			msg:   "unreadable error body",
 		},
 		{
 			name: "plain text message", status: 401, code: hubapi.CodeIotHubUnauthorizedAccess,
 			reply: reply{status: 401, header: map[string]string{"iothub-errorcode": "IotHubUnauthorizedAccess"}, body: `{"Message":"Unauthorized"}`},
-			msg: "Unauthorized", errContain: "check the connection string",
+			msg:   "Unauthorized", errContain: "check the connection string",
 		},
 	}
 	for _, tt := range tests {
