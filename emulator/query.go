@@ -1,0 +1,436 @@
+package emulator
+
+import (
+	"encoding/json"
+	"iter"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/query"
+)
+
+// Boxed constants, so that query evaluation allocates nothing per twin for these fields.
+var (
+	anyEnabled      any = "enabled"
+	anyDisabled     any = "disabled"
+	anyConnected    any = "Connected"
+	anyDisconnected any = "Disconnected"
+	anySAS          any = "sas"
+	anyZero         any = 0
+	anyFalse        any = false
+	anyTrue         any = true
+	anyThumbprint   any = map[string]any{"primaryThumbprint": nil, "secondaryThumbprint": nil}
+)
+
+// twinDoc is a device seen as its twin document by the query evaluator. Nested sections are further
+// pointer conversions of the same device, so reading a twin allocates nothing.
+type twinDoc device
+
+// Field implements query.Object: the twin's top-level properties, exact name first, then
+// case-insensitively.
+func (t *twinDoc) Field(name string) (any, bool) {
+	if v, ok, known := t.field(name); known {
+		return v, ok
+	}
+	if v, ok, known := t.field(strings.ToLower(name)); known {
+		return v, ok
+	}
+	return nil, false
+}
+
+func (t *twinDoc) field(name string) (v any, ok, known bool) {
+	d := (*device)(t)
+	switch name {
+	case "deviceId", "deviceid":
+		return d.idAny, true, true
+	case "tags":
+		if len(d.tags) == 0 {
+			return nil, false, true
+		}
+		return d.tags, true, true
+	case "properties":
+		return (*propsDoc)(d), true, true
+	case "status":
+		if d.disabled {
+			return anyDisabled, true, true
+		}
+		return anyEnabled, true, true
+	case "connectionState", "connectionstate":
+		if d.offline() {
+			return anyDisconnected, true, true
+		}
+		return anyConnected, true, true
+	case "etag":
+		return twinETag(d.version), true, true
+	case "deviceEtag", "deviceetag":
+		return deviceETag(d.deviceETag), true, true
+	case "version":
+		return d.version, true, true
+	case "statusReason", "statusreason":
+		if d.statusReason == "" {
+			return nil, false, true
+		}
+		return d.statusReason, true, true
+	case "statusUpdateTime", "statusupdatetime":
+		return hubTime(d.statusAt), true, true
+	case "lastActivityTime", "lastactivitytime":
+		return hubTime(d.lastActivity), true, true
+	case "cloudToDeviceMessageCount", "cloudtodevicemessagecount":
+		return anyZero, true, true
+	case "authenticationType", "authenticationtype":
+		return anySAS, true, true
+	case "x509Thumbprint", "x509thumbprint":
+		return anyThumbprint, true, true
+	case "capabilities":
+		return (*capsDoc)(d), true, true
+	case "modelId", "modelid":
+		return d.modelID, true, true
+	}
+	return nil, false, false
+}
+
+// MarshalJSON renders the twin, for projections that select a whole twin.
+func (t *twinDoc) MarshalJSON() ([]byte, error) { return appendTwin(nil, (*device)(t)), nil }
+
+type capsDoc device
+
+func (c *capsDoc) Field(name string) (any, bool) {
+	if strings.EqualFold(name, "iotEdge") {
+		if c.iotEdge {
+			return anyTrue, true
+		}
+		return anyFalse, true
+	}
+	return nil, false
+}
+
+func (c *capsDoc) MarshalJSON() ([]byte, error) {
+	if c.iotEdge {
+		return []byte(`{"iotEdge":true}`), nil
+	}
+	return []byte(`{"iotEdge":false}`), nil
+}
+
+type propsDoc device
+
+func (p *propsDoc) Field(name string) (any, bool) {
+	switch {
+	case name == "desired" || strings.EqualFold(name, "desired"):
+		return (*desiredDoc)(p), true
+	case name == "reported" || strings.EqualFold(name, "reported"):
+		return (*reportedDoc)(p), true
+	}
+	return nil, false
+}
+
+func (p *propsDoc) MarshalJSON() ([]byte, error) {
+	d := (*device)(p)
+	b := []byte(`{"desired":`)
+	b = appendSection(b, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true)
+	b = append(b, `,"reported":`...)
+	b = appendSection(b, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false)
+	return append(b, '}'), nil
+}
+
+type desiredDoc device
+
+func (s *desiredDoc) Field(name string) (any, bool) {
+	d := (*device)(s)
+	return sectionField(d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true, name)
+}
+
+func (s *desiredDoc) MarshalJSON() ([]byte, error) {
+	d := (*device)(s)
+	return appendSection(nil, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true), nil
+}
+
+type reportedDoc device
+
+func (s *reportedDoc) Field(name string) (any, bool) {
+	d := (*device)(s)
+	return sectionField(d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false, name)
+}
+
+func (s *reportedDoc) MarshalJSON() ([]byte, error) {
+	d := (*device)(s)
+	return appendSection(nil, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false), nil
+}
+
+func sectionField(m map[string]any, meta []metaEntry, at, created, ver int64, withVersion bool, name string) (any, bool) {
+	if v, ok := m[name]; ok {
+		return v, true
+	}
+	switch {
+	case strings.EqualFold(name, "$version"):
+		return ver, true
+	case strings.EqualFold(name, "$metadata"):
+		// Built on demand: queries on metadata are rare, so it is not kept per twin.
+		var mm map[string]any
+		_ = json.Unmarshal(appendSection(nil, m, meta, at, created, ver, withVersion), &mm)
+		return mm["$metadata"], true
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// rowDoc is a devices.jobs row seen by the query evaluator.
+type rowDoc deviceJobRow
+
+func (r *rowDoc) Field(name string) (any, bool) {
+	row := (*deviceJobRow)(r)
+	switch strings.ToLower(name) {
+	case "deviceid":
+		return row.dev.idAny, true
+	case "jobid":
+		return row.job.idAny, true
+	case "jobtype":
+		return row.job.typAny, true
+	case "status":
+		return rowStatusAny[row.status], true
+	case "starttimeutc":
+		return timeField(row.start)
+	case "endtimeutc":
+		return timeField(row.end)
+	case "createddatetimeutc":
+		return timeField(row.job.began)
+	case "lastupdateddatetimeutc":
+		last := max(row.end, row.start, row.job.began)
+		return timeField(last)
+	case "outcome":
+		var o map[string]any
+		b, _ := json.Marshal(row.deviceJob().Outcome)
+		_ = json.Unmarshal(b, &o)
+		return o, true
+	case "error":
+		if row.errCode == "" {
+			return nil, false
+		}
+		return map[string]any{"code": row.errCode, "description": row.errDesc}, true
+	}
+	return nil, false
+}
+
+func timeField(ns int64) (any, bool) {
+	if ns == 0 {
+		return nil, false
+	}
+	return hubTime(ns), true
+}
+
+// parseCondition parses a job's query condition; "*" selects every device.
+func parseCondition(cond string) (*query.Matcher, error) {
+	if strings.TrimSpace(cond) == "*" {
+		return query.Compile(query.All{}), nil
+	}
+	e, err := query.ParseCondition(cond)
+	if err != nil {
+		return nil, err
+	}
+	return query.Compile(e), nil
+}
+
+// selectDevices returns the devices a job condition selects now.
+func (s *Server) selectDevices(cond string) ([]*device, error) {
+	m, err := parseCondition(cond)
+	if err != nil {
+		return nil, err
+	}
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	var out []*device
+	for _, d := range s.store.order {
+		if !d.deleted && m.Match((*twinDoc)(d)) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// twins iterates the twins a query sees, with the query lag applied; callers hold the store's read lock.
+func (s *Server) twins() iter.Seq[*device] {
+	view := s.store.lag.view(time.Now().UnixNano())
+	return func(yield func(*device) bool) {
+		for _, d := range s.store.order {
+			if d.deleted {
+				continue
+			}
+			if view != nil {
+				if prev, changed := view[d]; changed {
+					if prev == nil {
+						continue // created within the lag
+					}
+					d = prev
+				}
+			}
+			if !yield(d) {
+				return
+			}
+		}
+		// Devices deleted within the lag are still seen as they were.
+		for d, prev := range view {
+			if d.deleted && prev != nil {
+				if !yield(prev) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// handleQuery serves POST /devices/query: twins, devices.jobs rows, projections and aggregates, paged
+// through stored cursors.
+func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) error {
+	if err := s.limits.allow(QuotaQueries); err != nil {
+		return err
+	}
+	pageSize, err := s.pageSize(r)
+	if err != nil {
+		return err
+	}
+	if tok := r.Header.Get(hubapi.HeaderContinuation); tok != "" {
+		return s.servePage(w, tok, pageSize)
+	}
+	var spec hubapi.QuerySpecification
+	if _, err := decodeBody(r, &spec); err != nil {
+		return err
+	}
+	if strings.TrimSpace(spec.Query) == "" {
+		return hubErr(hubapi.CodeArgumentNull, "The query is empty")
+	}
+	if len(spec.Query) > s.quotas.MaxQueryLength {
+		return hubErr(hubapi.CodeArgumentInvalid, "The query is %d characters long; the limit is %d", len(spec.Query), s.quotas.MaxQueryLength)
+	}
+	q, err := query.Parse(spec.Query)
+	if err != nil {
+		return hubErr(hubapi.CodeArgumentInvalid, "The query is invalid. Please check the format of the query and try again. %v", err)
+	}
+	c, err := s.runQuery(q)
+	if err != nil {
+		return err
+	}
+	return s.serveFirstPage(w, c, pageSize)
+}
+
+// runQuery evaluates a query once and returns its stored result.
+func (s *Server) runQuery(q *query.Query) (*cursor, error) {
+	top := q.Top()
+	switch q.Collection() {
+	case query.DeviceJobs:
+		return s.runJobsQuery(q)
+	case query.Modules:
+		// The emulator has no modules: every module query is empty.
+		return &cursor{itemType: hubapi.ItemTypeTwin, render: func(b []byte, _, _ int) []byte { return b }}, nil
+	}
+	if q.Aggregate() || !q.SelectAll() {
+		var rows [][]byte
+		s.store.mu.RLock()
+		if q.Aggregate() {
+			seq := func(yield func(query.Object) bool) {
+				for d := range s.twins() {
+					if !yield((*twinDoc)(d)) {
+						return
+					}
+				}
+			}
+			for _, row := range q.Run(seq) {
+				b, err := json.Marshal(row)
+				if err != nil {
+					s.store.mu.RUnlock()
+					return nil, err
+				}
+				rows = append(rows, b)
+			}
+		} else {
+			m := q.Matcher()
+			for d := range s.twins() {
+				if top >= 0 && len(rows) >= top {
+					break
+				}
+				doc := (*twinDoc)(d)
+				if !m.Match(doc) {
+					continue
+				}
+				b, err := json.Marshal(q.Project(doc))
+				if err != nil {
+					s.store.mu.RUnlock()
+					return nil, err
+				}
+				rows = append(rows, b)
+			}
+		}
+		s.store.mu.RUnlock()
+		return &cursor{itemType: hubapi.ItemTypeRaw, n: len(rows), render: func(b []byte, from, to int) []byte {
+			for i := from; i < to; i++ {
+				if i > from {
+					b = append(b, ',')
+				}
+				b = append(b, rows[i]...)
+			}
+			return b
+		}}, nil
+	}
+	m := q.Matcher()
+	var devs []*device
+	s.store.mu.RLock()
+	for d := range s.twins() {
+		if top >= 0 && len(devs) >= top {
+			break
+		}
+		if m.Match((*twinDoc)(d)) {
+			devs = append(devs, d)
+		}
+	}
+	s.store.mu.RUnlock()
+	return &cursor{itemType: hubapi.ItemTypeTwin, n: len(devs), render: func(b []byte, from, to int) []byte {
+		// Copy the page's twins under the lock (maps are immutable), render outside it.
+		page := make([]device, to-from)
+		s.store.mu.RLock()
+		for i := range page {
+			page[i] = *devs[from+i]
+		}
+		s.store.mu.RUnlock()
+		for i := range page {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendTwin(b, &page[i])
+		}
+		return b
+	}}, nil
+}
+
+func (s *Server) runJobsQuery(q *query.Query) (*cursor, error) {
+	m, top := q.Matcher(), q.Top()
+	var rows []*deviceJobRow
+	s.jobs.mu.RLock()
+outer:
+	for _, j := range s.jobs.order {
+		for i := range j.rows {
+			if top >= 0 && len(rows) >= top {
+				break outer
+			}
+			if r := &j.rows[i]; m.Match((*rowDoc)(r)) {
+				rows = append(rows, r)
+			}
+		}
+	}
+	s.jobs.mu.RUnlock()
+	return &cursor{itemType: hubapi.ItemTypeDeviceJob, n: len(rows), render: func(b []byte, from, to int) []byte {
+		s.jobs.mu.RLock()
+		defer s.jobs.mu.RUnlock()
+		for i := from; i < to; i++ {
+			if i > from {
+				b = append(b, ',')
+			}
+			jb, _ := json.Marshal(rows[i].deviceJob())
+			b = append(b, jb...)
+		}
+		return b
+	}}, nil
+}
