@@ -223,16 +223,18 @@ func JudgeVerify(v *plan.Verify, matching, total, reads int, start, now time.Tim
 	return VerifyWait
 }
 
-// JobID returns the deterministic IoT Hub job id of a rollout's job: the rollout name, the first 8 hex
-// digits of the plan hash, a kind letter ("w" for a wave's change, "r" for a rollback), the wave, the
-// batch and the part. Names are at most 40 characters, so ids stay within the hub's 64 for up to 999
-// waves and 9,999 batches and parts.
-func JobID(name, planHash string, kind byte, wave, batch, part int) string {
+// RollbackJobID returns the deterministic id of a rollback job, in the form plan.JobID gives forward
+// jobs with "r" for "w": "thermostat-fw-2-4-0-1a2b3c4d-r00-b000" or "...-r03-b012-p2".
+func RollbackJobID(name, planHash string, wave, batch, part int) string {
 	h := planHash
 	if len(h) > 8 {
 		h = h[:8]
 	}
-	return fmt.Sprintf("%s-%s-%c%d-%d-%d", name, h, kind, wave, batch, part)
+	id := fmt.Sprintf("%s-%s-r%02d-b%03d", name, h, wave, batch)
+	if part > 0 {
+		id += fmt.Sprintf("-p%d", part)
+	}
+	return id
 }
 
 // quote returns s as a single-quoted query literal.

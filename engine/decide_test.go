@@ -210,14 +210,16 @@ func TestSplitIn(t *testing.T) {
 	}
 }
 
-func TestJobID(t *testing.T) {
+func TestRollbackJobID(t *testing.T) {
 	long := strings.Repeat("a", 40)
-	id := JobID(long, "0123456789abcdef", 'r', 999, 9999, 9999)
-	if len(id) > 64 {
-		t.Errorf("JobID is %d chars: %s", len(id), id)
+	if id := RollbackJobID(long, "0123456789abcdef", 99, 999, 9999); len(id) > 64 {
+		t.Errorf("RollbackJobID is %d chars: %s", len(id), id)
 	}
-	if got := JobID("fw", "0123456789abcdef", 'w', 1, 2, 0); got != "fw-01234567-w1-2-0" {
-		t.Errorf("JobID = %s", got)
+	if got := RollbackJobID("fw", "0123456789abcdef", 1, 2, 0); got != "fw-01234567-r01-b002" {
+		t.Errorf("RollbackJobID = %s", got)
+	}
+	if got := RollbackJobID("fw", "0123456789abcdef", 1, 2, 3); got != "fw-01234567-r01-b002-p3" {
+		t.Errorf("RollbackJobID = %s", got)
 	}
 }
 

@@ -35,9 +35,16 @@ func TestLockReleasedOnKill(t *testing.T) {
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
-	unlock, err := s.Lock(time.Now())
-	if err != nil {
-		t.Fatalf("lock after the holder was killed: %v", err)
+	// The kernel releases the lock once the killed processes are gone.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		unlock, err := s.Lock(time.Now())
+		if err == nil {
+			unlock()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lock after the holder was killed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	unlock()
 }

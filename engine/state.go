@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-rollout/rollout/plan"
 	"go.etcd.io/bbolt"
 )
 
@@ -43,6 +44,9 @@ type State struct {
 	Updated   time.Time `json:"updated"`
 	Waves     []Wave    `json:"waves"`
 	Rollback  *Progress `json:"rollback,omitempty"` // set once a rollback started
+	// RollbackMethod is the plan's compensating direct method, kept so that `rollout rollback` needs no
+	// plan file.
+	RollbackMethod *plan.DirectMethod `json:"rollbackMethod,omitempty"`
 	Requested bool      `json:"rollbackRequested,omitempty"`
 }
 
@@ -379,4 +383,18 @@ func (t *Tx) Approval(wave string) (a Approval, ok bool, err error) {
 // PutApproval stores a wave's approval.
 func (t *Tx) PutApproval(wave string, a Approval) error {
 	return putJSON(t.tx.Bucket(bucketApprovals), []byte(wave), a)
+}
+
+func rollbackDevicesKey(wave, batch int) []byte { return fmt.Appendf(nil, "rollback/%06d/%06d", wave, batch) }
+
+// RollbackDevices reads the devices a batch's compensating method jobs target.
+func (t *Tx) RollbackDevices(wave, batch int) ([]string, error) {
+	var ids []string
+	_, err := getJSON(t.tx.Bucket(bucketState), rollbackDevicesKey(wave, batch), &ids)
+	return ids, err
+}
+
+// PutRollbackDevices stores the devices a batch's compensating method jobs target.
+func (t *Tx) PutRollbackDevices(wave, batch int, ids []string) error {
+	return putJSON(t.tx.Bucket(bucketState), rollbackDevicesKey(wave, batch), ids)
 }

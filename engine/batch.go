@@ -1,0 +1,603 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+// runBatch runs batch bi of wave wi until its jobs ended and its outcomes are judged. It returns
+// waiting=true, with nothing left to do right now, when NoWait is set and jobs are still running, and
+// returns early (nil error) when Stop is closed; the jobs then keep running on the hub and the next run
+// re-attaches them.
+func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err error) {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	b := &w.Batches[bi]
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return false, err
+	}
+	if b.Status == StatusPending {
+		if len(b.Jobs) == 0 {
+			maxCond := r.maxQuery()
+			for part, rg := range SplitIn(ids[b.Start:b.End], maxCond) {
+				b.Jobs = append(b.Jobs, Job{ID: plan.JobID(r.p, wi, bi, part),
+					Start: b.Start + rg[0], End: b.Start + rg[1], Counts: Counts{Targeted: rg[1] - rg[0]}})
+			}
+		}
+		b.Status = StatusRunning
+		if err := r.save(); err != nil {
+			return false, err
+		}
+	}
+	if pw.Action.TwinUpdate != nil && !b.Snapshotted {
+		if err := r.snapshot(ctx, wi, bi); err != nil {
+			return false, err
+		}
+	}
+	prefetched := false
+	for {
+		running := 0
+		for i := range b.Jobs {
+			if j := &b.Jobs[i]; j.Created && !j.Collected {
+				running++
+			}
+		}
+		for i := range b.Jobs {
+			j := &b.Jobs[i]
+			if j.Created || running >= r.concurrentJobs() {
+				continue
+			}
+			if err := r.startJob(ctx, wi, bi, j, &pw); err != nil {
+				return false, err
+			}
+			if j.Created {
+				running++
+			}
+		}
+		pending := 0
+		progress := Counts{}
+		for i := range b.Jobs {
+			j := &b.Jobs[i]
+			if !j.Created || j.Collected {
+				progress = progress.Add(j.Counts)
+				continue
+			}
+			resp, err := r.Hub.GetJob(ctx, j.ID)
+			if err != nil {
+				return false, fmt.Errorf("job %s: %w", j.ID, err)
+			}
+			j.Status = resp.Status
+			if resp.Terminal() {
+				if err := r.collect(ctx, wi, bi, j, resp); err != nil {
+					return false, err
+				}
+				progress = progress.Add(j.Counts)
+				continue
+			}
+			if s := resp.DeviceJobStatistics; s != nil {
+				progress.Succeeded += int(s.SucceededCount)
+				progress.Failed += int(s.FailedCount)
+				pending += int(s.PendingCount + s.RunningCount)
+				if rest := j.End - j.Start - int(s.DeviceCount); rest > 0 {
+					pending += rest
+				}
+			} else {
+				pending += j.End - j.Start
+			}
+		}
+		done := 0
+		for i := range b.Jobs {
+			if !b.Jobs[i].Collected {
+				break
+			}
+			done++
+		}
+		if done == len(b.Jobs) {
+			break
+		}
+		r.emit(Event{Type: EventBatchProgress, Wave: wi, Batch: bi, Batches: len(w.Batches), Devices: b.End - b.Start,
+			Done: progress.Succeeded + progress.Failed + progress.TimedOut + progress.Unreachable, Counts: &progress})
+		if r.NoWait {
+			return true, r.save()
+		}
+		if r.stopping() {
+			return false, r.save()
+		}
+		// While the hub works, capture the next batch's priors so the next job starts right after the gate.
+		if !prefetched && pw.Action.TwinUpdate != nil && bi+1 < len(w.Batches) && !w.Batches[bi+1].Snapshotted {
+			prefetched = true
+			if err := r.snapshot(ctx, wi, bi+1); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if err := r.sleep(ctx, r.pollInterval(pending)); err != nil {
+			return false, err
+		}
+	}
+	b.Counts = Counts{}
+	for _, j := range b.Jobs {
+		b.Counts = b.Counts.Add(j.Counts)
+	}
+	w.Counts = Counts{}
+	for i := 0; i <= bi; i++ {
+		w.Counts = w.Counts.Add(w.Batches[i].Counts)
+	}
+	r.emit(Event{Type: EventBatchDone, Wave: wi, Batch: bi, Batches: len(w.Batches), Devices: b.End - b.Start,
+		Done: b.End - b.Start, Counts: &b.Counts})
+	v := Judge(w.Counts, pw.Success)
+	if !v.Pass {
+		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, v.Reason))
+	}
+	b.Status = StatusDone
+	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: bi, Counts: &w.Counts, Reason: v.Reason})
+	return false, r.save()
+}
+
+func (r *runner) concurrentJobs() int {
+	if n := r.Quotas.ConcurrentJobs; n > 0 {
+		return n
+	}
+	return 1
+}
+
+// pollInterval paces job polling: every GetJob spends one of the hub's job operations, so polls are
+// spread over the time the remaining device operations need, and come quickly only near the end.
+func (r *runner) pollInterval(pending int) time.Duration {
+	min := r.PollMin
+	if min <= 0 {
+		min = 20 * time.Millisecond
+		if jpm := r.Quotas.JobOpsPerMinute; jpm > 0 && !math.IsInf(jpm, 1) {
+			// Use at most about two thirds of the job-operation budget for polling.
+			if d := time.Duration(1.5 * 60 / jpm * float64(r.concurrentJobs()) * float64(time.Second)); d > min {
+				min = d
+			}
+		}
+	}
+	d := min
+	if ops := r.Quotas.JobDeviceOpsPerSec; ops > 0 && !math.IsInf(ops, 1) && pending > 0 {
+		est := time.Duration(float64(pending) / ops * float64(time.Second))
+		if est/2 > d {
+			d = est / 2
+		}
+	}
+	if d > 10*time.Second {
+		d = 10 * time.Second
+	}
+	return d
+}
+
+// startJob creates job j, recording the intent first. A job whose intent a previous run recorded is
+// looked up by id before anything is created: it may exist although the previous run never heard back.
+func (r *runner) startJob(ctx context.Context, wi, bi int, j *Job, pw *plan.Wave) error {
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return err
+	}
+	if j.Intent {
+		resp, err := r.Hub.GetJob(ctx, j.ID)
+		switch {
+		case err == nil:
+			j.Created, j.Status = true, resp.Status
+			r.emit(Event{Type: EventJobAttached, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
+			return r.save()
+		case !hubapi.IsNotFound(err):
+			return fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	} else {
+		j.Intent = true
+		if err := r.save(); err != nil {
+			return err
+		}
+	}
+	req := forwardJob(j.ID, InCondition(ids[j.Start:j.End]), pw)
+	resp, err := r.Hub.CreateJob(ctx, req)
+	event := EventJobCreated
+	if hubapi.IsAlreadyExists(err) {
+		event = EventJobAttached
+		resp, err = r.Hub.GetJob(ctx, j.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	j.Created, j.Status = true, resp.Status
+	r.emit(Event{Type: event, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
+	return r.save()
+}
+
+// forwardJob is the job request that applies a wave's action to the devices of cond.
+func forwardJob(id, cond string, pw *plan.Wave) *hubapi.JobRequest {
+	// The start time is the hub's "now": it is read from the wall clock, not the engine's clock, because
+	// the hub runs a job whose start time is in the future only later.
+	start := hubapi.NewTime(time.Now().UTC())
+	req := &hubapi.JobRequest{JobID: id, QueryCondition: cond, StartTime: &start,
+		MaxExecutionTimeInSeconds: int64(pw.Timeout / time.Second)}
+	if req.MaxExecutionTimeInSeconds <= 0 {
+		req.MaxExecutionTimeInSeconds = 3600
+	}
+	if tu := pw.Action.TwinUpdate; tu != nil {
+		req.Type = hubapi.JobTypeUpdateTwin
+		req.UpdateTwin = &hubapi.Twin{ETag: "*", Tags: tu.Tags}
+		if len(tu.Desired) > 0 {
+			req.UpdateTwin.Properties = &hubapi.TwinProperties{Desired: tu.Desired}
+		}
+	} else {
+		req.Type = hubapi.JobTypeDeviceMethod
+		req.CloudToDeviceMethod = methodCall(pw.Action.DirectMethod)
+	}
+	return req
+}
+
+func methodCall(m *plan.DirectMethod) *hubapi.CloudToDeviceMethod {
+	c := &hubapi.CloudToDeviceMethod{MethodName: m.Name, Payload: m.Payload,
+		ResponseTimeoutInSeconds: int32(m.ResponseTimeout / time.Second),
+		ConnectTimeoutInSeconds:  int32(m.ConnectTimeout / time.Second)}
+	if len(c.Payload) == 0 {
+		c.Payload = json.RawMessage("null")
+	}
+	if c.ResponseTimeoutInSeconds == 0 {
+		c.ResponseTimeoutInSeconds = 30
+	}
+	return c
+}
+
+// collect reads the outcomes of a job that ended: counts from its statistics, and from devices.jobs the
+// devices behind failures (every device of a direct-method job, whose status codes matter). Twin jobs
+// record only devices that did not succeed.
+func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.JobResponse) error {
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return err
+	}
+	ids = ids[j.Start:j.End]
+	var stats hubapi.DeviceJobStatistics
+	if resp.DeviceJobStatistics != nil {
+		stats = *resp.DeviceJobStatistics
+	}
+	method := resp.Type == hubapi.JobTypeDeviceMethod || r.st.Kind == "directMethod"
+	where, expect := "", int(stats.DeviceCount)
+	all := method || int(stats.DeviceCount) < len(ids)
+	if !all {
+		where, expect = "devices.jobs.status <> 'completed'", int(stats.DeviceCount-stats.SucceededCount)
+	}
+	var rows []hubapi.DeviceJob
+	if all || expect > 0 {
+		rows, err = r.deviceJobs(ctx, j.ID, where, expect)
+		if err != nil {
+			return err
+		}
+	}
+	outcomes := map[string]DeviceOutcome{}
+	for _, row := range rows {
+		o := classify(row, method)
+		o.Wave, o.Batch = wi, bi
+		outcomes[row.DeviceID] = o
+	}
+	c := Counts{Targeted: len(ids)}
+	record := map[string]DeviceOutcome{}
+	for _, id := range ids {
+		o, ok := outcomes[id]
+		switch {
+		case ok:
+		case all:
+			// The job never took this device: it was deleted or its twin no longer matched.
+			o = DeviceOutcome{Outcome: Failed, Wave: wi, Batch: bi, ErrorCode: "DeviceNotFound"}
+		default:
+			o = DeviceOutcome{Outcome: Succeeded, Wave: wi, Batch: bi}
+		}
+		switch o.Outcome {
+		case Succeeded:
+			c.Succeeded++
+		case MethodError:
+			c.Failed++
+			c.MethodError++
+		case Failed:
+			c.Failed++
+		case TimedOut:
+			c.TimedOut++
+		case Unreachable:
+			c.Unreachable++
+		}
+		if method || o.Outcome != Succeeded {
+			record[id] = o
+		}
+	}
+	j.Counts, j.Collected = c, true
+	r.st.Updated = r.now().UTC()
+	return r.Store.Update(func(tx *Tx) error {
+		for id, o := range record {
+			if err := tx.PutOutcome(id, o); err != nil {
+				return err
+			}
+		}
+		return tx.PutState(r.st)
+	})
+}
+
+// deviceJobs reads a job's device records. The devices.jobs view may lag the job's statistics, so a
+// read with fewer rows than the statistics promise is repeated a few times before it is accepted.
+func (r *runner) deviceJobs(ctx context.Context, jobID, where string, expect int) ([]hubapi.DeviceJob, error) {
+	var rows []hubapi.DeviceJob
+	for attempt := 0; ; attempt++ {
+		rows = rows[:0]
+		pager := r.Hub.DeviceJobs(ctx, jobID, where, r.pageSize())
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("outcomes of job %s: %w", jobID, err)
+			}
+			for _, raw := range page {
+				var row hubapi.DeviceJob
+				if err := json.Unmarshal(raw, &row); err != nil {
+					return nil, fmt.Errorf("outcomes of job %s: %w", jobID, err)
+				}
+				rows = append(rows, row)
+			}
+		}
+		if len(rows) >= expect || attempt >= 5 {
+			return rows, nil
+		}
+		if err := r.sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// classify turns a device's job record into an outcome. A direct method succeeds only with a 2xx
+// status; a device that was never connected is unreachable; a device the job had not finished when it
+// ended timed out.
+func classify(row hubapi.DeviceJob, method bool) DeviceOutcome {
+	var code string
+	if row.Error != nil {
+		code = row.Error.Code
+	}
+	switch row.Status {
+	case hubapi.DeviceJobCompleted:
+		if !method {
+			return DeviceOutcome{Outcome: Succeeded}
+		}
+		if row.Outcome == nil || row.Outcome.DeviceMethodResponse == nil {
+			return DeviceOutcome{Outcome: Failed, ErrorCode: "NoMethodResponse"}
+		}
+		s := int(row.Outcome.DeviceMethodResponse.Status)
+		if s < 200 || s > 299 {
+			return DeviceOutcome{Outcome: MethodError, MethodStatus: s}
+		}
+		return DeviceOutcome{Outcome: Succeeded, MethodStatus: s}
+	case hubapi.DeviceJobFailed:
+		switch {
+		case code == hubapi.CodeDeviceNotOnline.Name || code == fmt.Sprint(hubapi.CodeDeviceNotOnline.Number):
+			return DeviceOutcome{Outcome: Unreachable, ErrorCode: code}
+		case code == hubapi.CodeGatewayTimeout.Name || code == fmt.Sprint(hubapi.CodeGatewayTimeout.Number) ||
+			strings.Contains(strings.ToLower(code), "timeout"):
+			return DeviceOutcome{Outcome: TimedOut, ErrorCode: code}
+		}
+		if code == "" {
+			code = "Failed"
+		}
+		return DeviceOutcome{Outcome: Failed, ErrorCode: code}
+	}
+	// pending, scheduled, running or canceled when the job ended: never done in time.
+	return DeviceOutcome{Outcome: TimedOut, ErrorCode: code}
+}
+
+// snapshot captures, for every device of batch bi of wave wi, the prior value of each path the wave's
+// twin update patches, and marks the batch snapshotted, in one transaction. Where the hub's quotas
+// make it faster it reads twins with paged `SELECT *` queries over deviceId IN [...] (100 twins a
+// request); otherwise, as on S1 with its 20 queries a minute but 100 twin reads a second, and for the
+// devices a lagging query did not return yet, it reads twins one by one, in parallel.
+func (r *runner) snapshot(ctx context.Context, wi, bi int) error {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	b := &w.Batches[bi]
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return err
+	}
+	ids = ids[b.Start:b.End]
+	tu := pw.Action.TwinUpdate
+	priors := make(map[string]Prior, len(ids))
+	if r.queryFasterThanReads() {
+		if err := r.snapshotByQuery(ctx, ids, tu, priors); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for _, id := range ids {
+		if _, ok := priors[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if err := r.snapshotByReads(ctx, missing, tu, priors); err != nil {
+		return err
+	}
+	b.Snapshotted = true
+	r.st.Updated = r.now().UTC()
+	err = r.Store.Update(func(tx *Tx) error {
+		for id, p := range priors {
+			if err := tx.PutSnapshot(id, p); err != nil {
+				return err
+			}
+		}
+		return tx.PutState(r.st)
+	})
+	if err == nil {
+		r.emit(Event{Type: EventSnapshot, Wave: wi, Batch: bi, Devices: len(priors)})
+	}
+	return err
+}
+
+// capturePrior records the prior value of every path the update patches. It descends into an object
+// only where both the patch and the twin have an object (a twin patch merges objects), so restoring
+// the recorded values undoes the patch exactly; a property the twin lacked is recorded as absent.
+func capturePrior(tags, desired map[string]any, tu *plan.TwinUpdate) Prior {
+	p := Prior{}
+	if tu == nil {
+		return p
+	}
+	walkPrior(p, "tags", tu.Tags, tags)
+	walkPrior(p, "properties.desired", tu.Desired, desired)
+	return p
+}
+
+func walkPrior(p Prior, prefix string, patch, cur map[string]any) {
+	for k, pv := range patch {
+		path := prefix + "." + k
+		cv, ok := cur[k]
+		if !ok {
+			p[path] = PriorValue{Absent: true}
+			continue
+		}
+		pm, pIsObj := pv.(map[string]any)
+		cm, cIsObj := cv.(map[string]any)
+		if pIsObj && cIsObj {
+			walkPrior(p, path, pm, cm)
+			continue
+		}
+		raw, err := json.Marshal(cv)
+		if err != nil {
+			raw = json.RawMessage("null")
+		}
+		p[path] = PriorValue{Value: raw}
+	}
+}
+
+// restorePatch is the twin patch that puts back a device's prior values: each recorded value, and JSON
+// null (which removes a property) for each that was absent.
+func restorePatch(p Prior) *hubapi.Twin {
+	t := &hubapi.Twin{}
+	for path, v := range p {
+		var val any = v.Value
+		if v.Absent {
+			val = nil
+		}
+		var root *map[string]any
+		var rest string
+		switch {
+		case strings.HasPrefix(path, "tags."):
+			if t.Tags == nil {
+				t.Tags = map[string]any{}
+			}
+			root, rest = &t.Tags, strings.TrimPrefix(path, "tags.")
+		case strings.HasPrefix(path, "properties.desired."):
+			if t.Properties == nil {
+				t.Properties = &hubapi.TwinProperties{Desired: map[string]any{}}
+			}
+			root, rest = &t.Properties.Desired, strings.TrimPrefix(path, "properties.desired.")
+		default:
+			continue
+		}
+		m := *root
+		keys := strings.Split(rest, ".")
+		for _, k := range keys[:len(keys)-1] {
+			next, ok := m[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		m[keys[len(keys)-1]] = val
+	}
+	return t
+}
+
+// queryFasterThanReads compares the twins per second that paged queries and single twin reads give
+// under the hub's quotas.
+func (r *runner) queryFasterThanReads() bool {
+	qpm, reads := r.Quotas.QueriesPerMinute, r.Quotas.TwinReadsPerSec
+	if math.IsInf(qpm, 1) || qpm <= 0 {
+		return true
+	}
+	return qpm/60*float64(r.pageSize()) >= reads
+}
+
+func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string]Prior) error {
+	const prefix = "SELECT * FROM devices WHERE "
+	for _, rg := range SplitIn(ids, r.maxQuery()-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+			for _, raw := range page {
+				var twin struct {
+					DeviceID   string         `json:"deviceId"`
+					Tags       map[string]any `json:"tags"`
+					Properties struct {
+						Desired map[string]any `json:"desired"`
+					} `json:"properties"`
+				}
+				d := json.NewDecoder(bytes.NewReader(raw))
+				d.UseNumber()
+				if err := d.Decode(&twin); err != nil {
+					return fmt.Errorf("snapshot: unexpected twin %s", raw)
+				}
+				priors[twin.DeviceID] = capturePrior(twin.Tags, twin.Properties.Desired, tu)
+			}
+		}
+	}
+	return nil
+}
+
+// snapshotByReads reads the twins of ids one by one with parallel workers; a device that does not exist
+// gets no prior (no job can change it).
+func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string]Prior) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		next     = make(chan string)
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(r.Workers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				twin, err := r.Hub.GetTwin(cctx, id)
+				mu.Lock()
+				switch {
+				case err == nil:
+					var desired map[string]any
+					if twin.Properties != nil {
+						desired = twin.Properties.Desired
+					}
+					priors[id] = capturePrior(twin.Tags, desired, tu)
+				case hubapi.IsNotFound(err):
+				case firstErr == nil:
+					firstErr = fmt.Errorf("snapshot %s: %w", id, err)
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, id := range ids {
+		select {
+		case next <- id:
+		case <-cctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}

@@ -1,0 +1,74 @@
+package engine
+
+import "time"
+
+// Report is the per-device outcome report of a rollout (`rollout apply --report FILE`).
+type Report struct {
+	Rollout  string      `json:"rollout"`
+	PlanHash string      `json:"planHash"`
+	Status   Status      `json:"status"`
+	Reason   string      `json:"reason,omitempty"`
+	Time     time.Time   `json:"time"`
+	Waves    []Wave      `json:"waves"`
+	Devices  []ReportRow `json:"devices"`
+}
+
+// ReportRow is one device's outcome. Outcome is "pending" while the device's job has not been
+// collected; RolledBack is set when its batch was rolled back.
+type ReportRow struct {
+	Device       string  `json:"deviceId"`
+	Wave         string  `json:"wave"`
+	Batch        int     `json:"batch"`
+	Outcome      Outcome `json:"outcome"`
+	MethodStatus int     `json:"methodStatus,omitempty"`
+	ErrorCode    string  `json:"errorCode,omitempty"`
+	RolledBack   bool    `json:"rolledBack,omitempty"`
+}
+
+// Pending is the outcome of a device whose job has not ended yet.
+const Pending Outcome = "pending"
+
+// BuildReport reads the report of the rollout in s from its state alone.
+func BuildReport(s *Store, now time.Time) (*Report, error) {
+	rep := &Report{Time: now.UTC(), Devices: []ReportRow{}}
+	err := s.View(func(tx *Tx) error {
+		st, err := tx.State()
+		if err != nil {
+			return err
+		}
+		rep.Rollout, rep.PlanHash, rep.Status, rep.Reason, rep.Waves = st.Name, st.PlanHash, st.Status, st.Reason, st.Waves
+		for wi, w := range st.Waves {
+			if !w.Resolved {
+				continue
+			}
+			ids, err := tx.Devices(wi)
+			if err != nil {
+				return err
+			}
+			for bi, b := range w.Batches {
+				for _, j := range b.Jobs {
+					for _, id := range ids[j.Start:j.End] {
+						row := ReportRow{Device: id, Wave: w.Name, Batch: bi, Outcome: Pending, RolledBack: b.RolledBack}
+						if j.Collected {
+							row.Outcome = Succeeded
+							o, ok, err := tx.Outcome(id)
+							if err != nil {
+								return err
+							}
+							if ok {
+								row.Outcome, row.MethodStatus, row.ErrorCode = o.Outcome, o.MethodStatus, o.ErrorCode
+							}
+						}
+						rep.Devices = append(rep.Devices, row)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	// The wave records carry no device lists; drop the batch detail a report reader does not need.
+	for i := range rep.Waves {
+		rep.Waves[i].Batches = nil
+	}
+	return rep, err
+}

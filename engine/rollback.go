@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+// rollback undoes every batch that may have changed devices, newest first, recording after each batch
+// that it is undone, so an interrupted rollback continues with the next batch.
+func (r *runner) rollback(ctx context.Context) (*Result, error) {
+	st := r.st
+	if st.Status == StatusRolledBack {
+		return r.result(Step{Kind: StepRolledBack}), nil
+	}
+	if st.Rollback == nil {
+		st.Rollback = &Progress{Started: r.now().UTC()}
+	}
+	st.Status = StatusRollingBack
+	if err := r.save(); err != nil {
+		return nil, err
+	}
+	r.emit(Event{Type: EventRollbackStarted, Wave: -1, Reason: st.Reason})
+	for wi := len(st.Waves) - 1; wi >= 0; wi-- {
+		w := &st.Waves[wi]
+		for bi := len(w.Batches) - 1; bi >= 0; bi-- {
+			b := &w.Batches[bi]
+			if b.RolledBack {
+				continue
+			}
+			if r.stopping() {
+				r.emit(Event{Type: EventStopped, Wave: -1})
+				res := r.result(Step{Kind: StepRollback})
+				res.Stopped = true
+				return res, ErrStopped
+			}
+			if err := r.rollbackBatch(ctx, wi, bi); err != nil {
+				return nil, err
+			}
+		}
+	}
+	st.Status = StatusRolledBack
+	st.Rollback.Done = true
+	if err := r.save(); err != nil {
+		return nil, err
+	}
+	r.emit(Event{Type: EventRolledBack, Wave: -1, Devices: st.Rollback.Devices,
+		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason})
+	return r.result(Step{Kind: StepRolledBack}), nil
+}
+
+func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
+	b := &r.st.Waves[wi].Batches[bi]
+	// Settle the forward jobs: find out which exist, wait for running ones (a running job cannot be
+	// cancelled), and collect their outcomes.
+	var forward []*Job
+	for i := range b.Jobs {
+		j := &b.Jobs[i]
+		if !j.Intent {
+			continue
+		}
+		if !j.Created {
+			_, err := r.Hub.GetJob(ctx, j.ID)
+			if hubapi.IsNotFound(err) {
+				j.Intent = false // never created: nothing changed
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("job %s: %w", j.ID, err)
+			}
+			j.Created = true
+		}
+		forward = append(forward, j)
+	}
+	if err := r.awaitJobs(ctx, wi, bi, forward, true); err != nil {
+		return err
+	}
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return err
+	}
+	var restored, failed int
+	if r.st.Kind == "directMethod" {
+		restored, failed, err = r.compensate(ctx, wi, bi, ids, forward)
+	} else {
+		restored, failed, err = r.restoreTwins(ctx, ids, forward)
+	}
+	if err != nil {
+		return err
+	}
+	b.RolledBack = true
+	r.st.Rollback.Devices += restored
+	r.st.Rollback.Failed += failed
+	if err := r.save(); err != nil {
+		return err
+	}
+	r.emit(Event{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: restored,
+		Counts: &Counts{Succeeded: restored, Failed: failed}})
+	return nil
+}
+
+// awaitJobs polls jobs until each has ended and, when collectOutcomes is set, collects its outcomes.
+func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collectOutcomes bool) error {
+	for {
+		pending, open := 0, 0
+		for _, j := range jobs {
+			if j.Collected {
+				continue
+			}
+			resp, err := r.Hub.GetJob(ctx, j.ID)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", j.ID, err)
+			}
+			j.Status = resp.Status
+			if resp.Terminal() {
+				if collectOutcomes {
+					if err := r.collect(ctx, wi, bi, j, resp); err != nil {
+						return err
+					}
+				} else {
+					if s := resp.DeviceJobStatistics; s != nil {
+						j.Counts = Counts{Targeted: j.End - j.Start, Succeeded: int(s.SucceededCount),
+							Failed: j.End - j.Start - int(s.SucceededCount)}
+					}
+					j.Collected = true
+					if err := r.save(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			open++
+			if s := resp.DeviceJobStatistics; s != nil {
+				pending += int(s.PendingCount + s.RunningCount)
+			}
+		}
+		if open == 0 {
+			return nil
+		}
+		if err := r.sleep(ctx, r.pollInterval(pending)); err != nil {
+			return err
+		}
+	}
+}
+
+// restoreTwins puts back the captured prior values of every device the forward jobs targeted, with
+// parallel twin patches. A patch to exact prior values is idempotent, so a resumed rollback simply
+// repeats the batch. A device without a snapshot was never changed (snapshots precede jobs) or no
+// longer exists.
+func (r *runner) restoreTwins(ctx context.Context, ids []string, forward []*Job) (restored, failed int, err error) {
+	type item struct {
+		id string
+		p  Prior
+	}
+	var items []item
+	err = r.Store.View(func(tx *Tx) error {
+		for _, j := range forward {
+			for _, id := range ids[j.Start:j.End] {
+				p, ok, err := tx.Snapshot(id)
+				if err != nil {
+					return err
+				}
+				if ok {
+					items = append(items, item{id, p})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		next     = make(chan item)
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range r.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				_, err := r.Hub.UpdateTwin(cctx, it.id, restorePatch(it.p), "*")
+				mu.Lock()
+				switch {
+				case err == nil:
+					restored++
+				case hubapi.IsNotFound(err):
+					failed++
+				case firstErr == nil:
+					firstErr = fmt.Errorf("restore twin %s: %w", it.id, err)
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, it := range items {
+		select {
+		case next <- it:
+		case <-cctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return restored, failed, firstErr
+}
+
+// compensate calls the rollback direct method, as jobs with deterministic ids, on the devices of the
+// batch that the forward method reached (it answered, or failed after being delivered). Jobs make the
+// call exactly once per device even across crashes: a resumed run re-attaches them by id.
+func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forward []*Job) (done, failed int, err error) {
+	b := &r.st.Waves[wi].Batches[bi]
+	m := r.st.RollbackMethod
+	if m == nil {
+		return 0, 0, errors.New("the rollout's plan names no rollback.directMethod")
+	}
+	if len(b.RollbackJobs) == 0 {
+		var reached []string
+		err := r.Store.View(func(tx *Tx) error {
+			for _, j := range forward {
+				for _, id := range ids[j.Start:j.End] {
+					o, ok, err := tx.Outcome(id)
+					if err != nil {
+						return err
+					}
+					if ok && o.Outcome != Unreachable && o.Outcome != TimedOut && o.ErrorCode != "DeviceNotFound" {
+						reached = append(reached, id)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		if len(reached) == 0 {
+			return 0, 0, nil
+		}
+		// The reached devices are stored with the jobs so that a resumed run builds the same conditions.
+		if err := r.Store.Update(func(tx *Tx) error { return tx.PutRollbackDevices(wi, bi, reached) }); err != nil {
+			return 0, 0, err
+		}
+		for part, rg := range SplitIn(reached, r.maxQuery()) {
+			b.RollbackJobs = append(b.RollbackJobs, Job{ID: RollbackJobID(r.st.Name, r.st.PlanHash, wi, bi, part),
+				Start: rg[0], End: rg[1]})
+		}
+		if err := r.save(); err != nil {
+			return 0, 0, err
+		}
+	}
+	var reached []string
+	if err := r.Store.View(func(tx *Tx) error {
+		var err error
+		reached, err = tx.RollbackDevices(wi, bi)
+		return err
+	}); err != nil {
+		return 0, 0, err
+	}
+	var jobs []*Job
+	for i := range b.RollbackJobs {
+		j := &b.RollbackJobs[i]
+		if !j.Created {
+			req := &hubapi.JobRequest{JobID: j.ID, Type: hubapi.JobTypeDeviceMethod,
+				QueryCondition: InCondition(reached[j.Start:j.End]), CloudToDeviceMethod: methodCall(m),
+				MaxExecutionTimeInSeconds: int64(rollbackJobTimeout(m) / time.Second)}
+			start := hubapi.NewTime(time.Now().UTC())
+			req.StartTime = &start
+			if err := r.ensureJob(ctx, j, req); err != nil {
+				return 0, 0, err
+			}
+		}
+		jobs = append(jobs, j)
+	}
+	if err := r.awaitJobs(ctx, wi, bi, jobs, false); err != nil {
+		return 0, 0, err
+	}
+	for _, j := range jobs {
+		done += j.Counts.Succeeded
+		failed += j.Counts.Failed
+	}
+	return done, failed, nil
+}
+
+// rollbackJobTimeout gives a compensating job time for its devices to answer.
+func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
+	d := 10*time.Minute + m.ResponseTimeout + m.ConnectTimeout
+	return d
+}
+
+// ensureJob creates job j unless it exists: intent first, then a lookup by id if a previous run
+// recorded the intent, then the create (a duplicate id means it exists).
+func (r *runner) ensureJob(ctx context.Context, j *Job, req *hubapi.JobRequest) error {
+	if j.Intent {
+		if _, err := r.Hub.GetJob(ctx, j.ID); err == nil {
+			j.Created = true
+			return r.save()
+		} else if !hubapi.IsNotFound(err) {
+			return fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	} else {
+		j.Intent = true
+		if err := r.save(); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Hub.CreateJob(ctx, req); err != nil && !hubapi.IsAlreadyExists(err) {
+		return fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	j.Created = true
+	return r.save()
+}

@@ -1,0 +1,543 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+// Options configure Apply and Rollback.
+type Options struct {
+	Hub   Hub
+	Store *Store
+	// Quotas are the hub's limits; the engine sizes job concurrency, query pages and polling to them.
+	// The zero value means unlimited.
+	Quotas hubapi.Quotas
+	// Clock is the time source (nil: the wall clock). Tests pass a fake so bakes and windows take no
+	// wall time.
+	Clock hubapi.Clock
+	// Observer receives events (nil: none).
+	Observer Observer
+	// NoWait makes the run advance as far as it can now and return instead of waiting.
+	NoWait bool
+	// Stop, when closed, makes the run stop at the next safe point (the first Ctrl-C). Cancelling ctx
+	// aborts at once (the second); state stays consistent either way.
+	Stop <-chan struct{}
+	// PollMin bounds how often a job or an approval is polled (0: derived from the quotas).
+	PollMin time.Duration
+	// VerifyPoll is the interval between verify reads (0: derived from the quotas).
+	VerifyPoll time.Duration
+	// ApprovalPoll is how often a blocking run looks for an approval (0: 2 s).
+	ApprovalPoll time.Duration
+	// Workers is the number of parallel twin restores in a rollback (0: 16).
+	Workers int
+}
+
+// Outcome of a run.
+type Result struct {
+	Status  Status   // the rollout's status when the run returned
+	Step    StepKind // the step the run stopped at
+	Waiting bool     // with NoWait: stopped at a wait (approval, schedule, bake, verify)
+	Stopped bool     // stopped at a safe point because Stop was closed
+	Reason  string   // why the rollout halted or rolled back
+	Until   time.Time
+}
+
+// PlanChangedError is returned when the plan's hash differs from the one the rollout started with.
+type PlanChangedError struct {
+	Name, Was, Now string
+}
+
+func (e *PlanChangedError) Error() string {
+	return fmt.Sprintf("plan %s changed since its rollout started (plan hash %.12s, was %.12s); "+
+		"restore the original plan to continue, run `rollout rollback %s` to undo what was applied, "+
+		"or give the edited plan a new name to start a new rollout", e.Name, e.Now, e.Was, e.Name)
+}
+
+// ErrStopped is returned with a Result when the run stopped at a safe point on request.
+var ErrStopped = errors.New("stopped at a safe point; run again to continue")
+
+type runner struct {
+	Options
+	p   *plan.Plan // nil for an on-demand rollback
+	st  *State
+	now func() time.Time
+	// devices caches resolved wave devices.
+	devices map[int][]string
+}
+
+func newRunner(o Options, p *plan.Plan) *runner {
+	if o.Clock == nil {
+		o.Clock = wallClock{}
+	}
+	if o.Observer == nil {
+		o.Observer = ObserverFunc(func(Event) {})
+	}
+	if o.Quotas.Tier == "" {
+		o.Quotas, _ = hubapi.TierQuotas("unlimited", 1)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	if o.ApprovalPoll <= 0 {
+		o.ApprovalPoll = 2 * time.Second
+	}
+	r := &runner{Options: o, p: p, devices: map[int][]string{}}
+	r.now = func() time.Time { return r.Clock.Now() }
+	return r
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Apply runs plan p, holding the rollout's lock (a *LockedError names another holder): it starts the rollout or continues it from its state. It returns when the rollout
+// is done, halted or rolled back, when it must wait and NoWait is set, or when Stop is closed (with
+// ErrStopped). Errors are hub, state or plan-changed (*PlanChangedError) errors; the state stays
+// consistent after any of them, and running Apply again continues.
+func Apply(ctx context.Context, p *plan.Plan, o Options) (*Result, error) {
+	r := newRunner(o, p)
+	unlock, err := r.Store.Lock(r.now())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	return r.loop(ctx)
+}
+
+// Rollback rolls back what the rollout in o.Store applied, newest batch first, and records it: twin
+// updates are restored to each device's captured prior values, direct methods are compensated with the
+// plan's rollback method on the devices the rollout reached. It needs no plan: the state holds what it
+// needs. A rollback that was interrupted continues where it was.
+func Rollback(ctx context.Context, o Options) (*Result, error) {
+	r := newRunner(o, nil)
+	unlock, err := r.Store.Lock(r.now())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, err := r.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	r.st = st
+	if st.Status != StatusRolledBack {
+		st.Requested = true
+		if st.Reason == "" {
+			st.Reason = "rollback requested"
+		}
+		if err := r.save(); err != nil {
+			return nil, err
+		}
+	}
+	return r.rollback(ctx)
+}
+
+// Approve releases the approval gate of wave in the rollout of store s. It works while an apply runs.
+func Approve(s *Store, wave, by string, now time.Time) error {
+	st, err := s.Load()
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, w := range st.Waves {
+		if w.Name == wave {
+			return s.Update(func(tx *Tx) error { return tx.PutApproval(wave, Approval{By: by, At: now.UTC()}) })
+		}
+		names = append(names, w.Name)
+	}
+	return fmt.Errorf("rollout %s has no wave %q (waves: %s)", st.Name, wave, strings.Join(names, ", "))
+}
+
+func (r *runner) kind() string {
+	if r.p.Waves[0].Action.DirectMethod != nil {
+		return "directMethod"
+	}
+	return "twinUpdate"
+}
+
+func (r *runner) load() error {
+	st, err := r.Store.Load()
+	switch {
+	case errors.Is(err, ErrNoState):
+		now := r.now().UTC()
+		st = &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanFile: r.p.File, Kind: r.kind(), Status: StatusRunning,
+			Created: now}
+		if m := r.p.Rollback.DirectMethod; m != nil {
+			st.RollbackMethod = m
+		}
+		for _, w := range r.p.Waves {
+			st.Waves = append(st.Waves, Wave{Name: w.Name, Status: StatusPending})
+		}
+		r.st = st
+		return r.save()
+	case err != nil:
+		return err
+	}
+	if st.PlanHash != r.p.Hash {
+		return &PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: r.p.Hash}
+	}
+	if len(st.Waves) != len(r.p.Waves) {
+		return fmt.Errorf("state of rollout %s has %d waves, the plan %d", st.Name, len(st.Waves), len(r.p.Waves))
+	}
+	r.st = st
+	return nil
+}
+
+func (r *runner) save() error {
+	r.st.Updated = r.now().UTC()
+	return r.Store.Update(func(tx *Tx) error { return tx.PutState(r.st) })
+}
+
+func (r *runner) emit(e Event) {
+	e.Time = r.now().UTC()
+	e.Rollout = r.st.Name
+	if e.Wave >= 0 && e.Wave < len(r.st.Waves) && e.WaveName == "" {
+		e.WaveName = r.st.Waves[e.Wave].Name
+	}
+	r.Observer.Event(e)
+}
+
+func (r *runner) stopping() bool {
+	if r.Stop == nil {
+		return false
+	}
+	select {
+	case <-r.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d or until ctx ends or Stop closes; it reports whether the full time passed.
+func (r *runner) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.Stop:
+		return nil
+	case <-r.Clock.After(d):
+		return nil
+	}
+}
+
+func (r *runner) approved(wave string) bool {
+	ok := false
+	_ = r.Store.View(func(tx *Tx) error {
+		_, ok, _ = tx.Approval(wave)
+		return nil
+	})
+	return ok
+}
+
+func (r *runner) result(step Step) *Result {
+	return &Result{Status: r.st.Status, Step: step.Kind, Reason: r.st.Reason, Until: step.Until}
+}
+
+func (r *runner) loop(ctx context.Context) (*Result, error) {
+	r.emit(Event{Type: EventStarted, Wave: -1, Devices: len(r.st.Waves)})
+	announced := Step{Kind: "-"}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		step := Next(r.p, r.st, r.approved, r.now())
+		if r.stopping() && step.Kind != StepRollback {
+			r.emit(Event{Type: EventStopped, Wave: -1})
+			res := r.result(step)
+			res.Stopped = true
+			return res, ErrStopped
+		}
+		var err error
+		switch step.Kind {
+		case StepDone:
+			if r.st.Status != StatusDone {
+				r.st.Status = StatusDone
+				if err := r.save(); err != nil {
+					return nil, err
+				}
+			}
+			r.emit(Event{Type: EventDone, Wave: -1})
+			return r.result(step), nil
+		case StepHalted, StepRolledBack:
+			return r.result(step), nil
+		case StepRollback:
+			return r.rollback(ctx)
+		case StepWaitApproval, StepWaitSchedule, StepWaitBake:
+			if step != announced {
+				reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake"}[step.Kind]
+				r.emit(Event{Type: EventWaiting, Wave: step.Wave, Reason: reason, Until: step.Until})
+				announced = step
+			}
+			if r.NoWait {
+				res := r.result(step)
+				res.Waiting = true
+				return res, nil
+			}
+			d := r.ApprovalPoll
+			if !step.Until.IsZero() {
+				d = step.Until.Sub(r.now())
+			}
+			err = r.sleep(ctx, d)
+		case StepResolve:
+			err = r.resolve(ctx, step.Wave)
+		case StepBatch:
+			var waiting bool
+			waiting, err = r.runBatch(ctx, step.Wave, step.Batch)
+			if err == nil && waiting && r.NoWait {
+				// Jobs are running on the hub: the rollout progresses normally without us.
+				return r.result(step), nil
+			}
+		case StepWaveGate:
+			err = r.waveGate(step.Wave)
+		case StepVerify:
+			var waiting bool
+			waiting, err = r.verify(ctx, step.Wave)
+			if err == nil && waiting {
+				if r.NoWait {
+					res := r.result(step)
+					res.Waiting = true
+					return res, nil
+				}
+				err = r.sleep(ctx, r.verifyPoll(step.Wave))
+			}
+		case StepFinishWave:
+			w := &r.st.Waves[step.Wave]
+			w.Status, w.Done = StatusDone, r.now().UTC()
+			err = r.save()
+			r.emit(Event{Type: EventWaveDone, Wave: step.Wave, Devices: w.DeviceCount, Counts: &w.Counts})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// condition composes the hub condition of a wave: fleet AND target ("*" parts dropped).
+func condition(parts ...string) string {
+	var keep []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" && p != "*" {
+			keep = append(keep, "("+p+")")
+		}
+	}
+	if len(keep) == 0 {
+		return "*"
+	}
+	return strings.Join(keep, " AND ")
+}
+
+func (r *runner) pageSize() int {
+	if n := r.Quotas.MaxPageSize; n > 0 {
+		return n
+	}
+	return hubapi.MaxPageSize
+}
+
+func (r *runner) maxQuery() int {
+	if n := r.Quotas.MaxQueryLength; n > 0 {
+		return n
+	}
+	return hubapi.MaxQueryLength
+}
+
+// resolve selects a wave's devices once and stores them: fleet AND target, minus every device an
+// earlier wave took, then the wave's stable percent sample.
+func (r *runner) resolve(ctx context.Context, wi int) error {
+	pw := r.p.Waves[wi]
+	q := "SELECT deviceId FROM devices"
+	if c := condition(r.p.Fleet, pw.Target); c != "*" {
+		q += " WHERE " + c
+	}
+	taken := map[string]bool{}
+	for i := 0; i < wi; i++ {
+		ids, err := r.waveDevices(i)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			taken[id] = true
+		}
+	}
+	var ids []string
+	pager := r.Hub.Query(ctx, q, r.pageSize())
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("resolve wave %s: %w", pw.Name, err)
+		}
+		for _, raw := range page {
+			var row struct {
+				DeviceID string `json:"deviceId"`
+			}
+			if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
+				return fmt.Errorf("resolve wave %s: unexpected query row %s", pw.Name, raw)
+			}
+			if !taken[row.DeviceID] && InSample(r.p.Name, row.DeviceID, pw.Percent) {
+				taken[row.DeviceID] = true
+				ids = append(ids, row.DeviceID)
+			}
+		}
+	}
+	sort.Strings(ids)
+	w := &r.st.Waves[wi]
+	w.Status, w.Resolved, w.DeviceCount, w.Started = StatusRunning, true, len(ids), r.now().UTC()
+	w.Batches = nil
+	for _, rg := range BatchRanges(len(ids), pw.Batch) {
+		w.Batches = append(w.Batches, Batch{Start: rg[0], End: rg[1], Status: StatusPending})
+	}
+	r.devices[wi] = ids
+	err := r.Store.Update(func(tx *Tx) error {
+		if err := tx.PutDevices(wi, ids); err != nil {
+			return err
+		}
+		w.Counts = Counts{}
+		r.st.Updated = r.now().UTC()
+		return tx.PutState(r.st)
+	})
+	if err != nil {
+		return err
+	}
+	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: len(ids), Batches: len(w.Batches)})
+	return nil
+}
+
+func (r *runner) waveDevices(wi int) ([]string, error) {
+	if ids, ok := r.devices[wi]; ok {
+		return ids, nil
+	}
+	var ids []string
+	err := r.Store.View(func(tx *Tx) error {
+		var err error
+		ids, err = tx.Devices(wi)
+		return err
+	})
+	if err == nil {
+		r.devices[wi] = ids
+	}
+	return ids, err
+}
+
+// failWave records a failed gate and decides, per the plan, between halt and rollback.
+func (r *runner) failWave(wi int, reason string) error {
+	w := &r.st.Waves[wi]
+	w.Status = StatusFailed
+	r.st.Reason = fmt.Sprintf("wave %s: %s", w.Name, reason)
+	r.emit(Event{Type: EventGateFailed, Wave: wi, Reason: reason, Counts: &w.Counts})
+	if r.p.OnFailure == plan.Halt {
+		r.st.Status = StatusHalted
+		if err := r.save(); err != nil {
+			return err
+		}
+		r.emit(Event{Type: EventHalted, Wave: wi, Reason: r.st.Reason})
+		return nil
+	}
+	r.st.Status = StatusRollingBack
+	return r.save()
+}
+
+func (r *runner) waveGate(wi int) error {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	v := Judge(w.Counts, pw.Success)
+	if !v.Pass {
+		return r.failWave(wi, v.Reason)
+	}
+	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: -1, Counts: &w.Counts, Reason: v.Reason})
+	w.Status, w.BakeStart = StatusBaking, r.now().UTC()
+	if w.DeviceCount == 0 {
+		w.Status, w.Done = StatusDone, w.BakeStart
+		defer r.emit(Event{Type: EventWaveDone, Wave: wi})
+	}
+	return r.save()
+}
+
+func (r *runner) verifyPoll(wi int) time.Duration {
+	if r.VerifyPoll > 0 {
+		return r.VerifyPoll
+	}
+	// One verify read costs a query per chunk of the wave's device list; spend at most a quarter of the
+	// hub's query budget on it.
+	chunks := float64(r.st.Waves[wi].DeviceCount)/500 + 1
+	d := 5 * time.Second
+	if qpm := r.Quotas.QueriesPerMinute; qpm > 0 && !math.IsInf(qpm, 1) {
+		if need := time.Duration(chunks * 4 * 60 / qpm * float64(time.Second)); need > d {
+			d = need
+		}
+	}
+	return d
+}
+
+// verify reads the share of a wave's devices that satisfy the verify condition, one COUNT query per
+// chunk of the device list, and judges it.
+func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return false, err
+	}
+	prefix := "SELECT COUNT() AS n FROM devices WHERE (" + pw.Verify.Condition + ") AND "
+	matching := 0
+	for _, rg := range SplitIn(ids, r.maxQuery()-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
+			}
+			for _, raw := range page {
+				n, err := countRow(raw)
+				if err != nil {
+					return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
+				}
+				matching += n
+			}
+		}
+	}
+	w.VerifyReads++
+	w.VerifyRate = 1
+	if len(ids) > 0 {
+		w.VerifyRate = float64(matching) / float64(len(ids))
+	}
+	r.emit(Event{Type: EventVerify, Wave: wi, Rate: w.VerifyRate, Done: matching, Devices: len(ids)})
+	switch JudgeVerify(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, r.now()) {
+	case VerifyPass:
+		w.VerifyOK = true
+		return false, r.save()
+	case VerifyFail:
+		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s",
+			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate)))
+	}
+	return true, r.save()
+}
+
+// countRow reads the single number of an aggregate row such as {"n": 5}.
+func countRow(raw json.RawMessage) (int, error) {
+	var row map[string]json.Number
+	if err := json.Unmarshal(raw, &row); err != nil || len(row) != 1 {
+		return 0, fmt.Errorf("unexpected count row %s", raw)
+	}
+	for _, v := range row {
+		n, err := v.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("unexpected count row %s", raw)
+		}
+		return int(n), nil
+	}
+	return 0, nil
+}
