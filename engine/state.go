@@ -34,20 +34,20 @@ const (
 // and their batches. Device lists, twin snapshots, outcomes and approvals live in their own buckets so
 // that a step rewrites only what it changed.
 type State struct {
-	Name      string    `json:"name"`
-	PlanHash  string    `json:"planHash"`
-	PlanFile  string    `json:"planFile,omitempty"`
-	Kind      string    `json:"kind"` // "twinUpdate" or "directMethod"
-	Status    Status    `json:"status"`
-	Reason    string    `json:"reason,omitempty"` // why the rollout halted or rolled back
-	Created   time.Time `json:"created"`
-	Updated   time.Time `json:"updated"`
-	Waves     []Wave    `json:"waves"`
-	Rollback  *Progress `json:"rollback,omitempty"` // set once a rollback started
+	Name     string    `json:"name"`
+	PlanHash string    `json:"planHash"`
+	PlanFile string    `json:"planFile,omitempty"`
+	Kind     string    `json:"kind"` // "twinUpdate" or "directMethod"
+	Status   Status    `json:"status"`
+	Reason   string    `json:"reason,omitempty"` // why the rollout halted or rolled back
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Waves    []Wave    `json:"waves"`
+	Rollback *Progress `json:"rollback,omitempty"` // set once a rollback started
 	// RollbackMethod is the plan's compensating direct method, kept so that `rollout rollback` needs no
 	// plan file.
 	RollbackMethod *plan.DirectMethod `json:"rollbackMethod,omitempty"`
-	Requested bool      `json:"rollbackRequested,omitempty"`
+	Requested      bool               `json:"rollbackRequested,omitempty"`
 }
 
 // Wave is one wave's record.
@@ -385,7 +385,9 @@ func (t *Tx) PutApproval(wave string, a Approval) error {
 	return putJSON(t.tx.Bucket(bucketApprovals), []byte(wave), a)
 }
 
-func rollbackDevicesKey(wave, batch int) []byte { return fmt.Appendf(nil, "rollback/%06d/%06d", wave, batch) }
+func rollbackDevicesKey(wave, batch int) []byte {
+	return fmt.Appendf(nil, "rollback/%06d/%06d", wave, batch)
+}
 
 // RollbackDevices reads the devices a batch's compensating method jobs target.
 func (t *Tx) RollbackDevices(wave, batch int) ([]string, error) {
