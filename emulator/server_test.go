@@ -1,7 +1,11 @@
 package emulator_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"io"
+	"os"
 	"net/http"
 	"strings"
 	"testing"
@@ -333,5 +337,89 @@ func TestDeterministicShares(t *testing.T) {
 	a, b := pick(1), pick(1)
 	if len(a) != 2 || strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Errorf("offline devices %v then %v: want the same 2 of 20", a, b)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	s := start(t, emulator.Options{Faults: emulator.Faults{Throttle: 0.2, Unavailable: 0.2, Drop: 0.1}, Seed: 3})
+	counts := map[int]int{}
+	dropped := 0
+	cs, _ := hubapi.ParseConnectionString(s.ConnectionString())
+	for range 100 {
+		req, _ := http.NewRequest("GET", s.URL()+"/twins/Device-1?api-version="+hubapi.APIVersion, nil)
+		req.Header.Set("Authorization", cs.SASToken(time.Now().Add(time.Hour)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			dropped++
+			continue
+		}
+		resp.Body.Close()
+		counts[resp.StatusCode]++
+	}
+	if counts[429] < 8 || counts[503] < 8 || dropped < 3 || counts[200] < 30 {
+		t.Errorf("statuses %v, %d dropped: want roughly 20%% 429, 20%% 503, 10%% dropped", counts, dropped)
+	}
+	if st := s.Stats(); st.Faults != int64(100-counts[200]) {
+		t.Errorf("stats count %d faults, saw %d", st.Faults, 100-counts[200])
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	s := emulatortest.Start(t, "", emulator.Options{TLS: true, CertDir: dir})
+	if !strings.HasPrefix(s.URL(), "https://") || s.CAFile() == "" {
+		t.Fatalf("URL %s CA %q", s.URL(), s.CAFile())
+	}
+	pem, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	cs, _ := hubapi.ParseConnectionString(s.ConnectionString())
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		u := strings.Replace(s.URL(), "127.0.0.1", host, 1)
+		req, _ := http.NewRequest("GET", u+"/devices?api-version="+hubapi.APIVersion, nil)
+		req.Header.Set("Authorization", cs.SASToken(time.Now().Add(time.Hour)))
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: status %d", host, resp.StatusCode)
+		}
+	}
+	// A restart with the same directory reuses the CA a user already trusts.
+	s2 := emulatortest.Start(t, "", emulator.Options{TLS: true, CertDir: dir})
+	pem2, _ := os.ReadFile(s2.CAFile())
+	if string(pem) != string(pem2) {
+		t.Errorf("CA changed across restarts")
+	}
+}
+
+func TestStatsEndpoint(t *testing.T) {
+	s := start(t, emulator.Options{})
+	do(t, s, "POST", "/twins/eu-0001/methods", `{"methodName":"m"}`)
+	for _, c := range []struct {
+		path, want string
+		status     int
+	}{
+		{"/_emulator/stats", `"methodInvocations": 1`, 200},
+		{"/_emulator/devices/eu-0001", `"methodInvocations": 1`, 200},
+		{"/_emulator/devices/nope", "no device", 404},
+		{"/_emulator/jobs", `"timeline"`, 200},
+		{"/_emulator/nothing", "endpoints", 404},
+	} {
+		resp, err := http.Get(s.URL() + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d %s", c.path, resp.StatusCode, b)
+		}
 	}
 }

@@ -1,5 +1,270 @@
 package emulator
 
-func (s *Server) loadData(path string) (bool, error) { return false, nil }
-func (s *Server) saveData(path string) error         { return nil }
-func (s *Server) resumeJobs()                        {}
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// The data file is JSON lines: a header, then one line per device and one per job. It is written on
+// Close through a temporary file, fsync and rename, so a crash leaves the previous snapshot intact.
+
+const dataFormat = "rollout-emulator-data/1"
+
+type snapHeader struct {
+	Format string `json:"format"`
+	Seed   int64  `json:"seed"`
+}
+
+type snapLine struct {
+	Device *snapDevice `json:"device,omitempty"`
+	Job    *snapJob    `json:"job,omitempty"`
+}
+
+type snapMeta struct {
+	Key string `json:"k"`
+	At  int64  `json:"at"`
+	Ver int64  `json:"v"`
+}
+
+type snapDevice struct {
+	ID           string         `json:"id"`
+	Group        string         `json:"group,omitempty"`
+	Flags        uint8          `json:"flags,omitempty"`
+	Disabled     bool           `json:"disabled,omitempty"`
+	StatusReason string         `json:"statusReason,omitempty"`
+	ModelID      string         `json:"modelId,omitempty"`
+	IoTEdge      bool           `json:"iotEdge,omitempty"`
+	PrimaryKey   string         `json:"primaryKey,omitempty"`
+	SecondaryKey string         `json:"secondaryKey,omitempty"`
+	Tags         map[string]any `json:"tags,omitempty"`
+	Desired      map[string]any `json:"desired,omitempty"`
+	Reported     map[string]any `json:"reported,omitempty"`
+	Versions     [4]int64       `json:"versions"` // twin, desired, reported, device etag
+	Times        [5]int64       `json:"times"`    // created, desired, reported, status, last activity
+	DesiredMeta  []snapMeta     `json:"desiredMeta,omitempty"`
+	ReportedMeta []snapMeta     `json:"reportedMeta,omitempty"`
+	Counts       [4]uint32      `json:"counts"` // method calls, delivered, twin patches, reports
+}
+
+type snapRow struct {
+	DeviceID string               `json:"deviceId"`
+	Status   uint8                `json:"status"`
+	Start    int64                `json:"start,omitempty"`
+	End      int64                `json:"end,omitempty"`
+	Result   *hubapi.MethodResult `json:"result,omitempty"`
+	ErrCode  string               `json:"errCode,omitempty"`
+	ErrDesc  string               `json:"errDesc,omitempty"`
+}
+
+type snapJob struct {
+	Request  hubapi.JobRequest `json:"request"`
+	Status   string            `json:"status"`
+	Times    [4]int64          `json:"times"` // created, start, began, end
+	Failure  string            `json:"failure,omitempty"`
+	Rows     []snapRow         `json:"rows,omitempty"`
+	Timeline []JobEvent        `json:"timeline,omitempty"`
+}
+
+func toSnapMeta(m []metaEntry) []snapMeta {
+	out := make([]snapMeta, len(m))
+	for i, e := range m {
+		out[i] = snapMeta{e.key, e.at, e.ver}
+	}
+	return out
+}
+
+func fromSnapMeta(m []snapMeta) []metaEntry {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]metaEntry, len(m))
+	for i, e := range m {
+		out[i] = metaEntry{e.Key, e.At, e.Ver}
+	}
+	return out
+}
+
+// saveData writes the snapshot of twins and jobs to path atomically.
+func (s *Server) saveData(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("emulator: data file: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	w := bufio.NewWriterSize(f, 1<<20)
+	enc := json.NewEncoder(w)
+	err = enc.Encode(snapHeader{Format: dataFormat, Seed: s.opts.Seed})
+	s.store.mu.RLock()
+	for _, d := range s.store.order {
+		if err != nil {
+			break
+		}
+		if d.deleted {
+			continue
+		}
+		err = enc.Encode(snapLine{Device: &snapDevice{
+			ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
+			ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
+			Tags: d.tags, Desired: d.desired, Reported: d.reported,
+			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
+			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
+			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
+			Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+		}})
+	}
+	s.store.mu.RUnlock()
+	s.jobs.mu.RLock()
+	for _, j := range s.jobs.order {
+		if err != nil {
+			break
+		}
+		sj := &snapJob{Request: j.req, Status: j.status, Times: [4]int64{j.created, j.start, j.began, j.end}, Failure: j.failure}
+		for _, r := range j.rows {
+			sj.Rows = append(sj.Rows, snapRow{DeviceID: r.dev.id, Status: r.status, Start: r.start, End: r.end,
+				Result: r.result, ErrCode: r.errCode, ErrDesc: r.errDesc})
+		}
+		for _, e := range s.jobs.timeline {
+			if e.JobID == j.id {
+				sj.Timeline = append(sj.Timeline, e)
+			}
+		}
+		err = enc.Encode(snapLine{Job: sj})
+	}
+	s.jobs.mu.RUnlock()
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("emulator: writing data file %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadData reads a data file written by saveData; it reports false when the file does not exist yet.
+// Devices keep the behaviour of their fleet group when the fleet still has it.
+func (s *Server) loadData(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("emulator: data file: %w", err)
+	}
+	defer f.Close()
+	fail := func(line int, format string, args ...any) error {
+		return fmt.Errorf("emulator: data file %s:%d: %s", path, line, fmt.Sprintf(format, args...))
+	}
+	groups := map[string]*Behavior{}
+	if s.opts.Fleet != nil {
+		for i := range s.opts.Fleet.Groups {
+			g := &s.opts.Fleet.Groups[i]
+			groups[g.Name] = &g.Behavior
+		}
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	var hdr snapHeader
+	if err := dec.Decode(&hdr); err != nil || hdr.Format != dataFormat {
+		return false, fail(1, "not an emulator data file (want format %s)", dataFormat)
+	}
+	st := s.store
+	line := 1
+	for dec.More() {
+		line++
+		var sl snapLine
+		if err := dec.Decode(&sl); err != nil {
+			return false, fail(line, "%v", err)
+		}
+		switch {
+		case sl.Device != nil:
+			sd := sl.Device
+			if err := validDeviceID(sd.ID); err != nil {
+				return false, fail(line, "%v", err)
+			}
+			beh := st.defaults
+			if b, ok := groups[sd.Group]; ok {
+				beh = b
+			}
+			d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags, disabled: sd.Disabled,
+				statusReason: sd.StatusReason, modelID: sd.ModelID, iotEdge: sd.IoTEdge,
+				primaryKey: sd.PrimaryKey, secondaryKey: sd.SecondaryKey,
+				tags: sd.Tags, desired: sd.Desired, reported: sd.Reported,
+				version: sd.Versions[0], desiredVer: sd.Versions[1], reportedVer: sd.Versions[2], deviceETag: sd.Versions[3],
+				created: sd.Times[0], desiredAt: sd.Times[1], reportedAt: sd.Times[2], statusAt: sd.Times[3], lastActivity: sd.Times[4],
+				desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
+				methodCalls: sd.Counts[0], methodCallsDelivered: sd.Counts[1], twinPatches: sd.Counts[2], reports: sd.Counts[3],
+			}
+			if err := st.insert(d); err != nil {
+				return false, fail(line, "%v", err)
+			}
+		case sl.Job != nil:
+			sj := sl.Job
+			if !validJobID(sj.Request.JobID) {
+				return false, fail(line, "invalid job id %q", sj.Request.JobID)
+			}
+			j := &job{id: sj.Request.JobID, idAny: sj.Request.JobID, typAny: sj.Request.Type, req: sj.Request,
+				status: sj.Status, created: sj.Times[0], start: sj.Times[1], began: sj.Times[2], end: sj.Times[3],
+				failure: sj.Failure, cancel: make(chan struct{})}
+			if j.req.Type == hubapi.JobTypeUpdateTwin {
+				if j.req.UpdateTwin == nil {
+					return false, fail(line, "twin job %s has no updateTwin", j.id)
+				}
+				if j.write, err = patchWrite(j.req.UpdateTwin); err != nil {
+					return false, fail(line, "job %s: %v", j.id, err)
+				}
+			} else if j.req.CloudToDeviceMethod == nil {
+				return false, fail(line, "method job %s has no cloudToDeviceMethod", j.id)
+			}
+			j.rows = make([]deviceJobRow, len(sj.Rows))
+			for i, r := range sj.Rows {
+				d, ok := st.byID[r.DeviceID]
+				if !ok {
+					d = &device{id: r.DeviceID, idAny: r.DeviceID, beh: st.defaults, deleted: true}
+				}
+				if int(r.Status) >= len(rowStatus) {
+					return false, fail(line, "job %s: bad row status %d", j.id, r.Status)
+				}
+				j.rows[i] = deviceJobRow{job: j, dev: d, status: r.Status, start: r.Start, end: r.End,
+					result: r.Result, errCode: r.ErrCode, errDesc: r.ErrDesc}
+				j.counts[r.Status]++
+			}
+			if _, dup := s.jobs.byID[j.id]; dup {
+				return false, fail(line, "job %s appears twice", j.id)
+			}
+			s.jobs.byID[j.id] = j
+			s.jobs.order = append(s.jobs.order, j)
+			s.jobs.timeline = append(s.jobs.timeline, sj.Timeline...)
+		default:
+			return false, fail(line, "neither a device nor a job")
+		}
+	}
+	return true, nil
+}
+
+// resumeJobs restarts the runners of jobs that had not ended when the data file was written.
+func (s *Server) resumeJobs() {
+	s.jobs.mu.RLock()
+	defer s.jobs.mu.RUnlock()
+	for _, j := range s.jobs.order {
+		switch j.status {
+		case hubapi.JobQueued, hubapi.JobScheduled, hubapi.JobRunning:
+			s.startRunner(j)
+		}
+	}
+}
