@@ -9,9 +9,14 @@ import (
 // conditions for the hub check the limit themselves.
 const MaxLength = 8192
 
-// maxDepth bounds the nesting of the tree (parentheses, NOT, unary minus, lists, function calls and
-// chained arithmetic), so that no input can exhaust the stack of the parser, printer or evaluator.
-const maxDepth = 128
+// maxDepth bounds the depth of a tree (chained arithmetic counts one level per operator), so that no
+// input can exhaust the stack of the printer or the evaluator. maxNesting bounds the parser's own
+// recursion (parentheses, NOT, unary minus, lists, calls, operators); it is twice maxDepth plus slack
+// because the printer may add one pair of parentheses per node, and what it prints must parse again.
+const (
+	maxDepth   = 128
+	maxNesting = 2*maxDepth + 4
+)
 
 // keywords are the reserved words of the query language, upper case. A path segment spelled like one
 // must be escaped as [[name]]; the reference confirms this for GROUP only and assumes it for the rest.
@@ -91,7 +96,7 @@ func (p *parser) found() string { return p.tok.describe(p.src) }
 
 func (p *parser) enter() error {
 	p.depth++
-	if p.depth > maxDepth {
+	if p.depth > maxNesting {
 		return errorf(p.tok.pos, "condition nested too deeply (more than %d levels)", maxDepth)
 	}
 	return nil
@@ -133,7 +138,47 @@ func ParseCondition(src string) (Expr, error) {
 	if p.tok.kind != tEOF {
 		return nil, p.trailing("end of condition")
 	}
+	if err := checkDepth(e); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// checkDepth rejects a tree deeper than maxDepth. The parser's nesting limit already bounds the work.
+func checkDepth(e Expr) error {
+	if depth(e) > maxDepth {
+		return errorf(0, "condition nested too deeply (more than %d levels)", maxDepth)
+	}
+	return nil
+}
+
+func depth(e Expr) int {
+	d := 0
+	children := func(es ...Expr) {
+		for _, c := range es {
+			d = max(d, depth(c))
+		}
+	}
+	switch e := e.(type) {
+	case Logical:
+		children(e.Parts...)
+	case Negation:
+		children(e.X)
+	case Comparison:
+		children(e.Left, e.Right)
+	case InList:
+		children(e.X)
+		children(e.Values...)
+	case Arithmetic:
+		children(e.Left, e.Right)
+	case Minus:
+		children(e.X)
+	case Call:
+		children(e.Args...)
+	case Array:
+		children(e.Elems...)
+	}
+	return d + 1
 }
 
 // trailing explains a token left over after a complete condition.

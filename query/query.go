@@ -139,6 +139,9 @@ func Parse(src string) (*Query, error) {
 		if q.where, err = p.parseOr(); err != nil {
 			return nil, err
 		}
+		if err := checkDepth(q.where); err != nil {
+			return nil, errorf(p.prev.end, "%s", err.(*Error).Msg)
+		}
 	}
 	groupPos := p.tok.pos
 	if p.is("GROUP") {
