@@ -117,7 +117,7 @@ func (s *Server) saveData(path string) error {
 			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
 			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
 			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
-			Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+			Counts: [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
 		}})
 	}
 	s.store.mu.RUnlock()
