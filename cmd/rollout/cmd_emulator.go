@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+func init() {
+	commands["emulator"] = command{
+		summary: "serve a local IoT Hub (REST API, simulated devices, tier quotas)",
+		run:     runEmulator,
+	}
+}
+
+// emulatorOptions is what `rollout emulator` was asked to do.
+type emulatorOptions struct {
+	opts     emulator.Options
+	fleet    string
+	duration time.Duration // 0: until interrupted
+}
+
+func parseEmulator(e *env) (emulatorOptions, error) {
+	var o emulatorOptions
+	var faults string
+	var plain bool
+	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&o.fleet, "fleet", "", "fleet file: generated groups and explicit twins (default: an empty hub)")
+	fs.StringVar(&o.opts.Addr, "listen", "127.0.0.1:8443", "address to listen on; 127.0.0.1:443 with HostName=localhost serves the unmodified Node SDK")
+	fs.StringVar(&o.opts.Tier, "tier", "unlimited", "quotas to enforce: F1, S1, S2, S3 or unlimited")
+	fs.IntVar(&o.opts.Units, "units", 1, "purchased units of the tier")
+	fs.DurationVar(&o.opts.QueryLag, "query-lag", 0, "twin queries see twins as they were this long ago")
+	fs.StringVar(&faults, "faults", "", "inject faults into a seeded share of requests, e.g. 429=5%,503=1%,drop=1%,slow=10%:2s")
+	fs.Int64Var(&o.opts.Seed, "seed", 0, "decides which devices are offline or failing and the fault sequence")
+	fs.StringVar(&o.opts.DataFile, "data", "", "keep twins and jobs in this file across restarts")
+	fs.StringVar(&o.opts.CertDir, "cert-dir", filepath.Join(".rollout", "emulator"), "where the generated CA (ca.pem) is kept and reused")
+	fs.BoolVar(&plain, "plain-http", false, "serve plain HTTP instead of HTTPS")
+	fs.StringVar(&o.opts.HostName, "host-name", "", "HostName for the connection string (default: localhost on port 443, else the listen address)")
+	fs.StringVar(&o.opts.PolicyName, "policy-name", emulator.DevelopmentPolicyName, "shared access policy name")
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: run until interrupted)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: rollout emulator [--fleet FLEET] [--listen 127.0.0.1:PORT] [--tier S1|S2|S3|unlimited] [flags]")
+		fmt.Fprintln(e.stderr, "The policy key is the documented development key unless ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(e.args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.opts.TLS = !plain
+	if plain {
+		o.opts.CertDir = ""
+	}
+	if o.opts.Units < 1 {
+		return o, errors.New("--units must be at least 1")
+	}
+	if o.opts.QueryLag < 0 || o.duration < 0 {
+		return o, errors.New("--query-lag and --duration must not be negative")
+	}
+	if _, err := hubapi.TierQuotas(o.opts.Tier, o.opts.Units); err != nil {
+		return o, err
+	}
+	var err error
+	if o.opts.Faults, err = emulator.ParseFaults(faults); err != nil {
+		return o, err
+	}
+	if k := e.getenv("ROLLOUT_EMULATOR_POLICY_KEY"); k != "" {
+		o.opts.PolicyKey = k
+	}
+	return o, nil
+}
+
+// runEmulator serves until interrupted (or --duration), then closes the emulator, which writes the data
+// file when --data is set.
+func runEmulator(e *env) int {
+	o, err := parseEmulator(e)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(e.stderr, "rollout emulator:", err)
+		}
+		return exitInvalid
+	}
+	if o.fleet != "" {
+		f, err := emulator.LoadFleet(o.fleet)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "rollout emulator:", err)
+			return exitInvalid
+		}
+		o.opts.Fleet = f
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := emulator.Start(ctx, o.opts)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout emulator:", err)
+		return exitHub
+	}
+	st := srv.Stats()
+	q := srv.Quotas()
+	fmt.Fprintf(e.stderr, "rollout emulator: %d devices on %s, tier %s (%g concurrent jobs, %g job device ops/s, %g queries/min)\n",
+		st.Devices, srv.URL(), q.Tier, float64(q.ConcurrentJobs), q.JobDeviceOpsPerSec, q.QueriesPerMinute)
+	fmt.Fprintf(e.stdout, "IOTHUB_CONNECTION_STRING=%s\n", srv.ConnectionString())
+	if ca := srv.CAFile(); ca != "" {
+		abs, err := filepath.Abs(ca)
+		if err == nil {
+			ca = abs
+		}
+		fmt.Fprintf(e.stdout, "SSL_CERT_FILE=%s\n", ca)
+		fmt.Fprintf(e.stdout, "NODE_EXTRA_CA_CERTS=%s\n", ca)
+	}
+	fmt.Fprintf(e.stderr, "rollout emulator: observability at %s/_emulator/stats; Ctrl-C stops\n", srv.URL())
+	var timeout <-chan time.Time
+	if o.duration > 0 {
+		timeout = time.After(o.duration)
+	}
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	}
+	if err := srv.Close(); err != nil {
+		fmt.Fprintln(e.stderr, "rollout emulator:", err)
+		return exitHub
+	}
+	fmt.Fprintln(e.stderr, "rollout emulator: stopped")
+	return exitOK
+}
