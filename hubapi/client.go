@@ -17,9 +17,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/uuid"
 )
 
@@ -355,7 +357,14 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 }
 
 // once makes one attempt. sent reports whether any of the request may have reached the hub.
-func (c *Client) once(ctx context.Context, cl *call, body []byte) (resp *response, sent bool, err error) {
+func (c *Client) once(ctx context.Context, cl *call, body []byte) (*response, bool, error) {
+	// The trace hooks may run on the transport's writer goroutine.
+	var wrote atomic.Bool
+	resp, err := c.attempt(ctx, cl, body, &wrote)
+	return resp, wrote.Load(), err
+}
+
+func (c *Client) attempt(ctx context.Context, cl *call, body []byte, wrote *atomic.Bool) (*response, error) {
 	timeout := cl.timeout
 	if timeout <= 0 {
 		timeout = c.timeout
@@ -363,8 +372,8 @@ func (c *Client) once(ctx context.Context, cl *call, body []byte) (resp *respons
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteHeaderField: func(string, []string) { sent = true },
-		WroteHeaders:     func() { sent = true },
+		WroteHeaderField: func(string, []string) { wrote.Store(true) },
+		WroteHeaders:     func() { wrote.Store(true) },
 	})
 	q := url.Values{}
 	for k, v := range cl.query {
@@ -378,14 +387,14 @@ func (c *Client) once(ctx context.Context, cl *call, body []byte) (resp *respons
 	}
 	req, err := http.NewRequestWithContext(actx, cl.method, u, rd)
 	if err != nil {
-		return nil, false, fmt.Errorf("hubapi: %s: %w", cl.name, err)
+		return nil, fmt.Errorf("hubapi: %s: %w", cl.name, err)
 	}
 	for k, v := range cl.header {
 		req.Header[k] = v
 	}
 	auth, err := c.auth.header(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", auth)
 	req.Header.Set("Accept", "application/json")
@@ -396,22 +405,22 @@ func (c *Client) once(ctx context.Context, cl *call, body []byte) (resp *respons
 	}
 	hr, err := c.http.Do(req)
 	if err != nil {
-		return nil, sent, &transportError{op: cl.op(), err: unwrapURL(err)}
+		return nil, &transportError{op: cl.op(), err: unwrapURL(err)}
 	}
 	defer hr.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(hr.Body, maxBodyBytes+1))
 	if err != nil {
-		return nil, true, &transportError{op: cl.op(), err: fmt.Errorf("reading the response: %w", unwrapURL(err))}
+		return nil, &transportError{op: cl.op(), err: fmt.Errorf("reading the response: %w", unwrapURL(err))}
 	}
 	if len(data) > maxBodyBytes {
-		return nil, true, &Error{StatusCode: hr.StatusCode, Op: cl.op(), Message: fmt.Sprintf("the response is larger than %d bytes", maxBodyBytes)}
+		return nil, &Error{StatusCode: hr.StatusCode, Op: cl.op(), Message: fmt.Sprintf("the response is larger than %d bytes", maxBodyBytes)}
 	}
 	if hr.StatusCode < 200 || hr.StatusCode > 299 {
 		e := parseError(hr.StatusCode, hr.Header, data, cl.op())
 		e.RetryAfter = retryAfter(hr.Header, c.clk.Now())
-		return nil, true, e
+		return nil, e
 	}
-	return &response{status: hr.StatusCode, header: hr.Header, body: data}, true, nil
+	return &response{status: hr.StatusCode, header: hr.Header, body: data}, nil
 }
 
 // unwrapURL drops net/http's *url.Error wrapper, whose text repeats the whole URL.
@@ -477,4 +486,15 @@ func ifMatch(etag string) http.Header {
 		etag = `"` + etag + `"`
 	}
 	return http.Header{"If-Match": {etag}}
+}
+
+// NewWithDefaultCredential authenticates with azidentity's DefaultAzureCredential (environment
+// variables, workload identity, managed identity, Azure CLI, ...). Nothing is asked of Microsoft Entra
+// until the first call.
+func NewWithDefaultCredential(host string, opts Options) (*Client, error) {
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("hubapi: Microsoft Entra: %w", err)
+	}
+	return NewWithCredential(host, cred, opts)
 }

@@ -155,9 +155,10 @@ func IsRetryable(err error) bool {
 	if e, ok := asError(err); ok {
 		return e.Retryable()
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
+	// Checked before DeadlineExceeded: one attempt running out of time is worth another.
 	var te *transportError
 	if errors.As(err, &te) {
 		return transient(te.err)

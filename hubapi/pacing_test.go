@@ -125,3 +125,30 @@ func TestAdaptivePacing(t *testing.T) {
 		t.Errorf("twin reads paced by a jobs 429: %v", g)
 	}
 }
+
+// TestConcurrentCalls: one client serves many goroutines at once, paced and retrying (run with -race).
+func TestConcurrentCalls(t *testing.T) {
+	s1, _ := hubapi.TierQuotas("S1", 1)
+	hub := newFakeHub(t, hubapitest.NewAutoClock(t0))
+	c := hub.client(hubapi.Options{Quotas: &s1})
+	const n = 20
+	hub.queue(unavailable(), throttled(nil))
+	for range n {
+		hub.queue(ok(twinJSON))
+	}
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := c.GetTwin(context.Background(), "d")
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(hub.requests()); got != n+2 {
+		t.Errorf("%d requests, want %d", got, n+2)
+	}
+}
