@@ -471,10 +471,11 @@ func (r *runner) verifyPoll(wi int) time.Duration {
 	if r.VerifyPoll > 0 {
 		return r.VerifyPoll
 	}
-	// One verify read costs a query per chunk of the wave's device list; spend at most a quarter of the
-	// hub's query budget on it.
+	// Ten reads within the verify window, between 200ms and 5s apart; and since one read costs a query
+	// per chunk of the wave's device list, at most a quarter of the hub's query budget.
+	d := r.p.Waves[wi].Verify.Within / 10
+	d = max(200*time.Millisecond, min(d, 5*time.Second))
 	chunks := float64(r.st.Waves[wi].DeviceCount)/500 + 1
-	d := 5 * time.Second
 	if qpm := r.Quotas.QueriesPerMinute; qpm > 0 && !math.IsInf(qpm, 1) {
 		if need := time.Duration(chunks * 4 * 60 / qpm * float64(time.Second)); need > d {
 			d = need

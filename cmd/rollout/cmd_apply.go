@@ -1,0 +1,449 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/engine"
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+func init() {
+	commands["apply"] = command{
+		summary: "run a plan against the hub (--no-wait for cron, --emulate FLEET for the embedded hub)",
+		run:     runApply,
+	}
+}
+
+// exitInterrupted is returned when Ctrl-C stopped a run at a safe point (128 + SIGINT, the shell
+// convention); running the same command again continues.
+const exitInterrupted = 130
+
+// engFlags are the flags shared by apply and rollback: where the state lives, how to reach the hub,
+// and how to report.
+type engFlags struct {
+	state    string
+	emulate  string
+	tier     string
+	units    int
+	hub      string
+	caFile   string
+	output   string
+	report   string
+	noWait   bool
+	seed     int64
+	queryLag time.Duration
+	faults   string
+}
+
+func (f *engFlags) register(fs *flag.FlagSet, e *env, withNoWait bool) {
+	def := e.getenv("ROLLOUT_STATE")
+	if def == "" {
+		def = ".rollout"
+	}
+	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE); with --emulate, a temporary one by default")
+	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
+	fs.StringVar(&f.tier, "tier", "", "the hub's tier (F1, S1, S2, S3 or unlimited) to pace to; default S1 for a hub, unlimited with --emulate")
+	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
+	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
+	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
+	fs.StringVar(&f.output, "output", "text", "output: text (progress bars on a terminal, plain lines otherwise) or json (one event per line)")
+	fs.StringVar(&f.report, "report", "", "write the per-device outcome report (JSON) to this file")
+	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
+	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
+	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")
+	if withNoWait {
+		fs.BoolVar(&f.noWait, "no-wait", false, "advance as far as possible now and exit (10 while waiting for a window, bake or approval); for cron")
+	}
+}
+
+func (f *engFlags) check(setFlags map[string]bool) error {
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("unknown --output %q: want text or json", f.output)
+	}
+	if f.units < 1 {
+		return fmt.Errorf("--units must be at least 1")
+	}
+	if f.tier != "" {
+		if _, err := hubapi.TierQuotas(f.tier, f.units); err != nil {
+			return fmt.Errorf("--tier: %w", err)
+		}
+	}
+	if f.emulate != "" && f.hub != "" {
+		return errors.New("--emulate and --hub exclude each other")
+	}
+	if f.emulate == "" {
+		for _, name := range []string{"seed", "query-lag", "faults"} {
+			if setFlags[name] {
+				return fmt.Errorf("--%s needs --emulate", name)
+			}
+		}
+	}
+	if f.faults != "" {
+		if _, err := emulator.ParseFaults(f.faults); err != nil {
+			return fmt.Errorf("--faults: %w", err)
+		}
+	}
+	return nil
+}
+
+// parseArgs parses flags given before or after the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, map[string]bool, error) {
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return nil, nil, err
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		rest = rest[1:]
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return pos, set, nil
+}
+
+// engSession is a connected hub with its quotas, and what to close at the end.
+type engSession struct {
+	hub     engine.Hub
+	quotas  hubapi.Quotas
+	stateIn string
+	cleanup []func()
+}
+
+func (s *engSession) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+}
+
+// connect reaches the hub the flags name: the in-process emulator, a connection string from the
+// environment, or Microsoft Entra. Secrets never appear in its errors.
+func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool) (*engSession, error) {
+	s := &engSession{stateIn: f.state}
+	tier := f.tier
+	if f.emulate != "" {
+		fleet, err := emulator.LoadFleet(f.emulate)
+		if err != nil {
+			return nil, err
+		}
+		if tier == "" {
+			tier = "unlimited"
+		}
+		faults, _ := emulator.ParseFaults(f.faults)
+		srv, err := emulator.Start(ctx, emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed,
+			QueryLag: f.queryLag, Faults: faults})
+		if err != nil {
+			return nil, fmt.Errorf("start the emulator: %w", err)
+		}
+		s.cleanup = append(s.cleanup, func() { srv.Close() })
+		s.quotas = srv.Quotas()
+		c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{PlainHTTP: true, Quotas: &s.quotas})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.hub = c
+		if !setFlags["state"] {
+			dir, err := os.MkdirTemp("", "rollout-state-")
+			if err != nil {
+				s.close()
+				return nil, err
+			}
+			s.stateIn = dir
+			s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+		}
+		return s, nil
+	}
+	if tier == "" {
+		// The most conservative tier: a hub of a higher tier is only paced more slowly than it could be.
+		tier = "S1"
+	}
+	q, err := hubapi.TierQuotas(tier, f.units)
+	if err != nil {
+		return nil, err
+	}
+	s.quotas = q
+	opts := hubapi.Options{CAFile: f.caFile, Quotas: &s.quotas}
+	if f.hub != "" {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("Microsoft Entra credential: %w", err)
+		}
+		c, err := hubapi.NewWithCredential(f.hub, cred, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.hub = c
+		return s, nil
+	}
+	cs := e.getenv("IOTHUB_CONNECTION_STRING")
+	if cs == "" {
+		return nil, errors.New("no hub: set IOTHUB_CONNECTION_STRING, or give --hub HOST (Microsoft Entra) or --emulate FLEET")
+	}
+	c, err := hubapi.NewFromConnectionString(cs, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.hub = c
+	return s, nil
+}
+
+// interrupts turns the first Ctrl-C (or SIGTERM) into a stop at the next safe point and the second into
+// cancelling ctx.
+func interrupts(ctx context.Context, e *env) (context.Context, <-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-sig:
+				n++
+				if n == 1 {
+					fmt.Fprintln(e.stderr, "rollout: stopping at the next safe point (Ctrl-C again to cancel now)")
+					close(stop)
+				} else {
+					cancel()
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, stop, func() {
+		signal.Stop(sig)
+		close(done)
+		cancel()
+	}
+}
+
+func runApply(e *env) int {
+	var f engFlags
+	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	f.register(fs, e, true)
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: rollout apply [flags] PLAN (- reads standard input)")
+		fs.PrintDefaults()
+	}
+	pos, set, err := parseArgs(fs, e.args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitInvalid
+	}
+	if err == nil {
+		err = f.check(set)
+	}
+	if err == nil && len(pos) != 1 {
+		err = errors.New("give exactly one plan")
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout apply:", err)
+		return exitInvalid
+	}
+	var data []byte
+	if pos[0] == "-" {
+		data, err = plan.Read(e.stdin)
+	} else {
+		data, err = plan.ReadFile(pos[0])
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout apply:", err)
+		return exitInvalid
+	}
+	p, diags := plan.Load(pos[0], data)
+	if diags.HasErrors() || p == nil {
+		for _, d := range diags {
+			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
+		}
+		fmt.Fprintln(e.stderr, "rollout apply: the plan is invalid; `rollout validate` shows the details")
+		return exitInvalid
+	}
+
+	ctx, stop, release := interrupts(context.Background(), e)
+	defer release()
+	sess, err := f.connect(ctx, e, set)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout apply:", err)
+		return exitHub
+	}
+	defer sess.close()
+	store, err := engine.OpenStore(sess.stateIn, p.Name)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout apply:", err)
+		return exitHub
+	}
+	view := newView(e, f.output)
+	res, err := engine.Apply(ctx, p, engine.Options{Hub: sess.hub, Store: store, Quotas: sess.quotas,
+		Observer: view, NoWait: f.noWait, Stop: stop})
+	view.close()
+	return finish(e, "apply", store, &f, res, err)
+}
+
+// finish writes the report and turns a run's result into the exit code.
+func finish(e *env, cmd string, store *engine.Store, f *engFlags, res *engine.Result, err error) int {
+	if f.report != "" && store.Exists() {
+		if rerr := writeReport(store, f.report); rerr != nil {
+			fmt.Fprintf(e.stderr, "rollout %s: report: %v\n", cmd, rerr)
+			if err == nil {
+				err = rerr
+			}
+		}
+	}
+	var pc *engine.PlanChangedError
+	switch {
+	case errors.As(err, &pc):
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+		return exitInvalid
+	case errors.Is(err, engine.ErrStopped):
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+		return exitInterrupted
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(e.stderr, "rollout %s: cancelled; the state is saved, run again to continue\n", cmd)
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+		return exitHub
+	}
+	switch {
+	case res.Status == engine.StatusHalted:
+		fmt.Fprintf(e.stderr, "rollout %s: halted: %s\n", cmd, res.Reason)
+		return exitHalted
+	case res.Status == engine.StatusRolledBack:
+		fmt.Fprintf(e.stderr, "rollout %s: rolled back: %s\n", cmd, res.Reason)
+		return exitRolledBack
+	case res.Waiting:
+		return exitWaiting
+	}
+	return exitOK
+}
+
+func writeReport(store *engine.Store, path string) error {
+	rep, err := engine.BuildReport(store, time.Now())
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	// Write then rename, so a reader never sees half a report.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// jsonView writes one event per line.
+type jsonView struct{ enc *json.Encoder }
+
+func (v jsonView) Event(ev engine.Event) { _ = v.enc.Encode(ev) }
+
+// lineView writes one plain line per notable event.
+type lineView struct{ w io.Writer }
+
+func (v lineView) Event(ev engine.Event) {
+	if line := describe(ev); line != "" {
+		fmt.Fprintf(v.w, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
+	}
+}
+
+// describe renders an event as a plain line; "" for events too frequent for a log.
+func describe(ev engine.Event) string {
+	wave := fmt.Sprintf("wave %s", ev.WaveName)
+	batch := fmt.Sprintf("%s batch %d", wave, ev.Batch+1)
+	if ev.Batches > 0 {
+		batch = fmt.Sprintf("%s batch %d/%d", wave, ev.Batch+1, ev.Batches)
+	}
+	counts := func(c *engine.Counts) string {
+		if c == nil {
+			return ""
+		}
+		s := fmt.Sprintf("%d/%d succeeded", c.Succeeded, c.Targeted)
+		var extra []string
+		if c.Failed > 0 {
+			extra = append(extra, fmt.Sprintf("%d failed", c.Failed))
+		}
+		if c.MethodError > 0 {
+			extra = append(extra, fmt.Sprintf("%d of them method non-2xx", c.MethodError))
+		}
+		if c.TimedOut > 0 {
+			extra = append(extra, fmt.Sprintf("%d timed out", c.TimedOut))
+		}
+		if c.Unreachable > 0 {
+			extra = append(extra, fmt.Sprintf("%d unreachable", c.Unreachable))
+		}
+		if len(extra) > 0 {
+			s += ", " + strings.Join(extra, ", ")
+		}
+		return s
+	}
+	switch ev.Type {
+	case engine.EventStarted:
+		return fmt.Sprintf("rollout %s: %d waves", ev.Rollout, ev.Devices)
+	case engine.EventWaiting:
+		switch ev.Reason {
+		case "approval":
+			return fmt.Sprintf("%s: waiting for approval (rollout approve %s --wave %s)", wave, ev.Rollout, ev.WaveName)
+		default:
+			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
+		}
+	case engine.EventWaveStarted:
+		return fmt.Sprintf("%s: %d devices in %d batches", wave, ev.Devices, ev.Batches)
+	case engine.EventJobCreated:
+		return fmt.Sprintf("%s: job %s created for %d devices", batch, ev.Job, ev.Devices)
+	case engine.EventJobAttached:
+		return fmt.Sprintf("%s: job %s re-attached", batch, ev.Job)
+	case engine.EventBatchDone:
+		return fmt.Sprintf("%s: %s", batch, counts(ev.Counts))
+	case engine.EventGatePassed:
+		if ev.Batch < 0 {
+			return fmt.Sprintf("%s: success gate passed (%s)", wave, counts(ev.Counts))
+		}
+		return ""
+	case engine.EventGateFailed:
+		return fmt.Sprintf("%s: gate failed: %s", wave, ev.Reason)
+	case engine.EventVerify:
+		return fmt.Sprintf("%s: verify %d/%d devices (%.1f%%)", wave, ev.Done, ev.Devices, ev.Rate*100)
+	case engine.EventWaveDone:
+		return fmt.Sprintf("%s: done", wave)
+	case engine.EventHalted:
+		return fmt.Sprintf("halted: %s", ev.Reason)
+	case engine.EventRollbackStarted:
+		return fmt.Sprintf("rolling back: %s", ev.Reason)
+	case engine.EventRollbackBatch:
+		c := ev.Counts
+		return fmt.Sprintf("%s rolled back: %d devices restored, %d failed", batch, c.Succeeded, c.Failed)
+	case engine.EventRolledBack:
+		return fmt.Sprintf("rolled back %d devices", ev.Devices)
+	case engine.EventDone:
+		return "rollout done"
+	case engine.EventStopped:
+		return "stopped at a safe point; run the same command again to continue"
+	}
+	return ""
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iot-rollout/rollout/engine"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+)
+
+// view renders engine events: JSON lines, plain lines, or live progress bars on a terminal.
+type view interface {
+	engine.Observer
+	close()
+}
+
+type plainView struct{ engine.Observer }
+
+func (plainView) close() {}
+
+func newView(e *env, output string) view {
+	if output == "json" {
+		return plainView{jsonView{json.NewEncoder(e.stdout)}}
+	}
+	if f, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return newBarView(f)
+	}
+	return plainView{lineView{e.stdout}}
+}
+
+// barView shows a bar per wave (devices done of total, successes, failures, ETA) and writes the other
+// events as lines above the bars.
+type barView struct {
+	p    *mpb.Progress
+	mu   sync.Mutex
+	bars map[int]*waveBar
+}
+
+type waveBar struct {
+	bar              *mpb.Bar
+	total            int
+	doneBefore       int           // devices of finished batches
+	succeeded, fails atomic.Int64  // read by the render goroutine
+	base             engine.Counts // counts of finished batches
+}
+
+func newBarView(f *os.File) *barView {
+	return &barView{p: mpb.New(mpb.WithOutput(f), mpb.WithRefreshRate(150*time.Millisecond)), bars: map[int]*waveBar{}}
+}
+
+func (v *barView) Event(ev engine.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch ev.Type {
+	case engine.EventWaveStarted:
+		wb := &waveBar{total: ev.Devices}
+		wb.bar = v.p.AddBar(int64(max(ev.Devices, 1)),
+			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-12s", ev.WaveName)), decor.CountersNoUnit("%d/%d devices")),
+			mpb.AppendDecorators(
+				decor.Any(func(decor.Statistics) string {
+					return fmt.Sprintf("  ok %d  failed %d", wb.succeeded.Load(), wb.fails.Load())
+				}),
+				decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "  done")))
+		if ev.Devices == 0 {
+			wb.bar.SetTotal(1, true)
+		}
+		v.bars[ev.Wave] = wb
+	case engine.EventBatchProgress:
+		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
+			wb.succeeded.Store(int64(wb.base.Succeeded + ev.Counts.Succeeded))
+			wb.fails.Store(int64(wb.base.Failed + wb.base.TimedOut + wb.base.Unreachable + ev.Counts.Failed))
+			wb.bar.EwmaSetCurrent(int64(wb.doneBefore+ev.Done), 150*time.Millisecond)
+		}
+	case engine.EventBatchDone:
+		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
+			wb.base = wb.base.Add(*ev.Counts)
+			wb.doneBefore += ev.Devices
+			wb.succeeded.Store(int64(wb.base.Succeeded))
+			wb.fails.Store(int64(wb.base.Failed + wb.base.TimedOut + wb.base.Unreachable))
+			wb.bar.EwmaSetCurrent(int64(wb.doneBefore), 150*time.Millisecond)
+		}
+	case engine.EventWaveDone:
+		if wb := v.bars[ev.Wave]; wb != nil {
+			wb.bar.SetTotal(-1, true)
+		}
+	case engine.EventGateFailed:
+		if wb := v.bars[ev.Wave]; wb != nil {
+			wb.bar.Abort(false)
+		}
+	}
+	if line := describe(ev); line != "" && ev.Type != engine.EventBatchDone {
+		fmt.Fprintf(v.p, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
+	}
+}
+
+func (v *barView) close() {
+	v.mu.Lock()
+	for _, wb := range v.bars {
+		if !wb.bar.Completed() {
+			wb.bar.Abort(false)
+		}
+	}
+	v.mu.Unlock()
+	v.p.Wait()
+}
