@@ -279,10 +279,12 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 	}
 	reauthed := false
 	var last error
+	tries := 0
 	for attempt := 0; ; attempt++ {
 		if err := c.pace.wait(ctx, cl.class); err != nil {
 			return nil, stopped(err, last)
 		}
+		tries++
 		resp, sent, err := c.once(ctx, cl, body)
 		if err == nil {
 			c.pace.succeeded(cl.class)
@@ -293,7 +295,7 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 		}
 		retry := false
 		if e, ok := asError(err); ok {
-			e.Attempts = attempt + 1
+			e.Attempts = tries
 			switch {
 			case e.StatusCode == http.StatusUnauthorized && !reauthed:
 				// A token the hub refuses (its clock ahead of ours, a key rotated) is dropped and

@@ -273,7 +273,7 @@ func TestUnauthorizedRefreshesToken(t *testing.T) {
 	hub.queue(unauthorized, unauthorized, ok(twinJSON))
 	_, err := hub.client(hubapi.Options{}).GetTwin(context.Background(), "dev1")
 	var e *hubapi.Error
-	if !errors.As(err, &e) || e.StatusCode != 401 || len(hub.requests()) != 2 {
+	if !errors.As(err, &e) || e.StatusCode != 401 || e.Attempts != 2 || len(hub.requests()) != 2 {
 		t.Errorf("err = %v after %d requests, want the 401 after 2", err, len(hub.requests()))
 	}
 }
