@@ -22,5 +22,11 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
 
+# The official Node service SDK (npm azure-iothub, pinned in conformance/package-lock.json) against the
+# emulator on 127.0.0.1:443 (the SDK always uses port 443; binding it needs root, as in CI).
+conformance: build
+	cd conformance && npm ci --no-audit --no-fund --loglevel=error
+	./conformance/run.sh bin/rollout
+
 clean:
 	rm -rf bin

@@ -513,9 +513,10 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, id string) er
 	}
 	var d device
 	var err error
-	// A PUT with a specific If-Match updates; otherwise it creates (409 when the device exists), as
-	// the SDKs' create and update calls expect.
-	if _, cond := parseIfMatch(r.Header.Get("If-Match")); cond {
+	// A PUT with an If-Match (a specific etag or *) updates; without one (or with the empty "" that
+	// Azure.IoT.Hub.Service sends) it creates, and 409 when the device exists, as the SDKs' create and
+	// update calls expect.
+	if strings.Trim(strings.TrimSpace(r.Header.Get("If-Match")), `"`) != "" {
 		d, err = s.store.updateDevice(&req, r.Header.Get("If-Match"), time.Now().UnixNano())
 	} else {
 		d, err = s.store.createDevice(&req, time.Now().UnixNano())
