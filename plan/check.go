@@ -3,8 +3,8 @@ package plan
 import (
 	"encoding/json"
 	"math"
-	"strconv"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +46,10 @@ const (
 	// DefaultConnectTimeout is IoT Hub's own default connectTimeoutInSeconds: do not wait for a
 	// disconnected device.
 	DefaultConnectTimeout = time.Duration(0)
+	// MaxWaves is the most waves a plan may have: job ids give the wave index two digits. The schema
+	// enforces it; semantic checks look at no more waves than this, so an oversized list costs
+	// nothing.
+	MaxWaves = 100
 	// DefaultPercent takes all of what a wave's target selects.
 	DefaultPercent = 100.0
 )
@@ -222,7 +226,7 @@ func (l *loader) check() *Plan {
 	waves := root.get("waves")
 	if n := deref(waves.node); n != nil && n.Kind == yaml.SequenceNode {
 		names := map[string]ref{}
-		for i, wn := range n.Content {
+		for i, wn := range n.Content[:min(len(n.Content), MaxWaves)] {
 			w := ref{node: wn, path: indexPath(waves.path, i)}
 			if deref(wn).Kind != yaml.MappingNode {
 				continue

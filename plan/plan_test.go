@@ -1,0 +1,359 @@
+package plan_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
+	"github.com/iot-rollout/rollout/schema"
+)
+
+func examples(tb testing.TB) []string {
+	tb.Helper()
+	files, err := filepath.Glob("../plans/examples/*.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(files) < 5 {
+		tb.Fatalf("found %d example plans, want at least 5", len(files))
+	}
+	return files
+}
+
+func mustLoad(tb testing.TB, name, src string) *plan.Plan {
+	tb.Helper()
+	p, ds := plan.Load(name, []byte(src))
+	if p == nil {
+		tb.Fatalf("%s: want a valid plan, got:\n%v", name, ds.Error())
+	}
+	return p
+}
+
+// TestExamples checks that every example plan loads without a single diagnostic and points editors
+// at the schema on its first line.
+func TestExamples(t *testing.T) {
+	for _, file := range examples(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			if first != "# yaml-language-server: $schema=../../schema/plan.schema.json" {
+				t.Errorf("first line %q does not name the schema", first)
+			}
+			p, ds := plan.LoadFile(file)
+			if p == nil || len(ds) > 0 {
+				t.Fatalf("diagnostics:\n%s", ds.Error())
+			}
+			if p.File != file || len(p.Hash) != 64 || len(p.Waves) == 0 {
+				t.Errorf("plan not resolved: file %q hash %q waves %d", p.File, p.Hash, len(p.Waves))
+			}
+			for i, w := range p.Waves {
+				if (w.Action.TwinUpdate == nil) == (w.Action.DirectMethod == nil) {
+					t.Errorf("wave %d: want exactly one action, got %+v", i, w.Action)
+				}
+				if id := plan.JobID(p, i, 999, 0); len(id) > 64 {
+					t.Errorf("job id %q is longer than 64", id)
+				}
+			}
+		})
+	}
+}
+
+// TestResolve checks that defaults, the plan's action and built-in defaults are merged into each wave
+// key by key, with rates as fractions and durations parsed.
+func TestResolve(t *testing.T) {
+	p := mustLoad(t, "resolve.yaml", `
+version: 1
+name: resolve
+description: checks merging
+fleet: "tags.model = 'x'"
+action:
+  twinUpdate:
+    tags: {ring: done, n: 3}
+    desired: {firmware: {version: "2.4.0"}}
+defaults:
+  timeout: 10m
+  batch: {size: 20}
+  success: {minSuccessRate: 98%, maxFailures: 4}
+  bake: 5m
+  verify: {condition: "properties.reported.firmware.version = '2.4.0'", minRate: 90%}
+waves:
+  - name: canary
+    target: "tags.ring = 'canary'"
+    success: {minSuccessRate: 100%, minDevices: 2}
+    batch: {growth: 1}
+    approval: true
+  - name: rest
+    percent: 50
+    timeout: 1h
+    verify: {within: 1h}
+    action:
+      directMethod: {name: reboot, payload: {delay: 5}, connectTimeout: 10s}
+rollback:
+  directMethod: {name: cancelReboot}
+schedule:
+  notBefore: 2026-12-01T02:00:00Z
+  windows:
+    - {days: [sat, sun], start: "22:00", end: "04:00", timeZone: Europe/Berlin}
+`)
+	c, r := p.Waves[0], p.Waves[1]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"fleet", p.Fleet, "tags.model = 'x'"},
+		{"onFailure", p.OnFailure, plan.RollbackAll},
+		{"canary target", c.Target, "tags.ring = 'canary'"},
+		{"canary approval", c.Approval, true},
+		{"canary timeout", c.Timeout, 10 * time.Minute},
+		{"canary batch", c.Batch, plan.Batch{Size: 20, Growth: 1}},
+		{"canary success", c.Success, plan.Success{MinSuccessRate: 1, MaxFailures: 4, MinDevices: 2}},
+		{"canary bake", c.Bake, 5 * time.Minute},
+		{"canary verify", *c.Verify, plan.Verify{Condition: "properties.reported.firmware.version = '2.4.0'", MinRate: 0.9, Within: plan.DefaultVerifyWithin}},
+		{"canary tags", c.Action.TwinUpdate.Tags["n"], 3.0},
+		{"rest target", r.Target, "*"},
+		{"rest percent", r.Percent, 50.0},
+		{"rest approval", r.Approval, false},
+		{"rest timeout", r.Timeout, time.Hour},
+		{"rest batch", r.Batch, plan.Batch{Size: 20, Growth: plan.DefaultBatchGrowth}},
+		{"rest success", r.Success, plan.Success{MinSuccessRate: 0.98, MaxFailures: 4, MinDevices: plan.DefaultMinDevices}},
+		{"rest verify within", r.Verify.Within, time.Hour},
+		{"rest method", r.Action.DirectMethod.Name, "reboot"},
+		{"rest payload", string(r.Action.DirectMethod.Payload), `{"delay":5}`},
+		{"rest response timeout", r.Action.DirectMethod.ResponseTimeout, plan.DefaultResponseTimeout},
+		{"rest connect timeout", r.Action.DirectMethod.ConnectTimeout, 10 * time.Second},
+		{"rollback payload", string(p.Rollback.DirectMethod.Payload), "null"},
+		{"notBefore", p.Schedule.NotBefore, time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)},
+		{"window days", p.Schedule.Windows[0].Days, []time.Weekday{time.Saturday, time.Sunday}},
+		{"window start", p.Schedule.Windows[0].Start, 22 * time.Hour},
+		{"window end", p.Schedule.Windows[0].End, 4 * time.Hour},
+		{"window zone", p.Schedule.Windows[0].Location.String(), "Europe/Berlin"},
+	}
+	for _, c := range checks {
+		if !equalJSON(c.got, c.want) {
+			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func equalJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// TestDefaultsMatchSchema keeps the Go defaults and the schema's "default" annotations, which editors
+// show, saying the same thing.
+func TestDefaultsMatchSchema(t *testing.T) {
+	var s map[string]any
+	if err := json.Unmarshal(schema.Plan, &s); err != nil {
+		t.Fatal(err)
+	}
+	at := func(path ...string) any {
+		var cur any = s
+		for _, p := range path {
+			cur = cur.(map[string]any)[p]
+		}
+		return cur.(map[string]any)["default"]
+	}
+	dur := func(v any) any {
+		d, err := time.ParseDuration(v.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	defs := []string{"$defs"}
+	prop := func(def, name string) []string { return append(defs, def, "properties", name) }
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"timeout", dur(at(prop("settings", "timeout")...)), plan.DefaultTimeout},
+		{"bake", dur(at(prop("settings", "bake")...)), plan.DefaultBake},
+		{"batch.size", at(prop("batch", "size")...), float64(plan.DefaultBatchSize)},
+		{"batch.growth", at(prop("batch", "growth")...), plan.DefaultBatchGrowth},
+		{"minSuccessRate", at(prop("success", "minSuccessRate")...), "95%"},
+		{"minDevices", at(prop("success", "minDevices")...), float64(plan.DefaultMinDevices)},
+		{"verify.minRate", at(prop("verify", "minRate")...), "100%"},
+		{"verify.within", dur(at(prop("verify", "within")...)), plan.DefaultVerifyWithin},
+		{"responseTimeout", dur(at(prop("directMethod", "responseTimeout")...)), plan.DefaultResponseTimeout},
+		{"connectTimeout", dur(at(prop("directMethod", "connectTimeout")...)), plan.DefaultConnectTimeout},
+		{"percent", at(prop("wave", "percent")...), plan.DefaultPercent},
+		{"onFailure", at("properties", "onFailure"), string(plan.DefaultOnFailure)},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: schema default %v, Go default %v", c.name, c.got, c.want)
+		}
+	}
+	if plan.DefaultMinSuccessRate != 0.95 || plan.DefaultVerifyMinRate != 1 {
+		t.Errorf("rate defaults %v, %v disagree with the schema's 95%% and 100%%", plan.DefaultMinSuccessRate, plan.DefaultVerifyMinRate)
+	}
+}
+
+// TestJobID checks the job id format and that the longest allowed name still fits IoT Hub's 64
+// characters of letters, digits and '-'.
+func TestJobID(t *testing.T) {
+	p := &plan.Plan{Name: strings.Repeat("a", plan.MaxNameLength), Hash: "0123456789abcdef"}
+	cases := []struct {
+		wave, batch, part int
+		want              string
+	}{
+		{0, 0, 0, p.Name + "-01234567-w00-b000"},
+		{3, 12, 2, p.Name + "-01234567-w03-b012-p2"},
+		{99, 999, 9999, p.Name + "-01234567-w99-b999-p9999"},
+	}
+	for _, c := range cases {
+		got := plan.JobID(p, c.wave, c.batch, c.part)
+		if got != c.want {
+			t.Errorf("JobID(%d, %d, %d) = %q, want %q", c.wave, c.batch, c.part, got, c.want)
+		}
+		if len(got) > 64 || strings.Trim(got, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			t.Errorf("JobID %q is not a valid IoT Hub job id", got)
+		}
+	}
+}
+
+// TestHash checks that the hash follows meaning, not formatting.
+func TestHash(t *testing.T) {
+	base := `version: 1
+name: h
+description: one
+action: {twinUpdate: {desired: {mode: eco, level: 3}}}
+defaults: {timeout: 30m}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: rest, target: "*", percent: 50}
+`
+	same := map[string]string{
+		"block style and key order": `name: h
+version: 1
+waves:
+  - target: "tags.ring = 'canary'"
+    name: canary
+  - name: rest
+    percent: 50.0
+    target: '*'
+action:
+  twinUpdate:
+    desired:
+      level: 3
+      mode: eco
+`,
+		"defaults written out": strings.Replace(base, "defaults: {timeout: 30m}", "defaults: {timeout: 1800s, batch: {size: 100, growth: 2}, bake: 0s}", 1),
+		"description changed":  strings.Replace(base, "description: one", "description: two", 1),
+		"value moved to waves": strings.Replace(strings.Replace(base, "defaults: {timeout: 30m}\n", "", 1), `"*", percent: 50}`, `"*", percent: 50, timeout: 30m}`, 1),
+	}
+	different := map[string]string{
+		"payload value": strings.Replace(base, "level: 3", "level: 4", 1),
+		"timeout":       strings.Replace(base, "timeout: 30m", "timeout: 31m", 1),
+		"percent":       strings.Replace(base, "percent: 50", "percent: 51", 1),
+		"target":        strings.Replace(base, "'canary'", "'pilot'", 1),
+		"on failure":    base + "onFailure: halt\n",
+		"name":          strings.Replace(base, "name: h", "name: h2", 1),
+	}
+	want := mustLoad(t, "base.yaml", base).Hash
+	for name, src := range same {
+		if got := mustLoad(t, name, src).Hash; got != want {
+			t.Errorf("%s: hash changed", name)
+		}
+	}
+	for name, src := range different {
+		p, ds := plan.Load(name, []byte(src))
+		if p == nil {
+			t.Fatalf("%s: %v", name, ds.Error())
+		}
+		if p.Hash == want {
+			t.Errorf("%s: hash did not change", name)
+		}
+	}
+}
+
+// TestCondition checks how wave conditions compose: fleet AND target AND NOT earlier full waves.
+func TestCondition(t *testing.T) {
+	p := mustLoad(t, "cond.yaml", `version: 1
+name: cond
+fleet: "tags.model = 'x'"
+action: {twinUpdate: {tags: {done: true}}}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: eu-sample, target: "tags.region = 'eu'", percent: 10}
+  - {name: eu, target: "tags.region = 'eu' OR tags.region = 'uk'"}
+  - {name: rest, target: "*"}
+`)
+	parse := func(s string) query.Expr {
+		e, err := query.ParseCondition(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	want := []string{
+		"tags.model = 'x' AND tags.ring = 'canary'",
+		"tags.model = 'x' AND tags.region = 'eu' AND NOT (tags.ring = 'canary')",
+		// The 10% sample is not excluded: the engine subtracts its stored devices.
+		"tags.model = 'x' AND (tags.region = 'eu' OR tags.region = 'uk') AND NOT (tags.ring = 'canary')",
+		"tags.model = 'x' AND NOT (tags.ring = 'canary' OR tags.region = 'eu' OR tags.region = 'uk')",
+	}
+	for i, w := range want {
+		got := p.Condition(i)
+		if !query.Equal(got, parse(w)) {
+			t.Errorf("wave %d: Condition = %s\nwant %s", i, query.Format(got), w)
+		}
+	}
+	all := mustLoad(t, "all.yaml", "version: 1\nname: all\naction: {twinUpdate: {tags: {a: 1}}}\nwaves: [{name: w, target: 'tags.a = 1'}]\n")
+	if got := query.Format(all.Condition(0)); got != "tags.a = 1" {
+		t.Errorf("single wave without fleet: %q", got)
+	}
+}
+
+// TestHugeInput checks that a 50 MB plan is refused at once, before it is parsed or even read whole.
+func TestHugeInput(t *testing.T) {
+	big := bytes.Repeat([]byte("# a comment line of a plan that is far too large to be a real plan\n"), 50<<20/67)
+	file := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(file, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p, ds := plan.LoadFile(file)
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("LoadFile of 50 MB took %v", elapsed)
+	}
+	if p != nil || len(ds) != 1 || !strings.Contains(ds[0].Message, "larger than") || ds[0].Line != 1 {
+		t.Errorf("got %v", ds)
+	}
+	if _, ds := plan.Load("big.yaml", big); len(ds) != 1 || !strings.Contains(ds[0].Message, "larger than") {
+		t.Errorf("Load: got %v", ds)
+	}
+}
+
+// TestDiagnosticsSorted checks that problems from the loader, the schema and the semantic pass come
+// back together in file order.
+func TestDiagnosticsSorted(t *testing.T) {
+	_, ds := plan.Load("x.yaml", []byte(`version: 1
+name: BAD
+action: {twinUpdate: {tags: {"a.b": 1}}}
+waves:
+  - {name: w, target: "tags.x = = 1", sucess: {}}
+  - {name: w, target: "tags.y = 1", timeout: 0s}
+onFailure: rollbak
+`))
+	if len(ds) < 6 {
+		t.Fatalf("want at least 6 diagnostics, got:\n%s", ds.Error())
+	}
+	for i := 1; i < len(ds); i++ {
+		a, b := ds[i-1], ds[i]
+		if a.Line > b.Line || a.Line == b.Line && a.Col > b.Col {
+			t.Errorf("not sorted: %v before %v", a, b)
+		}
+	}
+}
