@@ -1,0 +1,299 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// The crash test SIGKILLs real `rollout apply` processes at random moments against an emulator running
+// in the test process (HTTPS on loopback, real SAS), runs apply again until it finishes, and compares
+// what the devices saw with an uninterrupted run: per-device direct-method invocations and final twins.
+
+const crashMethodFleet = `
+groups:
+  - name: canary
+    count: 6
+    idPrefix: canary-
+    tags: {ring: canary}
+    behavior: {offline: 17%, methodLatency: 2ms}
+  - name: eu
+    count: 24
+    idPrefix: eu-
+    tags: {ring: eu}
+    behavior: {methodFailure: 25%, methodLatency: 2ms}
+  - name: us
+    count: 10
+    idPrefix: us-
+    tags: {ring: us}
+`
+
+// Wave eu passes its first batches and fails its gate in a later one, so a run goes through forward
+// jobs, gates and a compensating rollback.
+const crashMethodPlan = `
+version: 1
+name: crash-method
+action:
+  directMethod: {name: install, payload: {v: 2}, responseTimeout: 5s}
+defaults:
+  timeout: 30s
+  batch: {size: 3, growth: 2}
+  success: {minSuccessRate: 50%, maxFailures: 4, minDevices: 1}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: eu, target: "tags.ring = 'eu'"}
+  - {name: us, target: "*"}
+onFailure: rollback
+rollback:
+  directMethod: {name: revert, payload: {}}
+`
+
+const crashTwinFleet = `
+groups:
+  - name: a
+    count: 8
+    idPrefix: a-
+    tags: {ring: a, channel: beta}
+    desired: {firmware: {version: "1.0", uri: old}}
+    behavior: {converge: {delay: 5ms}}
+  - name: b
+    count: 12
+    idPrefix: b-
+    tags: {ring: b}
+    behavior: {converge: {delay: 5ms}}
+  - name: c
+    count: 8
+    idPrefix: c-
+    tags: {ring: c}
+    behavior: {converge: {failure: 100%}}
+devices:
+  - {deviceId: odd-1, tags: {ring: b, channel: {x: 1}}, properties: {desired: {firmware: 3}}}
+`
+
+// Wave c never reports the firmware back, so its verify fails and every batch is restored.
+const crashTwinPlan = `
+version: 1
+name: crash-twin
+action:
+  twinUpdate:
+    tags: {channel: stable}
+    desired: {firmware: {version: "2.0"}}
+defaults:
+  timeout: 30s
+  batch: {size: 3, growth: 2}
+  success: {minSuccessRate: 100%, minDevices: 1}
+  verify: {condition: "properties.reported.firmware.version = '2.0'", minRate: 100%, within: 2s}
+waves:
+  - {name: a, target: "tags.ring = 'a'"}
+  - {name: b, target: "tags.ring = 'b'"}
+  - name: c
+    target: "*"
+    verify: {condition: "properties.reported.firmware.version = '2.0'", minRate: 100%, within: 400ms}
+onFailure: rollback
+`
+
+func buildRollout(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rollout")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// observed is what the devices of a hub saw.
+type observed struct {
+	invocations map[string]int
+	twins       map[string]string
+}
+
+func observe(t *testing.T, srv *emulator.Server) observed {
+	t.Helper()
+	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rows, err := hubapi.Collect[hubapi.Twin](ctx, c.Query(ctx, "SELECT * FROM devices", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := observed{invocations: map[string]int{}, twins: map[string]string{}}
+	for _, row := range rows {
+		tw, err := c.GetTwin(ctx, row.DeviceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desired := map[string]any{}
+		if tw.Properties != nil {
+			for k, v := range tw.Properties.Desired {
+				if !strings.HasPrefix(k, "$") {
+					desired[k] = v
+				}
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"tags": tw.Tags, "desired": desired})
+		o.twins[row.DeviceID] = string(b)
+	}
+	for id, d := range srv.Stats().Device {
+		if d.MethodInvocations > 0 {
+			o.invocations[id] = d.MethodInvocations
+		}
+	}
+	return o
+}
+
+type crashScenario struct {
+	name, fleet, plan string
+	wantExit          int
+}
+
+// trial runs the plan on a fresh emulator, killing apply after random delays up to maxKill (no kill
+// when maxKill is 0) until a run ends by itself. It returns what the devices saw, the number of kills
+// and the last run's exit code.
+func trial(t *testing.T, bin string, sc crashScenario, rng *rand.Rand, maxKill time.Duration) (observed, int, int) {
+	t.Helper()
+	dir := t.TempDir()
+	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(sc.fleet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(sc.plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kills := 0
+	for run := 0; ; run++ {
+		if run > 200 {
+			t.Fatal("apply never finished")
+		}
+		cmd := exec.Command(bin, "apply", "--state", filepath.Join(dir, "state"), "--tier", "unlimited",
+			"--ca-file", srv.CAFile(), "--output", "json", planFile)
+		cmd.Env = append(os.Environ(), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString())
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var timer <-chan time.Time
+		if maxKill > 0 && run < 12 {
+			timer = time.After(time.Duration(rng.Int64N(int64(maxKill))))
+		}
+		select {
+		case err := <-exited:
+			code := 0
+			if err != nil {
+				ee, ok := err.(*exec.ExitError)
+				if !ok {
+					t.Fatal(err)
+				}
+				code = ee.ExitCode()
+			}
+			if code == exitHub || code == exitInvalid {
+				t.Fatalf("run %d exited %d: %s", run, code, stderr.String())
+			}
+			return observe(t, srv), kills, code
+		case <-timer:
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			t.Fatalf("run %d hung: %s", run, stderr.String())
+		}
+	}
+}
+
+func TestCrashAtRandomMoments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds rollout and runs it dozens of times")
+	}
+	bin := buildRollout(t)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	scenarios := []crashScenario{
+		{"method", crashMethodFleet, crashMethodPlan, exitRolledBack},
+		{"twin", crashTwinFleet, crashTwinPlan, exitRolledBack},
+	}
+	const trialsPerScenario = 14
+	totalKills, killedTrials := 0, 0
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			start := time.Now()
+			want, _, code := trial(t, bin, sc, rng, 0)
+			clean := time.Since(start)
+			if code != sc.wantExit {
+				t.Fatalf("uninterrupted run exited %d, want %d", code, sc.wantExit)
+			}
+			if len(want.invocations) == 0 && sc.name == "method" {
+				t.Fatal("the uninterrupted run invoked no method")
+			}
+			for i := range trialsPerScenario {
+				got, kills, code := trial(t, bin, sc, rng, clean)
+				totalKills += kills
+				if kills > 0 {
+					killedTrials++
+				}
+				if code != sc.wantExit {
+					t.Errorf("trial %d (%d kills): exit %d, want %d", i, kills, code, sc.wantExit)
+				}
+				if !reflect.DeepEqual(got.invocations, want.invocations) {
+					t.Errorf("trial %d (%d kills): method invocations differ from the uninterrupted run:\n%s", i, kills,
+						diffCounts(want.invocations, got.invocations))
+				}
+				if !reflect.DeepEqual(got.twins, want.twins) {
+					for id := range want.twins {
+						if want.twins[id] != got.twins[id] {
+							t.Errorf("trial %d (%d kills): %s twin %s, uninterrupted %s", i, kills, id, got.twins[id], want.twins[id])
+						}
+					}
+				}
+			}
+		})
+	}
+	t.Logf("%d apply processes killed in %d trials", totalKills, killedTrials)
+	if killedTrials < 20 {
+		t.Errorf("only %d trials had a kill land; the test needs at least 20", killedTrials)
+	}
+}
+
+func diffCounts(want, got map[string]int) string {
+	var lines []string
+	for id := range want {
+		if want[id] != got[id] {
+			lines = append(lines, fmt.Sprintf("  %s: %d, uninterrupted %d", id, got[id], want[id]))
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			lines = append(lines, fmt.Sprintf("  %s: %d, uninterrupted 0", id, got[id]))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
