@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// plan50 writes a realistic 50-wave plan: a firmware twin update with verify, defaults, per-wave
+// overrides, approvals and a schedule.
+func plan50(tb testing.TB, dir string) string {
+	tb.Helper()
+	var b strings.Builder
+	b.WriteString(`# yaml-language-server: $schema=../../schema/plan.schema.json
+version: 1
+name: big-fleet-fw-7-0
+description: fifty waves, one per region and ring
+fleet: "tags.model = 'sensor-z' AND status = 'enabled'"
+action:
+  twinUpdate:
+    tags: {fwChannel: stable}
+    desired:
+      firmware: {version: "7.0.0", uri: "https://example.invalid/fw/7.0.0.bin", sha256: "abcdef0123456789"}
+defaults:
+  timeout: 30m
+  batch: {size: 200, growth: 2}
+  success: {minSuccessRate: 98%, maxFailures: 20, minDevices: 20}
+  bake: 10m
+  verify:
+    condition: "properties.reported.firmware.version = '7.0.0'"
+    minRate: 95%
+    within: 15m
+waves:
+  - name: canary
+    target: "tags.ring = 'canary'"
+    batch: {size: 20, growth: 1}
+    success: {minSuccessRate: 100%, minDevices: 5}
+`)
+	for i := 1; i < 50; i++ {
+		fmt.Fprintf(&b, "  - name: region-%02d\n    target: \"tags.region = 'r%02d' AND tags.site IN ['a%d', 'b%d']\"\n", i, i, i, i)
+		if i%5 == 0 {
+			b.WriteString("    approval: required\n    bake: 1h\n")
+		}
+		if i%7 == 0 {
+			b.WriteString("    percent: 50\n    success: {minSuccessRate: 99%}\n")
+		}
+	}
+	b.WriteString(`onFailure: rollback
+schedule:
+  notBefore: 2026-12-01T02:00:00Z
+  windows:
+    - {days: [mon, tue, wed, thu], start: "02:00", end: "05:00", timeZone: Europe/Berlin}
+`)
+	file := filepath.Join(dir, "plan50.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return file
+}
+
+// TestValidatePlan50 checks that the benchmark's plan is valid, so the benchmark measures the whole
+// validation and not an early failure.
+func TestValidatePlan50(t *testing.T) {
+	file := plan50(t, t.TempDir())
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"validate", file}, nil, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "valid: 50 wave(s)") || strings.Contains(out.String(), "warning") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// TestValidateHugeFile checks that a 50 MB file is refused with a positioned error and exit 1,
+// quickly and without reading it whole.
+func TestValidateHugeFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "huge.yaml")
+	line := []byte("waves: [] # padding padding padding padding padding padding padding padding\n")
+	if err := os.WriteFile(file, bytes.Repeat(line, 50<<20/len(line)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	code := Main([]string{"validate", file}, nil, &out, &errOut)
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("took %v", elapsed)
+	}
+	if code != exitInvalid || !strings.HasPrefix(out.String(), file+":1:1: error: plan is larger than 1048576 bytes") {
+		t.Errorf("exit %d, output:\n%.500s", code, out.String())
+	}
+}
+
+// BenchmarkValidateProcess50Waves measures `rollout validate` of a 50-wave plan as a whole process:
+// start, schema compilation, loading, checks, output and exit. The binary is built once.
+func BenchmarkValidateProcess50Waves(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "rollout")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	file := plan50(b, dir)
+	b.ResetTimer()
+	for b.Loop() {
+		if out, err := exec.Command(bin, "validate", file).CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+	}
+}
