@@ -162,3 +162,42 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+// keyed is a KeyedObject whose only property is stored as "deviceId".
+type keyed struct{}
+
+func (keyed) Field(name string) (any, bool) {
+	_, v, ok := keyed{}.FieldKey(name)
+	return v, ok
+}
+
+func (keyed) FieldKey(name string) (string, any, bool) {
+	if strings.EqualFold(name, "deviceId") {
+		return "deviceId", "d1", true
+	}
+	return "", nil, false
+}
+
+func TestProjectKeys(t *testing.T) {
+	q, err := Parse("SELECT DeviceId, Tags.Region, tags.missing FROM devices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		doc  Object
+		want string
+	}{
+		{Map{"deviceId": "d1", "tags": map[string]any{"region": "eu"}}, `{"deviceId":"d1","region":"eu"}`},
+		{keyed{}, `{"deviceId":"d1"}`},
+		{record{status: "x"}, `{}`},
+	}
+	for _, tt := range tests {
+		got, err := json.Marshal(q.Project(tt.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("Project(%#v) = %s, want %s", tt.doc, got, tt.want)
+		}
+	}
+}

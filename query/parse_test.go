@@ -179,8 +179,22 @@ func TestDepthLimit(t *testing.T) {
 			t.Errorf("ParseCondition(%.20q...) = %v, want a nesting error", src, err)
 		}
 	}
-	// Within the limit is fine, and long flat chains are not nesting.
+	// Within the limit is fine, even when the printer adds parentheses, and long flat chains are not
+	// nesting.
+	alternating := "a = 1"
+	for i := 0; i < maxDepth-2; i++ {
+		op := " AND "
+		if i%2 == 1 {
+			op = " OR "
+		}
+		alternating = "b = 2" + op + "(" + alternating + ")"
+	}
 	ok := []string{
+		strings.Repeat("NOT ", maxDepth-1) + "a",
+		strings.Repeat("NOT ", maxDepth-2) + "a = 1",
+		alternating,
+		"a = 1" + strings.Repeat(" - 1", maxDepth-2),
+		"a IN " + strings.Repeat("[", maxDepth-2) + "1" + strings.Repeat("]", maxDepth-2),
 		strings.Repeat("(", 100) + "a = 1" + strings.Repeat(")", 100),
 		"a = 1" + strings.Repeat(" AND a = 1", 20000),
 	}

@@ -6,9 +6,15 @@ import (
 	"strconv"
 )
 
-// resolveKey walks a path and returns the value with the last key as stored in the document, so that
-// SELECT DeviceId gives the key deviceId as the hub does. For an Object that is not a Map the key is
-// the segment as written.
+// KeyedObject is an Object that can also tell how a property's name is stored. It is optional: Project
+// uses it so that SELECT DeviceId comes back keyed "deviceId", as on the hub, for documents that are
+// not maps. Without it the key is the name as written in the query.
+type KeyedObject interface {
+	Object
+	FieldKey(name string) (key string, value any, ok bool)
+}
+
+// resolveKey walks a path and returns the value with the last key as stored in the document.
 func resolveKey(doc Object, segs []string) (string, any, bool) {
 	if doc == nil {
 		return "", nil, false
@@ -17,7 +23,11 @@ func resolveKey(doc Object, segs []string) (string, any, bool) {
 	key := ""
 	for _, s := range segs {
 		var ok bool
-		key, cur, ok = field(cur, s)
+		if k, isKeyed := cur.(KeyedObject); isKeyed {
+			key, cur, ok = k.FieldKey(s)
+		} else {
+			key, cur, ok = field(cur, s)
+		}
 		if !ok {
 			return "", nil, false
 		}
