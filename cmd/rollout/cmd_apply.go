@@ -363,10 +363,19 @@ type jsonView struct{ enc *json.Encoder }
 
 func (v jsonView) Event(ev engine.Event) { _ = v.enc.Encode(ev) }
 
-// lineView writes one plain line per notable event.
-type lineView struct{ w io.Writer }
+// lineView writes one plain line per notable event; verify reads only when the rate changed.
+type lineView struct {
+	w        io.Writer
+	lastRate map[int]float64
+}
 
-func (v lineView) Event(ev engine.Event) {
+func (v *lineView) Event(ev engine.Event) {
+	if ev.Type == engine.EventVerify {
+		if r, ok := v.lastRate[ev.Wave]; ok && r == ev.Rate {
+			return
+		}
+		v.lastRate[ev.Wave] = ev.Rate
+	}
 	if line := describe(ev); line != "" {
 		fmt.Fprintf(v.w, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
 	}

@@ -31,15 +31,16 @@ func newView(e *env, output string) view {
 	if f, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return newBarView(f)
 	}
-	return plainView{lineView{e.stdout}}
+	return plainView{&lineView{w: e.stdout, lastRate: map[int]float64{}}}
 }
 
 // barView shows a bar per wave (devices done of total, successes, failures, ETA) and writes the other
 // events as lines above the bars.
 type barView struct {
-	p    *mpb.Progress
-	mu   sync.Mutex
-	bars map[int]*waveBar
+	p        *mpb.Progress
+	mu       sync.Mutex
+	bars     map[int]*waveBar
+	lastRate map[int]float64
 }
 
 type waveBar struct {
@@ -51,7 +52,8 @@ type waveBar struct {
 }
 
 func newBarView(f *os.File) *barView {
-	return &barView{p: mpb.New(mpb.WithOutput(f), mpb.WithRefreshRate(150*time.Millisecond)), bars: map[int]*waveBar{}}
+	return &barView{p: mpb.New(mpb.WithOutput(f), mpb.WithRefreshRate(150*time.Millisecond)),
+		bars: map[int]*waveBar{}, lastRate: map[int]float64{}}
 }
 
 func (v *barView) Event(ev engine.Event) {
@@ -60,16 +62,16 @@ func (v *barView) Event(ev engine.Event) {
 	switch ev.Type {
 	case engine.EventWaveStarted:
 		wb := &waveBar{total: ev.Devices}
-		wb.bar = v.p.AddBar(int64(max(ev.Devices, 1)),
+		// A bar made with total 0 completes only when told, so every bar stays live until close and
+		// mpb keeps flushing the lines written above the bars.
+		wb.bar = v.p.AddBar(0,
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-12s", ev.WaveName)), decor.CountersNoUnit("%d/%d devices")),
 			mpb.AppendDecorators(
 				decor.Any(func(decor.Statistics) string {
 					return fmt.Sprintf("  ok %d  failed %d", wb.succeeded.Load(), wb.fails.Load())
 				}),
 				decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "  done")))
-		if ev.Devices == 0 {
-			wb.bar.SetTotal(1, true)
-		}
+		wb.bar.SetTotal(int64(max(ev.Devices, 1)), false)
 		v.bars[ev.Wave] = wb
 	case engine.EventBatchProgress:
 		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
@@ -87,24 +89,25 @@ func (v *barView) Event(ev engine.Event) {
 		}
 	case engine.EventWaveDone:
 		if wb := v.bars[ev.Wave]; wb != nil {
-			wb.bar.SetTotal(-1, true)
+			wb.bar.SetCurrent(int64(max(wb.total, 1)))
 		}
-	case engine.EventGateFailed:
-		if wb := v.bars[ev.Wave]; wb != nil {
-			wb.bar.Abort(false)
+	case engine.EventVerify:
+		if r, ok := v.lastRate[ev.Wave]; ok && r == ev.Rate {
+			return
 		}
+		v.lastRate[ev.Wave] = ev.Rate
 	}
-	if line := describe(ev); line != "" && ev.Type != engine.EventBatchDone {
-		fmt.Fprintf(v.p, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
+	line := describe(ev)
+	if line == "" || ev.Type == engine.EventBatchDone {
+		return
 	}
+	fmt.Fprintf(v.p, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
 }
 
 func (v *barView) close() {
 	v.mu.Lock()
 	for _, wb := range v.bars {
-		if !wb.bar.Completed() {
-			wb.bar.Abort(false)
-		}
+		wb.bar.SetTotal(-1, true)
 	}
 	v.mu.Unlock()
 	v.p.Wait()
