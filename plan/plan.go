@@ -17,8 +17,9 @@ type Plan struct {
 	Rollback    Rollback
 	Schedule    *Schedule // nil when the plan has none
 
-	// Hash is the hex SHA-256 of the plan's canonical form (the resolved plan marshalled as JSON), so
-	// reformatting or reordering keys does not change it but any semantic edit does.
+	// Hash is the hex SHA-256 of the plan's canonical form (the resolved plan marshalled as JSON, see
+	// the Hash function), so reformatting or reordering keys does not change it but any semantic edit
+	// does. JobID uses its first 8 hex digits.
 	Hash string
 	// File is the path the plan was loaded from ("-" for standard input).
 	File string
