@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // roundTrip checks that printing e and parsing the text gives e back.
@@ -277,4 +278,41 @@ func mustParse(tb testing.TB, src string) Expr {
 		tb.Fatalf("ParseCondition(%q): %v", src, err)
 	}
 	return e
+}
+
+// TestLargeInputs feeds a megabyte of several shapes: each must give a tree or an error quickly.
+func TestLargeInputs(t *testing.T) {
+	const mb = 1 << 20
+	inputs := map[string]string{
+		"open parens":        strings.Repeat("(", mb),
+		"identifier":         strings.Repeat("a", mb),
+		"path":               "a" + strings.Repeat(".b", mb/2),
+		"string":             "a = '" + strings.Repeat("x", mb) + "'",
+		"escapes":            "a = '" + strings.Repeat(`\'`, mb/2) + "'",
+		"unterminated":       "a = '" + strings.Repeat(`\\`, mb/2),
+		"escaped segments":   "a" + strings.Repeat(".[[x", mb/4),
+		"list":               "a IN [" + strings.Repeat("1,", mb/2) + "1]",
+		"garbage":            strings.Repeat("=<>!*[]'", mb/8),
+		"number":             "a = " + strings.Repeat("9", mb),
+		"ands":               "a = 1" + strings.Repeat(" AND b", mb/6),
+		"select items":       "SELECT " + strings.Repeat("a, ", mb/3) + "b FROM devices",
+		"aggregates":         "SELECT " + strings.Repeat("COUNT(), ", mb/9) + "COUNT() FROM devices",
+		"nested not in list": "a IN [" + strings.Repeat("NOT ", mb/4),
+	}
+	for name, src := range inputs {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			_, err := ParseCondition(src)
+			if err != nil {
+				checkError(t, src, err)
+			}
+			if _, err := Parse(src); err != nil {
+				checkError(t, src, err)
+			}
+			Warnings(src)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
 }

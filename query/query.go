@@ -62,6 +62,7 @@ type Query struct {
 	from      Collection
 	where     Expr
 	groupBy   *Path
+	keys      []string // result key of each item
 	matcher   *Matcher
 }
 
@@ -311,6 +312,8 @@ func (q *Query) check(wherePaths []posPath, itemPos []int, groupPos int) error {
 		}
 	}
 	seen := map[string]bool{}
+	q.keys = make([]string, len(q.items))
+	unnamed := 0
 	for i, it := range q.items {
 		if it.Func == "" && q.groupBy != nil && !samePath(it.Path, *q.groupBy) {
 			return errorf(itemPos[i], "%s must be the GROUP BY path (%s) or inside an aggregate", it.Path, *q.groupBy)
@@ -318,33 +321,24 @@ func (q *Query) check(wherePaths []posPath, itemPos []int, groupPos int) error {
 		if it.Func == "" && q.groupBy == nil && hasAgg {
 			return errorf(itemPos[i], "%s is not inside an aggregate: add GROUP BY %s or remove it", it.Path, it.Path)
 		}
-		k := q.itemKey(i)
+		// The key is the alias, the last segment of a path, or $1, $2... for aggregates without an alias,
+		// numbered in order (a choice after Cosmos DB; the reference's examples always alias aggregates).
+		k := it.Alias
+		switch {
+		case k != "":
+		case it.Func == "":
+			k = it.Path.Segments[len(it.Path.Segments)-1]
+		default:
+			unnamed++
+			k = "$" + strconv.Itoa(unnamed)
+		}
+		q.keys[i] = k
 		if seen[k] {
 			return errorf(itemPos[i], "two columns are named %q: add AS <name> to one of them", k)
 		}
 		seen[k] = true
 	}
 	return nil
-}
-
-// itemKey is the result key of the i'th select item as written: the alias, the last segment of a path,
-// or $1, $2... for aggregates without an alias, numbered in order (a choice after Cosmos DB, which the
-// hub's language descends from; the reference's examples always alias aggregates).
-func (q *Query) itemKey(i int) string {
-	it := q.items[i]
-	if it.Alias != "" {
-		return it.Alias
-	}
-	if it.Func == "" {
-		return it.Path.Segments[len(it.Path.Segments)-1]
-	}
-	n := 0
-	for j := 0; j <= i; j++ {
-		if q.items[j].Func != "" && q.items[j].Alias == "" {
-			n++
-		}
-	}
-	return "$" + strconv.Itoa(n)
 }
 
 // String renders the query as text the hub accepts; Parse gives back an equal query.

@@ -59,7 +59,7 @@ func (q *Query) Project(doc Object) map[string]any {
 		if it.Alias != "" {
 			key = it.Alias
 		} else if key == "" {
-			key = q.itemKey(i)
+			key = q.keys[i]
 		}
 		row[key] = v
 	}
@@ -144,7 +144,7 @@ func (q *Query) Run(docs iter.Seq[Object]) []map[string]any {
 	for _, g := range order {
 		row := make(map[string]any, len(q.items))
 		for i, it := range q.items {
-			key := q.itemKey(i)
+			key := q.keys[i]
 			if it.Func == "" {
 				if g.defined {
 					row[key] = g.key
