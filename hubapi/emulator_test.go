@@ -295,3 +295,21 @@ func TestEmulatorFaults(t *testing.T) {
 		t.Errorf("the emulator's Retry-After: 1 was never honoured: waits %v", clock.Waits())
 	}
 }
+
+// TestEmulatorTLS: the emulator's generated CA, given as CAFile, is all the client needs for HTTPS.
+func TestEmulatorTLS(t *testing.T) {
+	srv := emulatortest.Start(t, "", emulator.Options{TLS: true, CertDir: t.TempDir()})
+	if srv.CAFile() == "" {
+		t.Fatal("no CA file")
+	}
+	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateDevice(context.Background(), &hubapi.Device{DeviceID: "tls-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if tw, err := c.GetTwin(context.Background(), "tls-1"); err != nil || tw.DeviceID != "tls-1" {
+		t.Errorf("GetTwin over TLS = %+v, %v", tw, err)
+	}
+}
