@@ -99,6 +99,7 @@ type loader struct {
 	diags Diagnostics
 	nodes int        // nodes visited by toValue, for the alias bound
 	bomb  bool       // the alias bound was hit (reported once)
+	fatal bool       // the document has a problem that makes its value unfit for further checks
 	alias *yaml.Node // the outermost alias being expanded, where a bomb is reported
 	apath string     // its document path
 }
@@ -128,9 +129,13 @@ func (l *loader) load() *Plan {
 		return nil
 	}
 	value := l.toValue(doc, "")
-	if l.diags.HasErrors() {
-		// Structural problems (duplicate keys, alias bombs, unsupported tags) make the value
-		// unreliable for the schema; report them alone.
+	for _, d := range l.diags {
+		l.fatal = l.fatal || !strings.HasPrefix(d.Message, "duplicate key")
+	}
+	if l.fatal {
+		// Alias bombs, unsupported tags, merge keys and the like make the value unreliable for the
+		// schema; report them alone. Duplicate keys are not fatal: the first one counts, and the
+		// rest of the plan is still checked.
 		return nil
 	}
 	l.validateSchema(value)
@@ -234,6 +239,11 @@ func (l *loader) yamlError(err error) {
 		msg = m[2]
 		text := l.sourceLine(line)
 		col = utf8.RuneCountInString(text[:len(text)-len(strings.TrimLeft(text, " \t"))]) + 1
+		if i := strings.IndexByte(text, '\t'); i >= 0 && strings.TrimLeft(text[:i], " ") == "" {
+			// The usual cause: a tab in the indentation.
+			l.addAt(Error, line, utf8.RuneCountInString(text[:i])+1, "", "indent YAML with spaces, not tabs", "invalid YAML: "+msg)
+			return
+		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}

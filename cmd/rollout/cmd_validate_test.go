@@ -111,3 +111,41 @@ func BenchmarkValidateProcess50Waves(b *testing.B) {
 		}
 	}
 }
+
+// TestGitHubEscaping checks that messages and file names cannot break out of a workflow command.
+func TestGitHubEscaping(t *testing.T) {
+	cases := []struct{ in, data, prop string }{
+		{"plain", "plain", "plain"},
+		{"a%b", "a%25b", "a%25b"},
+		{"line\nbreak\r", "line%0Abreak%0D", "line%0Abreak%0D"},
+		{"x:y,z", "x:y,z", "x%3Ay%2Cz"},
+	}
+	for _, c := range cases {
+		if got := ghData(c.in); got != c.data {
+			t.Errorf("ghData(%q) = %q, want %q", c.in, got, c.data)
+		}
+		if got := ghProperty(c.in); got != c.prop {
+			t.Errorf("ghProperty(%q) = %q, want %q", c.in, got, c.prop)
+		}
+	}
+}
+
+// TestCaretPad checks that the caret lands under the column, tabs and wide characters included.
+func TestCaretPad(t *testing.T) {
+	cases := []struct {
+		line string
+		col  int
+		want string
+	}{
+		{"abc", 1, ""},
+		{"abc", 3, "  "},
+		{"\tab", 3, "\t "},
+		{"éé x", 4, "   "},
+		{"ab", 5, "    "}, // just past the end of the line
+	}
+	for _, c := range cases {
+		if got := caretPad(c.line, c.col); got != c.want {
+			t.Errorf("caretPad(%q, %d) = %q, want %q", c.line, c.col, got, c.want)
+		}
+	}
+}
