@@ -68,3 +68,25 @@ func checkError(tb testing.TB, src string, err error) {
 		tb.Fatalf("empty error message for %q", src)
 	}
 }
+
+// FuzzQuote checks that no value can break out of its string literal: whatever the device id, the
+// condition In builds parses back to exactly that list, and Quote reads back as the same string.
+func FuzzQuote(f *testing.F) {
+	for _, s := range []string{"", "it's", `a\`, `\'`, `' OR deviceId != '`, "\x00\n\x7f", "\xff\xfe", "é😀", `\u0027`} {
+		f.Add(s, "x")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		e := In("deviceId", []string{a, b})
+		got, err := ParseCondition(Format(e))
+		if err != nil {
+			t.Fatalf("In(%q, %q) printed %q, which does not parse: %v", a, b, Format(e), err)
+		}
+		if !Equal(got, e) {
+			t.Fatalf("In(%q, %q) printed %q, which parses as %#v", a, b, Format(e), got)
+		}
+		m := Compile(got)
+		if !m.Match(Map{"deviceId": a}) || !m.Match(Map{"deviceId": b}) || m.Match(Map{"deviceId": a + b + "x"}) {
+			t.Fatalf("In(%q, %q) does not select exactly its ids", a, b)
+		}
+	})
+}
