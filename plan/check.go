@@ -552,7 +552,7 @@ func (c *checker) risks(root, onFailure ref, waves ref) {
 	}
 	wref := func(i int) ref { return ref{node: n.Content[i], path: indexPath(waves.path, i)} }
 
-	// The first wave should be a canary.
+	// The first wave should be a canary: a restrictive target, or a sample of at most 10%.
 	if w := p.Waves[0]; isAll(w.Target) && w.Percent > 10 {
 		at := wref(0).get("target")
 		if !at.ok() {

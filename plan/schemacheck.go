@@ -125,7 +125,7 @@ func (l *loader) schemaError(c *compiled, ve *jsonschema.ValidationError) {
 	}
 	switch keyword {
 	case "additionalProperties":
-		l.unknownKeys(node, path, sch)
+		l.unknownKeys(c, node, path, sch)
 		return
 	case "required":
 		l.missingKeys(key, node, path, sch)
@@ -195,7 +195,7 @@ func (l *loader) schemaError(c *compiled, ve *jsonschema.ValidationError) {
 
 // unknownKeys reports each key of a mapping that its schema does not know, suggesting the closest
 // known key.
-func (l *loader) unknownKeys(node *yaml.Node, path string, sch map[string]any) {
+func (l *loader) unknownKeys(c *compiled, node *yaml.Node, path string, sch map[string]any) {
 	props, _ := sch["properties"].(map[string]any)
 	known := make([]string, 0, len(props))
 	for k := range props {
@@ -215,6 +215,10 @@ func (l *loader) unknownKeys(node *yaml.Node, path string, sch map[string]any) {
 		default:
 			if s := closest(k.Value, known); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
+			} else if parent := nestedOwner(c, props, k.Value); parent != "" {
+				hint = fmt.Sprintf("%s belongs under %s: write %s: {%s: ...}", k.Value, parent, parent, k.Value)
+			} else if top, _ := c.raw["properties"].(map[string]any); top[k.Value] != nil && path != "" {
+				hint = fmt.Sprintf("%s is set once for the whole plan, at the top level", k.Value)
 			} else {
 				hint = "known keys: " + strings.Join(known, ", ")
 			}
@@ -342,4 +346,25 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+// nestedOwner returns the property of an object schema whose own object schema knows key, such as
+// "success" for minSuccessRate written directly in a wave, or "".
+func nestedOwner(c *compiled, props map[string]any, key string) string {
+	names := make([]string, 0, len(props))
+	for name := range props {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		sub, _ := props[name].(map[string]any)
+		if ref, ok := sub["$ref"].(string); ok {
+			sub = c.at(strings.TrimPrefix(ref, "#"))
+		}
+		inner, _ := sub["properties"].(map[string]any)
+		if _, ok := inner[key]; ok {
+			return name
+		}
+	}
+	return ""
 }
