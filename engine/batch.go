@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -520,8 +521,29 @@ func (r *runner) queryFasterThanReads() bool {
 	return qpm/60*float64(r.pageSize()) >= reads
 }
 
+// snapshotByQuery reads the patched properties of ids with paged queries. When every top-level key
+// the patch touches is a plain identifier it projects just those (`SELECT deviceId, tags.k AS t0,
+// properties.desired.k AS d0 ...`, a projection leaves out undefined properties, so a missing column
+// is an absent property); otherwise it reads whole twins.
 func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string]Prior) error {
-	const prefix = "SELECT * FROM devices WHERE "
+	tagKeys, desiredKeys := sortedKeys(tu.Tags), sortedKeys(tu.Desired)
+	project := true
+	for _, k := range append(append([]string{}, tagKeys...), desiredKeys...) {
+		if !identifier(k) {
+			project = false
+		}
+	}
+	prefix := "SELECT * FROM devices WHERE "
+	if project {
+		var cols []string
+		for i, k := range tagKeys {
+			cols = append(cols, fmt.Sprintf("tags.%s AS t%d", k, i))
+		}
+		for i, k := range desiredKeys {
+			cols = append(cols, fmt.Sprintf("properties.desired.%s AS d%d", k, i))
+		}
+		prefix = "SELECT deviceId, " + strings.Join(cols, ", ") + " FROM devices WHERE "
+	}
 	for _, rg := range SplitIn(ids, r.maxQuery()-len(prefix)) {
 		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
 		for pager.More() {
@@ -530,23 +552,62 @@ func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.Twi
 				return fmt.Errorf("snapshot: %w", err)
 			}
 			for _, raw := range page {
-				var twin struct {
-					DeviceID   string         `json:"deviceId"`
-					Tags       map[string]any `json:"tags"`
-					Properties struct {
-						Desired map[string]any `json:"desired"`
-					} `json:"properties"`
-				}
+				var row map[string]any
 				d := json.NewDecoder(bytes.NewReader(raw))
 				d.UseNumber()
-				if err := d.Decode(&twin); err != nil {
-					return fmt.Errorf("snapshot: unexpected twin %s", raw)
+				if err := d.Decode(&row); err != nil {
+					return fmt.Errorf("snapshot: unexpected row %s", raw)
 				}
-				priors[twin.DeviceID] = capturePrior(twin.Tags, twin.Properties.Desired, tu)
+				id, _ := row["deviceId"].(string)
+				if id == "" {
+					return fmt.Errorf("snapshot: row without deviceId: %s", raw)
+				}
+				var tags, desired map[string]any
+				if project {
+					tags, desired = map[string]any{}, map[string]any{}
+					for i, k := range tagKeys {
+						if v, ok := row[fmt.Sprintf("t%d", i)]; ok {
+							tags[k] = v
+						}
+					}
+					for i, k := range desiredKeys {
+						if v, ok := row[fmt.Sprintf("d%d", i)]; ok {
+							desired[k] = v
+						}
+					}
+				} else {
+					tags, _ = row["tags"].(map[string]any)
+					if props, ok := row["properties"].(map[string]any); ok {
+						desired, _ = props["desired"].(map[string]any)
+					}
+				}
+				priors[id] = capturePrior(tags, desired, tu)
 			}
 		}
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// identifier reports whether s can be written bare in a query path.
+func identifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // snapshotByReads reads the twins of ids one by one with parallel workers; a device that does not exist
