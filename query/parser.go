@@ -195,8 +195,6 @@ func (p *parser) trailing(what string) error {
 		return errorf(t.pos, "IS is not supported: use IS_DEFINED(path), or compare with = null")
 	case p.is("NOT"):
 		return errorf(t.pos, "NOT cannot follow a value: use NIN for 'not in', or put NOT before the condition")
-	case t.kind == tLParen && p.prev.kind == tIdent && (p.is("IN") || strings.EqualFold(p.prev.val, "IN") || strings.EqualFold(p.prev.val, "NIN")):
-		return errorf(t.pos, "IN takes a list in square brackets: IN ['a', 'b']")
 	case t.kind == tString && p.prev.kind == tString && p.prev.end == t.pos:
 		return errorf(t.pos, `two strings in a row: escape a quote inside a string as \' ('O\'Brien'), not by doubling it`)
 	case t.kind == tEq || t.kind == tNe || t.kind == tLt || t.kind == tLe || t.kind == tGt || t.kind == tGe:
