@@ -230,13 +230,17 @@ func writeQuoted(b *strings.Builder, s string) {
 	b.WriteByte('\'')
 }
 
-// And joins conditions with AND. Nested ANDs are flattened, All parts and nil parts are dropped, and a
-// single remaining part is returned as is; And() is All{}.
+// And joins conditions with AND. Nested ANDs are flattened, All, true and nil parts are dropped, a false
+// part makes the whole false, and a single remaining part is returned as is; And() is All{}.
 func And(parts ...Expr) Expr {
 	var out []Expr
 	for _, p := range parts {
 		switch p := p.(type) {
 		case nil, All:
+		case Bool:
+			if !p.Value {
+				return p
+			}
 		case Logical:
 			if p.Op == OpAnd {
 				out = append(out, p.Parts...)
@@ -256,9 +260,9 @@ func And(parts ...Expr) Expr {
 	return Logical{Op: OpAnd, Parts: out}
 }
 
-// Or joins conditions with OR, flattening nested ORs and dropping nil parts. If any part is All the
-// result is All{}. Or() selects nothing and is the constant false (a choice: the hub documents no
-// "no devices" condition; false is a valid condition that is never true).
+// Or joins conditions with OR, flattening nested ORs and dropping nil and false parts. If any part is
+// All (or true) the result is that part. Or() selects nothing and is the constant false (a choice: the
+// hub documents no "no devices" condition; false is a valid condition that is never true).
 func Or(parts ...Expr) Expr {
 	var out []Expr
 	for _, p := range parts {
@@ -266,6 +270,10 @@ func Or(parts ...Expr) Expr {
 		case nil:
 		case All:
 			return All{}
+		case Bool:
+			if p.Value {
+				return p
+			}
 		case Logical:
 			if p.Op == OpOr {
 				out = append(out, p.Parts...)
@@ -286,11 +294,13 @@ func Or(parts ...Expr) Expr {
 }
 
 // Not negates a condition. Not(All{}) (and Not(nil)) is the constant false, since "NOT *" is not a
-// condition the hub accepts.
+// condition the hub accepts; Not of a Boolean constant is the other constant.
 func Not(e Expr) Expr {
-	switch e.(type) {
+	switch e := e.(type) {
 	case nil, All:
 		return Bool{Value: false}
+	case Bool:
+		return Bool{Value: !e.Value}
 	}
 	return Negation{X: e}
 }

@@ -258,6 +258,10 @@ func TestBuilders(t *testing.T) {
 		{"In nested path", In("tags.[x", []string{"a"}), "tags.[[[x]] IN ['a']"},
 		{"In reserved", In("tags.group", []string{"a"}), "tags.[[group]] IN ['a']"},
 		{"In empty", In("deviceId", nil), "false"},
+		{"constants", And(Bool{Value: true}, a, Not(Or())), "tags.env = 'prod'"},
+		{"And false", And(a, In("deviceId", nil), b), "false"},
+		{"Or true", Or(a, Not(Bool{Value: false}), b), "true"},
+		{"Or false dropped", Or(Or(), a, Bool{Value: false}), "tags.env = 'prod'"},
 		{"wave", And(a, In("deviceId", []string{"d1"}), Not(Or(b, c))),
 			"tags.env = 'prod' AND deviceId IN ['d1'] AND NOT (tags.ring = 1 OR tags.ring = 2 OR (x = 1 AND y = 2))"},
 	}
