@@ -131,16 +131,14 @@ func number(r ref) (float64, bool) {
 	return f, true
 }
 
+// integer returns r's value when it is a whole number, written as an integer or as a float such as
+// 1e3 (which JSON Schema's "integer" also accepts).
 func integer(r ref) (int, bool) {
-	n := deref(r.node)
-	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+	f, ok := number(r)
+	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
 		return 0, false
 	}
-	var i int
-	if err := n.Decode(&i); err != nil {
-		return 0, false
-	}
-	return i, true
+	return int(f), true
 }
 
 // duration parses a duration setting, falling back to def when absent or mistyped.

@@ -357,3 +357,17 @@ onFailure: rollbak
 		}
 	}
 }
+
+// TestNumberForms checks that numbers are read the same whichever way YAML writes them.
+func TestNumberForms(t *testing.T) {
+	for _, size := range []string{"1000", "1e3", "1000.0", "0x3e8", "1_000"} {
+		p, ds := plan.Load("n.yaml", []byte("version: 1\nname: n\naction: {twinUpdate: {tags: {a: 1}}}\nwaves: [{name: w, target: 'tags.a = 1', batch: {size: "+size+"}}]\n"))
+		if p == nil {
+			t.Errorf("size %s: %s", size, ds.Error())
+			continue
+		}
+		if got := p.Waves[0].Batch.Size; got != 1000 {
+			t.Errorf("size %s read as %d", size, got)
+		}
+	}
+}
