@@ -253,6 +253,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p) // a deliberately dropped connection
+			}
 			// Never expected; answered as the hub's ServerError rather than a dropped connection.
 			writeError(rec, fmt.Errorf("panic: %v", p))
 		}
