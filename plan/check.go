@@ -229,7 +229,7 @@ func (l *loader) check() *Plan {
 			if deref(wn).Kind != yaml.MappingNode {
 				continue
 			}
-			wave := c.wave(i, w, topAction, defaults)
+			wave := c.wave(w, topAction, defaults)
 			name := w.get("name")
 			if wave.Name != "" {
 				if first, dup := names[wave.Name]; dup {
@@ -254,7 +254,7 @@ func (l *loader) check() *Plan {
 }
 
 // wave checks one wave and resolves it against the plan's defaults and action.
-func (c *checker) wave(i int, w, topAction, defaults ref) Wave {
+func (c *checker) wave(w, topAction, defaults ref) Wave {
 	var wave Wave
 	wave.Name, _ = str(w.get("name"))
 
@@ -274,7 +274,11 @@ func (c *checker) wave(i int, w, topAction, defaults ref) Wave {
 	// Action: the wave's own, else the plan's.
 	a := pick(w.get("action"), topAction)
 	if !a.ok() {
-		c.add(Error, w.get("name").at(), w.path, "set action at the top of the plan, or in this wave",
+		at := w.get("name").at()
+		if at == nil {
+			at = w.node
+		}
+		c.add(Error, at, w.path, "set action at the top of the plan, or in this wave",
 			"wave %q has no action", wave.Name)
 	} else if act := c.action(a); act != nil {
 		wave.Action = *act

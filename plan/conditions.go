@@ -18,6 +18,10 @@ func (c *checker) condition(r ref, what string) {
 	if !ok {
 		return
 	}
+	if _, done := c.conds[n]; done {
+		return // a defaults condition is shared by every wave; check it once
+	}
+	c.conds[n] = nil
 	if isAll(s) {
 		c.conds[n] = query.All{}
 		return
