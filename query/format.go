@@ -10,9 +10,10 @@ import (
 // result gives back a tree Equal to e for any tree ParseCondition produced. Strings are always printed
 // in single quotes by Quote, so no value can end its literal early.
 //
-// Two trees that only builders can make have no faithful text: a path whose first segment is not a plain
-// identifier (it is printed in [[...]], which the parser accepts only after a dot) and a segment holding
-// "]]". Both print as text that fails to parse rather than as a different condition.
+// Some paths that only builders can make have no faithful text: an empty segment, a segment holding "]]" or ending in "]"
+// (the escape cannot hold it) and a first segment that is not a plain identifier (the parser accepts
+// [[...]] only after a dot). Such a segment prints as the empty escape "[[]]", which never parses, so
+// the mistake surfaces as an error rather than as a different condition.
 func Format(e Expr) string {
 	if e == nil {
 		return "*"
@@ -169,13 +170,19 @@ func formatNumber(f float64) string {
 }
 
 func writePath(b *strings.Builder, p Path) {
+	if len(p.Segments) == 0 {
+		b.WriteString("[[]]")
+	}
 	for i, s := range p.Segments {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		if plainSegment(s) {
+		switch {
+		case plainSegment(s):
 			b.WriteString(s)
-		} else {
+		case i == 0 || s == "" || strings.Contains(s, "]]") || strings.HasSuffix(s, "]"):
+			b.WriteString("[[]]")
+		default:
 			b.WriteString("[[")
 			b.WriteString(s)
 			b.WriteString("]]")

@@ -275,6 +275,19 @@ func TestBuilders(t *testing.T) {
 	}
 }
 
+// TestUnprintablePaths checks that paths with no faithful text print as text that fails to parse.
+func TestUnprintablePaths(t *testing.T) {
+	for _, path := range []string{"", "a..b", "group", "'a'", "tags.x]] = 1 OR deviceId IN [['a']] AND tags.[[z", "tags.x]"} {
+		e := In(path, []string{"v"})
+		if got, err := ParseCondition(Format(e)); err == nil {
+			t.Errorf("In(%q) printed %q, which parses as %#v", path, Format(e), got)
+		}
+	}
+	if p := (Path{}); p.String() != "[[]]" {
+		t.Errorf("empty Path prints %q", p.String())
+	}
+}
+
 func mustParse(tb testing.TB, src string) Expr {
 	tb.Helper()
 	e, err := ParseCondition(src)
