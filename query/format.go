@@ -10,10 +10,10 @@ import (
 // result gives back a tree Equal to e for any tree ParseCondition produced. Strings are always printed
 // in single quotes by Quote, so no value can end its literal early.
 //
-// Some paths that only builders can make have no faithful text: an empty segment, a segment holding "]]" or ending in "]"
-// (the escape cannot hold it) and a first segment that is not a plain identifier (the parser accepts
-// [[...]] only after a dot). Such a segment prints as the empty escape "[[]]", which never parses, so
-// the mistake surfaces as an error rather than as a different condition.
+// Some paths that only builders can make have no faithful text: an empty segment, a segment holding
+// "]]" or ending in "]" (the escape cannot hold it) and a first segment that is not a plain identifier
+// (the parser accepts [[...]] only after a dot). Such a segment prints as the empty escape "[[]]",
+// which never parses, so the mistake surfaces as an error rather than as a different condition.
 func Format(e Expr) string {
 	if e == nil {
 		return "*"
