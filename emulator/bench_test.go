@@ -137,3 +137,34 @@ func BenchmarkTwinJobMillion(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDataFileMillion measures writing and reloading the data file of a million devices.
+func BenchmarkDataFileMillion(b *testing.B) {
+	f, err := emulator.LoadFleet(millionFleet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := b.TempDir() + "/hub.jsonl"
+	for b.Loop() {
+		s, err := emulator.Start(b.Context(), emulator.Options{Fleet: f, DataFile: data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		s, err = emulator.Start(b.Context(), emulator.Options{Fleet: f, DataFile: data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st := s.Stats(); st.Devices != 1_000_000 {
+			b.Fatalf("%d devices after reload", st.Devices)
+		}
+		b.StopTimer()
+		runtime.GC()
+		b.ReportMetric(rssBytes("VmRSS")/(1<<20), "RSS-MiB")
+		s.Close()
+		os.Remove(data)
+		b.StartTimer()
+	}
+}

@@ -387,6 +387,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 			return errMethod(r)
 		}
 		return s.invokeHandler(w, r, seg[1])
+	case len(seg) >= 4 && seg[0] == "twins" && seg[2] == "modules":
+		// The emulator simulates devices without modules.
+		s.store.mu.RLock()
+		_, err := s.store.get(seg[1])
+		s.store.mu.RUnlock()
+		if err != nil {
+			return err
+		}
+		return hubErr(hubapi.CodeModuleNotFound, "Module %s not found on device %s", seg[3], seg[1])
 	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "v2" && seg[2] == "query":
 		if r.Method != http.MethodGet {
 			return errMethod(r)

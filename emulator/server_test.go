@@ -225,6 +225,10 @@ func TestBadInput(t *testing.T) {
 		{"device id mismatch", "PUT", "/devices/a1", `{"deviceId":"a2"}`, nil, 400, "ArgumentInvalid"},
 		{"empty body", "PUT", "/devices/a1", ``, nil, 400, "ArgumentNull"},
 		{"unknown path", "GET", "/nothing/here", "", nil, 404, "GenericNotFound"},
+		{"module twin", "GET", "/twins/Device-1/modules/m1", "", nil, 404, "ModuleNotFound"},
+		{"module of unknown device", "GET", "/twins/nope/modules/m1", "", nil, 404, "DeviceNotFound"},
+		{"method payload too large", "POST", "/twins/Device-1/methods", `{"methodName":"m","payload":"` + strings.Repeat("p", 130*1024) + `"}`, nil, 413, "MessageTooLarge"},
+		{"body too large", "PATCH", "/twins/Device-1", `{"tags":{"a":"` + strings.Repeat("p", 1100*1024) + `"}}`, nil, 413, "MessageTooLarge"},
 		{"wrong method", "DELETE", "/twins/Device-1", "", nil, 405, "GenericMethodNotAllowed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

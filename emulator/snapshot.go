@@ -43,9 +43,9 @@ type snapDevice struct {
 	IoTEdge      bool           `json:"iotEdge,omitempty"`
 	PrimaryKey   string         `json:"primaryKey,omitempty"`
 	SecondaryKey string         `json:"secondaryKey,omitempty"`
-	Tags         map[string]any `json:"tags,omitempty"`
-	Desired      map[string]any `json:"desired,omitempty"`
-	Reported     map[string]any `json:"reported,omitempty"`
+	Tags         json.RawMessage `json:"tags,omitempty"`
+	Desired      json.RawMessage `json:"desired,omitempty"`
+	Reported     json.RawMessage `json:"reported,omitempty"`
 	Versions     [4]int64       `json:"versions"` // twin, desired, reported, device etag
 	Times        [5]int64       `json:"times"`    // created, desired, reported, status, last activity
 	DesiredMeta  []snapMeta     `json:"desiredMeta,omitempty"`
@@ -113,7 +113,7 @@ func (s *Server) saveData(path string) error {
 		err = enc.Encode(snapLine{Device: &snapDevice{
 			ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
 			ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
-			Tags: d.tags, Desired: d.desired, Reported: d.reported,
+			Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
 			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
 			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
 			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
@@ -184,6 +184,7 @@ func (s *Server) loadData(path string) (bool, error) {
 		return false, fail(1, "not an emulator data file (want format %s)", dataFormat)
 	}
 	st := s.store
+	interned := &internTable{m: map[string]map[string]any{}}
 	line := 1
 	for dec.More() {
 		line++
@@ -197,6 +198,12 @@ func (s *Server) loadData(path string) (bool, error) {
 			if err := validDeviceID(sd.ID); err != nil {
 				return false, fail(line, "%v", err)
 			}
+			var sections [3]map[string]any
+			for i, raw := range []json.RawMessage{sd.Tags, sd.Desired, sd.Reported} {
+				if sections[i], err = interned.get(raw); err != nil {
+					return false, fail(line, "device %s: %v", sd.ID, err)
+				}
+			}
 			beh := st.defaults
 			if b, ok := groups[sd.Group]; ok {
 				beh = b
@@ -204,7 +211,7 @@ func (s *Server) loadData(path string) (bool, error) {
 			d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags, disabled: sd.Disabled,
 				statusReason: sd.StatusReason, modelID: sd.ModelID, iotEdge: sd.IoTEdge,
 				primaryKey: sd.PrimaryKey, secondaryKey: sd.SecondaryKey,
-				tags: sd.Tags, desired: sd.Desired, reported: sd.Reported,
+				tags: sections[0], desired: sections[1], reported: sections[2],
 				version: sd.Versions[0], desiredVer: sd.Versions[1], reportedVer: sd.Versions[2], deviceETag: sd.Versions[3],
 				created: sd.Times[0], desiredAt: sd.Times[1], reportedAt: sd.Times[2], statusAt: sd.Times[3], lastActivity: sd.Times[4],
 				desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
@@ -267,4 +274,38 @@ func (s *Server) resumeJobs() {
 			s.startRunner(j)
 		}
 	}
+}
+
+// rawSection renders a twin section for the data file; nil stays absent.
+func rawSection(m map[string]any) json.RawMessage {
+	if len(m) == 0 {
+		return nil
+	}
+	return appendObject(nil, m)
+}
+
+// internTable shares identical sections between the devices read from a data file, as the fleet
+// loader shares a group's maps, so that a million-device snapshot reloads as compactly as it started.
+type internTable struct {
+	m map[string]map[string]any
+}
+
+func (t *internTable) get(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if m, ok := t.m[string(raw)]; ok {
+		return m, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if err := validateSection(m, false, maxPropsBytes); err != nil {
+		return nil, err
+	}
+	if len(t.m) < 100_000 {
+		t.m[string(raw)] = m
+	}
+	return m, nil
 }
