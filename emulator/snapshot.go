@@ -34,23 +34,23 @@ type snapMeta struct {
 }
 
 type snapDevice struct {
-	ID           string         `json:"id"`
-	Group        string         `json:"group,omitempty"`
-	Flags        uint8          `json:"flags,omitempty"`
-	Disabled     bool           `json:"disabled,omitempty"`
-	StatusReason string         `json:"statusReason,omitempty"`
-	ModelID      string         `json:"modelId,omitempty"`
-	IoTEdge      bool           `json:"iotEdge,omitempty"`
-	PrimaryKey   string         `json:"primaryKey,omitempty"`
-	SecondaryKey string         `json:"secondaryKey,omitempty"`
+	ID           string          `json:"id"`
+	Group        string          `json:"group,omitempty"`
+	Flags        uint8           `json:"flags,omitempty"`
+	Disabled     bool            `json:"disabled,omitempty"`
+	StatusReason string          `json:"statusReason,omitempty"`
+	ModelID      string          `json:"modelId,omitempty"`
+	IoTEdge      bool            `json:"iotEdge,omitempty"`
+	PrimaryKey   string          `json:"primaryKey,omitempty"`
+	SecondaryKey string          `json:"secondaryKey,omitempty"`
 	Tags         json.RawMessage `json:"tags,omitempty"`
 	Desired      json.RawMessage `json:"desired,omitempty"`
 	Reported     json.RawMessage `json:"reported,omitempty"`
-	Versions     [4]int64       `json:"versions"` // twin, desired, reported, device etag
-	Times        [5]int64       `json:"times"`    // created, desired, reported, status, last activity
-	DesiredMeta  []snapMeta     `json:"desiredMeta,omitempty"`
-	ReportedMeta []snapMeta     `json:"reportedMeta,omitempty"`
-	Counts       [4]uint32      `json:"counts"` // method calls, delivered, twin patches, reports
+	Versions     [4]int64        `json:"versions"` // twin, desired, reported, device etag
+	Times        [5]int64        `json:"times"`    // created, desired, reported, status, last activity
+	DesiredMeta  []snapMeta      `json:"desiredMeta,omitempty"`
+	ReportedMeta []snapMeta      `json:"reportedMeta,omitempty"`
+	Counts       [4]uint32       `json:"counts"` // method calls, delivered, twin patches, reports
 }
 
 type snapRow struct {
