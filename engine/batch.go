@@ -44,7 +44,6 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 			return false, err
 		}
 	}
-	prefetched := false
 	for {
 		running := 0
 		for i := range b.Jobs {
@@ -113,15 +112,13 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 		if r.stopping() {
 			return false, r.save()
 		}
-		// While the hub works, capture the next batch's priors so the next job starts right after the gate.
-		if !prefetched && pw.Action.TwinUpdate != nil && bi+1 < len(w.Batches) && !w.Batches[bi+1].Snapshotted {
-			prefetched = true
-			if err := r.snapshot(ctx, wi, bi+1); err != nil {
-				return false, err
-			}
+		// While the hub works, prepare what comes next, so the next job starts right after the gate.
+		if did, err := r.runAhead(ctx, wi, bi); err != nil {
+			return false, err
+		} else if did {
 			continue
 		}
-		if err := r.sleep(ctx, r.pollInterval(pending)); err != nil {
+		if err := r.sleep(ctx, r.pollInterval(pending, running)); err != nil {
 			return false, err
 		}
 	}
@@ -151,30 +148,59 @@ func (r *runner) concurrentJobs() int {
 	return 1
 }
 
-// pollInterval paces job polling: every GetJob spends one of the hub's job operations, so polls are
-// spread over the time the remaining device operations need, and come quickly only near the end.
-func (r *runner) pollInterval(pending int) time.Duration {
-	min := r.PollMin
-	if min <= 0 {
-		min = 20 * time.Millisecond
+// runAhead does one piece of the work after the current batch while its jobs run: the next batch's
+// snapshot, or, after a wave's last batch, the next wave's devices and first snapshot. It reports
+// whether it did something. A wave with bake or verify, a next wave behind an approval or a closed
+// schedule window, are not run ahead: the hub waits for them anyway.
+func (r *runner) runAhead(ctx context.Context, wi, bi int) (bool, error) {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	if bi+1 < len(w.Batches) {
+		if pw.Action.TwinUpdate != nil && !w.Batches[bi+1].Snapshotted {
+			return true, r.snapshot(ctx, wi, bi+1)
+		}
+		return false, nil
+	}
+	ni := wi + 1
+	if ni >= len(r.st.Waves) || pw.Bake > 0 || pw.Verify != nil {
+		return false, nil
+	}
+	nw, npw := &r.st.Waves[ni], r.p.Waves[ni]
+	if nw.Status != StatusPending || npw.Approval {
+		return false, nil
+	}
+	if open, _ := ScheduleOpen(r.p.Schedule, r.now()); !open {
+		return false, nil
+	}
+	if !nw.Resolved {
+		return true, r.resolveDevices(ctx, ni)
+	}
+	if npw.Action.TwinUpdate != nil && len(nw.Batches) > 0 && !nw.Batches[0].Snapshotted {
+		return true, r.snapshot(ctx, ni, 0)
+	}
+	return false, nil
+}
+
+// pollInterval paces job polling. Every GetJob spends one of the hub's job operations, which also
+// create the next job, so the engine polls when the running jobs' remaining device operations should
+// be done at the tier's rate (the hub works at that rate), and between such estimates no faster than
+// the job budget allows.
+func (r *runner) pollInterval(pending, running int) time.Duration {
+	floor := r.PollMin
+	if floor <= 0 {
+		floor = 20 * time.Millisecond
 		if jpm := r.Quotas.JobOpsPerMinute; jpm > 0 && !math.IsInf(jpm, 1) {
-			// Use at most about two thirds of the job-operation budget for polling.
-			if d := time.Duration(1.5 * 60 / jpm * float64(r.concurrentJobs()) * float64(time.Second)); d > min {
-				min = d
+			if d := time.Duration(60 / jpm * float64(max(running, 1)) * float64(time.Second)); d > floor {
+				floor = d
 			}
 		}
 	}
-	d := min
+	d := floor
 	if ops := r.Quotas.JobDeviceOpsPerSec; ops > 0 && !math.IsInf(ops, 1) && pending > 0 {
-		est := time.Duration(float64(pending) / ops * float64(time.Second))
-		if est/2 > d {
-			d = est / 2
-		}
+		// The estimated end, plus a small margin so that the poll finds the job ended.
+		est := time.Duration(float64(pending)/ops*float64(time.Second)) + 20*time.Millisecond
+		d = max(d, est)
 	}
-	if d > 10*time.Second {
-		d = 10 * time.Second
-	}
-	return d
+	return min(d, 5*time.Second)
 }
 
 // startJob creates job j, recording the intent first. A job whose intent a previous run recorded is

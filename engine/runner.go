@@ -357,9 +357,26 @@ func (r *runner) maxQuery() int {
 	return hubapi.MaxQueryLength
 }
 
-// resolve selects a wave's devices once and stores them: fleet AND target, minus every device an
-// earlier wave took, then the wave's stable percent sample.
+// resolve starts a wave: it selects the wave's devices once and stores them (fleet AND target, minus
+// every device an earlier wave took, then the wave's stable percent sample), unless that ran ahead.
 func (r *runner) resolve(ctx context.Context, wi int) error {
+	w := &r.st.Waves[wi]
+	if !w.Resolved {
+		if err := r.resolveDevices(ctx, wi); err != nil {
+			return err
+		}
+	}
+	w.Status, w.Started = StatusRunning, r.now().UTC()
+	if err := r.save(); err != nil {
+		return err
+	}
+	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: w.DeviceCount, Batches: len(w.Batches)})
+	return nil
+}
+
+// resolveDevices resolves and stores a wave's devices and batches without starting the wave, so that
+// it can also run ahead, while the previous wave's last job keeps the hub busy.
+func (r *runner) resolveDevices(ctx context.Context, wi int) error {
 	pw := r.p.Waves[wi]
 	q := "SELECT deviceId FROM devices"
 	if c := condition(r.p.Fleet, pw.Target); c != "*" {
@@ -397,13 +414,13 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 	}
 	sort.Strings(ids)
 	w := &r.st.Waves[wi]
-	w.Status, w.Resolved, w.DeviceCount, w.Started = StatusRunning, true, len(ids), r.now().UTC()
+	w.Resolved, w.DeviceCount = true, len(ids)
 	w.Batches = nil
 	for _, rg := range BatchRanges(len(ids), pw.Batch) {
 		w.Batches = append(w.Batches, Batch{Start: rg[0], End: rg[1], Status: StatusPending})
 	}
 	r.devices[wi] = ids
-	err := r.Store.Update(func(tx *Tx) error {
+	return r.Store.Update(func(tx *Tx) error {
 		if err := tx.PutDevices(wi, ids); err != nil {
 			return err
 		}
@@ -411,11 +428,6 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 		r.st.Updated = r.now().UTC()
 		return tx.PutState(r.st)
 	})
-	if err != nil {
-		return err
-	}
-	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: len(ids), Batches: len(w.Batches)})
-	return nil
 }
 
 func (r *runner) waveDevices(wi int) ([]string, error) {
