@@ -1,0 +1,989 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
+)
+
+// This file previews a plan against the hub (`rollout plan`): which devices each wave would take, what
+// a twin update would change on them, what looks wrong, and how long the rollout would take. It asks
+// the hub only read-only queries, and as few as it can.
+//
+// Wave resolution is the engine's own (see runner.resolve): a wave takes the devices that fleet AND
+// target selects, minus every device an earlier wave took, then its stable percent sample (InSample).
+// A device is taken by an earlier wave k exactly when it satisfies fleet AND target_k and is in k's
+// sample. For an earlier wave without percent that is a condition, so the preview counts
+//
+//	COUNT(fleet AND target) - COUNT(fleet AND target AND (t_k1 OR t_k2 ...))
+//
+// with positive conditions only. It does not count plan.Condition's "AND NOT (earlier targets)":
+// under the hub's three-valued logic NOT over a missing property is undefined, so that condition drops
+// devices lacking a property an earlier target tests, which apply (subtracting device ids) does take.
+// A sample cannot be written as a condition, so a percent wave, and a wave that may overlap an earlier
+// percent wave, is resolved by paging through its candidates' ids, as apply does, within the query
+// budget; over the budget its count is estimated from its candidates and marked so.
+
+// PreviewOptions configure Preview.
+type PreviewOptions struct {
+	Hub Hub
+	// Quotas are the connected hub's limits: page size and query length (zero: the hub's defaults).
+	Quotas hubapi.Quotas
+	// Estimate are the quotas the duration estimate assumes (zero: Quotas). A preview against the
+	// unlimited emulator usually estimates for the tier the real hub has.
+	Estimate hubapi.Quotas
+	// Store is the rollout's state, when it may have some (nil: none).
+	Store *Store
+	// Now decides the next step of an existing rollout (zero: the wall clock).
+	Now time.Time
+	// SampleSize is how many device ids each wave shows (0: 5).
+	SampleSize int
+	// MaxFirstWave is a policy limit on the first wave's devices (0: none).
+	MaxFirstWave int
+	// MaxQueries bounds the queries the preview spends paging through device ids; counting and
+	// grouping queries, a few per wave and patched path, are always spent (0: 200).
+	MaxQueries int
+}
+
+// Preview is what `rollout apply` would do with a plan now. Its JSON form is the output of
+// `rollout plan --format json`.
+type Preview struct {
+	Rollout  string `json:"rollout"`
+	PlanHash string `json:"planHash"`
+	Kind     string `json:"kind"` // "twinUpdate" or "directMethod" (of the first wave)
+	Fleet    string `json:"fleet"`
+	// FleetDevices is how many devices the fleet condition selects now.
+	FleetDevices int `json:"fleetDevices"`
+	// Untargeted is how many fleet devices no wave takes (an estimate when a wave's count is).
+	Untargeted int           `json:"untargeted"`
+	Waves      []WavePreview `json:"waves"`
+	Findings   []Finding     `json:"findings"`
+	Estimate   Estimate      `json:"estimate"`
+	// Tier names the quotas the estimate assumes.
+	Tier string `json:"tier"`
+	// Queries is how many query requests (pages) the preview spent; QueryBudget bounds the id listing.
+	Queries     int `json:"queries"`
+	QueryBudget int `json:"queryBudget"`
+	// QueryTime is how long those queries take of the estimate tier's query quota.
+	QueryTime time.Duration `json:"-"`
+	State     *StatePreview `json:"state,omitempty"`
+	// Schedule is set when waves start only inside schedule windows (waits the estimate leaves out).
+	Schedule bool `json:"schedule,omitempty"`
+}
+
+// WavePreview is one wave of a Preview.
+type WavePreview struct {
+	Name string `json:"name"`
+	// Condition is the wave's composed condition (plan.Condition): fleet AND target AND NOT (earlier
+	// full waves' targets).
+	Condition string  `json:"condition"`
+	Percent   float64 `json:"percent"`
+	Action    string  `json:"action"` // "twinUpdate" or "directMethod"
+	// Candidates are the devices fleet AND target selects that no earlier full wave takes, before
+	// percent sampling and before earlier percent waves.
+	Candidates int `json:"candidates"`
+	// Devices is how many devices the wave takes. Exact is false when it was estimated (over the query
+	// budget); Stored is true when an earlier apply already resolved and stored them.
+	Devices  int            `json:"devices"`
+	Exact    bool           `json:"exact"`
+	Stored   bool           `json:"stored,omitempty"`
+	Sample   []string       `json:"sample"`
+	Batches  []BatchPreview `json:"batches"`
+	Diff     []PathDiff     `json:"diff,omitempty"`
+	Approval bool           `json:"approval,omitempty"`
+	// VerifyHolds is how many of the wave's devices satisfy the verify condition already (nil: no
+	// verify, or not read).
+	VerifyHolds *int `json:"verifyHolds,omitempty"`
+	// Offline is how many of a direct-method wave's devices are disconnected now.
+	Offline  *int     `json:"offline,omitempty"`
+	Estimate Estimate `json:"estimate"`
+	Status   Status   `json:"status,omitempty"` // from the state, when there is one
+}
+
+// BatchPreview is one batch a wave would run: a range of its devices and the jobs that carry it (more
+// than one when a batch's deviceId IN [...] condition exceeds the hub's query length).
+type BatchPreview struct {
+	Devices int `json:"devices"`
+	Jobs    int `json:"jobs"`
+}
+
+// PathDiff is the change a twin update makes at one patched path over a wave's devices.
+type PathDiff struct {
+	Path string `json:"path"` // "tags.fwChannel", "properties.desired.firmware.version"
+	// To is the new value as JSON ("null" removes the property).
+	To string `json:"to"`
+	// From lists the current values that change, most devices first.
+	From []ValueCount `json:"from"`
+	// NoOps is how many devices already have the new value.
+	NoOps int `json:"noOps"`
+}
+
+// ValueCount is how many devices have one current value; Value is JSON, or "" when the property is
+// absent.
+type ValueCount struct {
+	Value   string `json:"value"`
+	Devices int    `json:"devices"`
+}
+
+// Finding is something a release engineer should look at before applying.
+type Finding struct {
+	Severity plan.Severity `json:"severity"`
+	Code     string        `json:"code"`
+	Wave     string        `json:"wave,omitempty"`
+	Message  string        `json:"message"`
+}
+
+// The finding codes.
+const (
+	FindingEmptyWave   = "empty-wave"
+	FindingUntargeted  = "untargeted-devices"
+	FindingPercentZero = "percent-rounds-to-zero"
+	FindingFirstWave   = "first-wave-too-large"
+	FindingVerifyHolds = "verify-already-holds"
+	FindingOffline     = "offline-devices"
+	FindingEstimated   = "estimated-count"
+	FindingPlanChanged = "plan-changed"
+)
+
+// Estimate is how long a wave, or the whole rollout, would take under the estimate quotas. Total is
+// the expected time when gates pass at once; Worst lets verify take its whole window. Approvals
+// (waits for a person) and schedule windows are not included; Approvals counts the former.
+type Estimate struct {
+	Resolve   time.Duration // paging through the wave's candidate ids
+	Snapshot  time.Duration // capturing prior twin values
+	Jobs      time.Duration // job device operations, plus job polling
+	Bake      time.Duration
+	Verify    time.Duration // the verify window (Worst)
+	Total     time.Duration
+	Worst     time.Duration
+	Approvals int
+}
+
+// MarshalJSON writes durations as Go duration strings ("1h2m3s").
+func (e Estimate) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Resolve   string `json:"resolve"`
+		Snapshot  string `json:"snapshot"`
+		Jobs      string `json:"jobs"`
+		Bake      string `json:"bake"`
+		Verify    string `json:"verify"`
+		Total     string `json:"total"`
+		Worst     string `json:"worst"`
+		Approvals int    `json:"approvals"`
+	}{e.Resolve.String(), e.Snapshot.String(), e.Jobs.String(), e.Bake.String(), e.Verify.String(),
+		e.Total.String(), e.Worst.String(), e.Approvals})
+}
+
+func (e Estimate) add(d Estimate) Estimate {
+	return Estimate{Resolve: e.Resolve + d.Resolve, Snapshot: e.Snapshot + d.Snapshot, Jobs: e.Jobs + d.Jobs,
+		Bake: e.Bake + d.Bake, Verify: e.Verify + d.Verify, Total: e.Total + d.Total, Worst: e.Worst + d.Worst,
+		Approvals: e.Approvals + d.Approvals}
+}
+
+// StatePreview is where an existing rollout stands and what apply would do next.
+type StatePreview struct {
+	Status      Status    `json:"status"`
+	Reason      string    `json:"reason,omitempty"`
+	PlanChanged bool      `json:"planChanged,omitempty"`
+	Next        StepKind  `json:"next,omitempty"`
+	NextWave    string    `json:"nextWave,omitempty"`
+	NextBatch   int       `json:"nextBatch,omitempty"`
+	Until       time.Time `json:"until,omitzero"`
+	// Summary says the same in a sentence.
+	Summary string `json:"summary"`
+}
+
+// ErrQueryBudget is wrapped by the error of a listing that would exceed PreviewOptions.MaxQueries.
+var ErrQueryBudget = errors.New("over the preview's query budget")
+
+type previewer struct {
+	PreviewOptions
+	p       *plan.Plan
+	out     *Preview
+	conds   []query.Expr // per wave: fleet AND target
+	targets []query.Expr // per wave: target alone (All for "*")
+	taken   map[string]bool
+	// listed marks the percent waves whose samples are in taken.
+	listed map[int]bool
+}
+
+// PreviewPlan works out what applying p would do now, asking the hub only read-only queries. It returns
+// an error only when the hub or the state cannot be read; everything questionable about the plan is a
+// Finding.
+func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview, error) {
+	if o.SampleSize <= 0 {
+		o.SampleSize = 5
+	}
+	if o.MaxQueries <= 0 {
+		o.MaxQueries = 200
+	}
+	if o.Quotas.Tier == "" {
+		o.Quotas, _ = hubapi.TierQuotas("unlimited", 1)
+	}
+	if o.Estimate.Tier == "" {
+		o.Estimate = o.Quotas
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	pv := &previewer{PreviewOptions: o, p: p, taken: map[string]bool{}, listed: map[int]bool{}}
+	pv.out = &Preview{Rollout: p.Name, PlanHash: p.Hash, Fleet: formatOrAll(p.Fleet), QueryBudget: o.MaxQueries,
+		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: "twinUpdate", Findings: []Finding{}}
+	if p.Waves[0].Action.DirectMethod != nil {
+		pv.out.Kind = "directMethod"
+	}
+	fleet, err := parseOrAll(p.Fleet)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range p.Waves {
+		t, err := parseOrAll(w.Target)
+		if err != nil {
+			return nil, err
+		}
+		pv.targets = append(pv.targets, t)
+		pv.conds = append(pv.conds, query.And(fleet, t))
+	}
+	var st *State
+	if o.Store != nil && o.Store.Exists() {
+		if st, err = pv.state(); err != nil {
+			return nil, err
+		}
+	}
+	if pv.out.FleetDevices, err = pv.count(ctx, fleet); err != nil {
+		return nil, err
+	}
+	covered := 0
+	for i := range p.Waves {
+		var sw *Wave
+		if st != nil && !pv.out.State.PlanChanged {
+			sw = &st.Waves[i]
+		}
+		w, err := pv.wave(ctx, i, sw)
+		if err != nil {
+			return nil, fmt.Errorf("preview wave %s: %w", p.Waves[i].Name, err)
+		}
+		pv.out.Waves = append(pv.out.Waves, *w)
+		pv.out.Estimate = pv.out.Estimate.add(w.Estimate)
+		covered += w.Devices
+	}
+	pv.out.Untargeted = max(0, pv.out.FleetDevices-covered)
+	pv.findings()
+	if qpm := o.Estimate.QueriesPerMinute; qpm > 0 && !math.IsInf(qpm, 1) {
+		pv.out.QueryTime = seconds(float64(pv.out.Queries) * 60 / qpm)
+	}
+	return pv.out, nil
+}
+
+func parseOrAll(s string) (query.Expr, error) {
+	if s = strings.TrimSpace(s); s == "" || s == "*" {
+		return query.All{}, nil
+	}
+	e, err := query.ParseCondition(s)
+	if err != nil {
+		return nil, fmt.Errorf("condition %q: %w", s, err)
+	}
+	return e, nil
+}
+
+func formatOrAll(s string) string {
+	e, err := parseOrAll(s)
+	if err != nil {
+		return s
+	}
+	return query.Format(e)
+}
+
+// state reads the rollout's state and decides what apply would do next.
+func (pv *previewer) state() (*State, error) {
+	st, err := pv.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	sp := &StatePreview{Status: st.Status, Reason: st.Reason}
+	pv.out.State = sp
+	if st.PlanHash != pv.p.Hash || len(st.Waves) != len(pv.p.Waves) {
+		sp.PlanChanged = true
+		sp.Summary = (&PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: pv.p.Hash}).Error()
+		return st, nil
+	}
+	approved := func(wave string) bool {
+		ok := false
+		_ = pv.Store.View(func(tx *Tx) error {
+			_, ok, _ = tx.Approval(wave)
+			return nil
+		})
+		return ok
+	}
+	step := Next(pv.p, st, approved, pv.Now)
+	sp.Next, sp.Until = step.Kind, step.Until
+	name := ""
+	if step.Wave >= 0 && step.Wave < len(st.Waves) {
+		name = st.Waves[step.Wave].Name
+	}
+	switch step.Kind {
+	case StepDone, StepHalted, StepRolledBack, StepRollback:
+	default:
+		sp.NextWave = name
+		if step.Kind == StepBatch {
+			sp.NextBatch = step.Batch + 1
+		}
+	}
+	sp.Summary = describeStep(st, step, name)
+	return st, nil
+}
+
+func describeStep(st *State, s Step, wave string) string {
+	switch s.Kind {
+	case StepDone:
+		return "the rollout is done; apply has nothing to do"
+	case StepHalted:
+		return "the rollout halted (" + st.Reason + "); apply does nothing more, rollback undoes it"
+	case StepRolledBack:
+		return "the rollout was rolled back; apply does nothing more"
+	case StepRollback:
+		return "apply would continue the rollback (" + st.Reason + ")"
+	case StepWaitApproval:
+		return fmt.Sprintf("apply would wait for approval of wave %s (rollout approve %s --wave %s)", wave, st.Name, wave)
+	case StepWaitSchedule:
+		return fmt.Sprintf("apply would wait for a schedule window, until %s, to start wave %s", s.Until.UTC().Format(time.RFC3339), wave)
+	case StepResolve:
+		return fmt.Sprintf("apply would start wave %s: resolve and store its devices", wave)
+	case StepBatch:
+		return fmt.Sprintf("apply would run batch %d of wave %s", s.Batch+1, wave)
+	case StepWaveGate:
+		return fmt.Sprintf("apply would judge wave %s's success gate and start its bake", wave)
+	case StepVerify:
+		return fmt.Sprintf("apply would poll wave %s's verify condition", wave)
+	case StepWaitBake:
+		return fmt.Sprintf("apply would wait for wave %s's bake, until %s", wave, s.Until.UTC().Format(time.RFC3339))
+	case StepFinishWave:
+		return fmt.Sprintf("apply would finish wave %s and go on to the next", wave)
+	}
+	return string(s.Kind)
+}
+
+func (pv *previewer) pageSize() int {
+	if n := pv.Quotas.MaxPageSize; n > 0 {
+		return n
+	}
+	return hubapi.MaxPageSize
+}
+
+func (pv *previewer) maxQuery() int {
+	if n := pv.Quotas.MaxQueryLength; n > 0 {
+		return n
+	}
+	return hubapi.MaxQueryLength
+}
+
+// rows runs q and returns every row, counting each page as one query.
+func (pv *previewer) rows(ctx context.Context, q string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	pager := pv.Hub.Query(ctx, q, pv.pageSize())
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		pv.out.Queries++
+		if err != nil {
+			return nil, fmt.Errorf("query %q: %w", q, err)
+		}
+		out = append(out, page...)
+	}
+	return out, nil
+}
+
+func where(c query.Expr) string {
+	if _, all := c.(query.All); all || c == nil {
+		return ""
+	}
+	return " WHERE " + query.Format(c)
+}
+
+// count runs one COUNT query.
+func (pv *previewer) count(ctx context.Context, c query.Expr) (int, error) {
+	rows, err := pv.rows(ctx, "SELECT COUNT() AS n FROM devices"+where(c))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, raw := range rows {
+		k, err := countRow(raw)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// falseExpr selects nothing.
+var falseExpr = query.Or()
+
+// takenBefore is the condition that selects, among the devices of wave i's fleet AND target, those an
+// earlier wave without percent takes: OR of their targets (nil when there is none).
+func (pv *previewer) takenBefore(i int) query.Expr {
+	var parts []query.Expr
+	for k := 0; k < i; k++ {
+		if pv.p.Waves[k].Percent >= 100 {
+			parts = append(parts, pv.targets[k])
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return query.Or(parts...)
+}
+
+// remaining counts the devices of base AND extra that no earlier full wave takes, with positive
+// conditions only.
+func (pv *previewer) remaining(ctx context.Context, i int, extra query.Expr) (int, error) {
+	base := query.And(pv.conds[i], extra)
+	n, err := pv.count(ctx, base)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	if t := pv.takenBefore(i); t != nil {
+		m, err := pv.count(ctx, query.And(base, t))
+		if err != nil {
+			return 0, err
+		}
+		n -= m
+	}
+	return n, nil
+}
+
+func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, error) {
+	pw := pv.p.Waves[i]
+	w := &WavePreview{Name: pw.Name, Condition: query.Format(pv.p.Condition(i)), Percent: pw.Percent,
+		Approval: pw.Approval, Exact: true, Sample: []string{}, Batches: []BatchPreview{}, Action: "twinUpdate"}
+	if pw.Action.DirectMethod != nil {
+		w.Action = "directMethod"
+	}
+	candidates, err := pv.remaining(ctx, i, nil)
+	if err != nil {
+		return nil, err
+	}
+	w.Candidates = candidates
+	if sw != nil {
+		w.Status = sw.Status
+	}
+	var ids []string
+	var rows map[string]map[string]json.RawMessage
+	paths := patchPaths(pw.Action.TwinUpdate)
+	switch {
+	case sw != nil && sw.Resolved:
+		if err := pv.Store.View(func(tx *Tx) error {
+			var err error
+			ids, err = tx.Devices(i)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		w.Stored = true
+		w.Devices = len(ids)
+		for _, id := range ids {
+			pv.taken[id] = true
+		}
+		pv.listed[i] = true
+	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
+		w.Devices = candidates
+	default:
+		ids, rows, err = pv.list(ctx, i, paths)
+		switch {
+		case errors.Is(err, ErrQueryBudget):
+			w.Exact = false
+			w.Devices = pv.estimateSample(i, candidates)
+		case err != nil:
+			return nil, err
+		default:
+			w.Devices = len(ids)
+			for k := 0; k < i; k++ {
+				if pv.p.Waves[k].Percent < 100 && !pv.listed[k] {
+					w.Exact = false // an earlier sample was estimated, so what it took is unknown
+				}
+			}
+		}
+	}
+	if ids != nil {
+		w.Sample = append(w.Sample, ids[:min(len(ids), pv.SampleSize)]...)
+	} else if w.Devices > 0 {
+		if w.Sample, err = pv.sample(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	w.Batches = pv.batches(ids, w.Devices, w.Sample, pw.Batch)
+	if len(paths) > 0 && !w.Stored {
+		if rows != nil {
+			w.Diff = diffRows(pw.Action.TwinUpdate, rows, paths)
+		} else if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, candidates); err != nil {
+			return nil, err
+		}
+	}
+	if w.Devices > 0 && pw.Verify != nil {
+		v, err := parseOrAll(pw.Verify.Condition)
+		if err != nil {
+			return nil, err
+		}
+		n, err := pv.remaining(ctx, i, v)
+		if err != nil {
+			return nil, err
+		}
+		n = scale(n, w.Devices, candidates)
+		w.VerifyHolds = &n
+	}
+	if w.Devices > 0 && pw.Action.DirectMethod != nil {
+		off, err := query.ParseCondition("connectionState = 'Disconnected'")
+		if err != nil {
+			return nil, err
+		}
+		n, err := pv.remaining(ctx, i, off)
+		if err != nil {
+			return nil, err
+		}
+		n = scale(n, w.Devices, candidates)
+		w.Offline = &n
+	}
+	w.Estimate = pv.estimate(i, w)
+	return w, nil
+}
+
+// scale turns a count over a wave's candidates into one over its devices (the percent sample is a
+// uniform hash, so shares carry over).
+func scale(n, devices, candidates int) int {
+	if candidates <= 0 || devices == candidates {
+		return min(n, devices)
+	}
+	return int(math.Round(float64(n) * float64(devices) / float64(candidates)))
+}
+
+// overlapsSample reports whether an earlier percent wave may have taken some of wave i's candidates;
+// when none can, wave i's count needs no ids.
+func (pv *previewer) overlapsSample(ctx context.Context, i int) bool {
+	for k := 0; k < i; k++ {
+		if pv.p.Waves[k].Percent >= 100 {
+			continue
+		}
+		n, err := pv.remaining(ctx, i, pv.targets[k])
+		if err != nil || n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// estimateSample estimates a wave's count when its ids were not listed: its candidates, less what
+// earlier percent waves are expected to take of them, times its own percent.
+func (pv *previewer) estimateSample(i, candidates int) int {
+	f := float64(candidates)
+	for k := 0; k < i; k++ {
+		if pk := pv.p.Waves[k].Percent; pk < 100 && !pv.listed[k] {
+			f *= 1 - pk/100
+		}
+	}
+	return int(math.Round(f * math.Min(pv.p.Waves[i].Percent, 100) / 100))
+}
+
+// list resolves wave i by ids, as apply does: it pages through the ids (and the patched paths) of
+// fleet AND target, drops those of earlier full waves (a second, positive listing) and of earlier
+// percent samples, and keeps the wave's own sample. It refuses with ErrQueryBudget, before sending
+// anything, when the pages would exceed the budget.
+func (pv *previewer) list(ctx context.Context, i int, paths []string) ([]string, map[string]map[string]json.RawMessage, error) {
+	pw := pv.p.Waves[i]
+	all, err := pv.count(ctx, pv.conds[i])
+	if err != nil {
+		return nil, nil, err
+	}
+	t := pv.takenBefore(i)
+	excluded := 0
+	if t != nil && all > 0 {
+		if excluded, err = pv.count(ctx, query.And(pv.conds[i], t)); err != nil {
+			return nil, nil, err
+		}
+	}
+	pages := (all+pv.pageSize()-1)/pv.pageSize() + (excluded+pv.pageSize()-1)/pv.pageSize()
+	if pv.out.Queries+pages > pv.MaxQueries {
+		return nil, nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
+	}
+	drop := map[string]bool{}
+	if excluded > 0 {
+		raws, err := pv.rows(ctx, "SELECT deviceId FROM devices"+where(query.And(pv.conds[i], t)))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, raw := range raws {
+			id, err := rowID(raw)
+			if err != nil {
+				return nil, nil, err
+			}
+			drop[id] = true
+		}
+	}
+	sel := "SELECT deviceId"
+	for k, path := range paths {
+		sel += fmt.Sprintf(", %s AS p%d", path, k)
+	}
+	raws, err := pv.rows(ctx, sel+" FROM devices"+where(pv.conds[i]))
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []string
+	rows := map[string]map[string]json.RawMessage{}
+	for _, raw := range raws {
+		var row map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &row); err != nil {
+			return nil, nil, fmt.Errorf("unexpected query row %s", raw)
+		}
+		id, err := rowID(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		if drop[id] || pv.taken[id] || !InSample(pv.p.Name, id, pw.Percent) {
+			continue
+		}
+		pv.taken[id] = true
+		ids = append(ids, id)
+		rows[id] = row
+	}
+	sort.Strings(ids)
+	pv.listed[i] = true
+	return ids, rows, nil
+}
+
+func rowID(raw json.RawMessage) (string, error) {
+	var row struct {
+		DeviceID string `json:"deviceId"`
+	}
+	if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
+		return "", fmt.Errorf("unexpected query row %s", raw)
+	}
+	return row.DeviceID, nil
+}
+
+// sample reads a few ids of a wave counted without listing: devices its composed condition selects
+// (a device that condition selects is certainly in the wave; the hub's order is its own, so the ids
+// are sorted).
+func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
+	raws, err := pv.rows(ctx, fmt.Sprintf("SELECT TOP %d deviceId FROM devices%s", pv.SampleSize, where(pv.p.Condition(i))))
+	if err != nil {
+		return nil, err
+	}
+	ids := []string{}
+	for _, raw := range raws {
+		id, err := rowID(raw)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// batches splits a wave's devices as apply would: BatchRanges, then SplitIn per batch for the jobs.
+// Without the ids, the jobs of a batch are estimated from the sample's id lengths.
+func (pv *previewer) batches(ids []string, n int, sample []string, b plan.Batch) []BatchPreview {
+	out := []BatchPreview{}
+	maxCond := pv.maxQuery()
+	avg := 12.0
+	if len(sample) > 0 {
+		total := 0
+		for _, id := range sample {
+			total += len(quote(id)) + 1
+		}
+		avg = float64(total) / float64(len(sample))
+	}
+	for _, rg := range BatchRanges(n, b) {
+		bp := BatchPreview{Devices: rg[1] - rg[0]}
+		if ids != nil {
+			bp.Jobs = len(SplitIn(ids[rg[0]:rg[1]], maxCond))
+		} else {
+			bp.Jobs = max(1, int(math.Ceil((float64(bp.Devices)*avg+14)/float64(maxCond))))
+		}
+		out = append(out, bp)
+	}
+	return out
+}
+
+var plainSegment = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_]*$`)
+
+// patchPaths lists the leaf paths of a twin update, as query text, sorted. A twin patch merges
+// objects, so only its leaves change values.
+func patchPaths(tu *plan.TwinUpdate) []string {
+	if tu == nil {
+		return nil
+	}
+	var out []string
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			seg := k
+			if !plainSegment.MatchString(k) {
+				seg = "[[" + k + "]]"
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				walk(prefix+"."+seg, sub)
+				continue
+			}
+			out = append(out, prefix+"."+seg)
+		}
+	}
+	walk("tags", tu.Tags)
+	walk("properties.desired", tu.Desired)
+	sort.Strings(out)
+	return out
+}
+
+// patchValue returns the new value at path as canonical JSON.
+func patchValue(tu *plan.TwinUpdate, path string) string {
+	var cur any
+	segs := strings.Split(path, ".")
+	switch {
+	case segs[0] == "tags":
+		cur, segs = tu.Tags, segs[1:]
+	default:
+		cur, segs = tu.Desired, segs[2:]
+	}
+	for _, s := range segs {
+		m, _ := cur.(map[string]any)
+		cur = m[strings.TrimSuffix(strings.TrimPrefix(s, "[["), "]]")]
+	}
+	return canonical(cur)
+}
+
+// canonical renders a value as JSON with numbers as written, so that the plan's 60 and the hub's 60
+// compare equal.
+func canonical(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "null"
+	}
+	return canonicalRaw(b)
+}
+
+func canonicalRaw(raw json.RawMessage) string {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return string(raw)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return string(raw)
+	}
+	return string(b)
+}
+
+func (pv *previewer) tu(i int) *plan.TwinUpdate { return pv.p.Waves[i].Action.TwinUpdate }
+
+// diffGroups counts current values per patched path with GROUP BY queries over the wave's candidates,
+// minus the same over what earlier full waves take; for a sampled wave the counts are scaled to its
+// devices.
+func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devices, candidates int) ([]PathDiff, error) {
+	var out []PathDiff
+	for _, path := range paths {
+		counts := map[string]int{}
+		group := func(c query.Expr, sign int) error {
+			raws, err := pv.rows(ctx, fmt.Sprintf("SELECT %s AS v, COUNT() AS n FROM devices%s GROUP BY %s", path, where(c), path))
+			if err != nil {
+				return err
+			}
+			for _, raw := range raws {
+				var row map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &row); err != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				var num json.Number
+				if json.Unmarshal(row["n"], &num) != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				n, err := num.Int64()
+				if err != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				val := ""
+				if v, ok := row["v"]; ok {
+					val = canonicalRaw(v)
+				}
+				counts[val] += sign * int(n)
+			}
+			return nil
+		}
+		if candidates > 0 {
+			if err := group(pv.conds[i], 1); err != nil {
+				return nil, err
+			}
+			if t := pv.takenBefore(i); t != nil {
+				if err := group(query.And(pv.conds[i], t), -1); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for v, n := range counts {
+			counts[v] = scale(n, devices, candidates)
+		}
+		out = append(out, makeDiff(path, patchValue(pv.tu(i), path), counts))
+	}
+	return out, nil
+}
+
+// diffRows counts current values per patched path from the rows a listing projected (p0, p1, ...
+// in the order of paths) for the wave's devices.
+func diffRows(tu *plan.TwinUpdate, rows map[string]map[string]json.RawMessage, paths []string) []PathDiff {
+	var out []PathDiff
+	for k, path := range paths {
+		counts := map[string]int{}
+		key := fmt.Sprintf("p%d", k)
+		for _, row := range rows {
+			val := ""
+			if v, ok := row[key]; ok {
+				val = canonicalRaw(v)
+			}
+			counts[val]++
+		}
+		out = append(out, makeDiff(path, patchValue(tu, path), counts))
+	}
+	return out
+}
+
+func makeDiff(path, to string, counts map[string]int) PathDiff {
+	d := PathDiff{Path: path, To: to, From: []ValueCount{}}
+	for v, n := range counts {
+		if n <= 0 {
+			continue
+		}
+		if v == to {
+			d.NoOps += n
+			continue
+		}
+		d.From = append(d.From, ValueCount{Value: v, Devices: n})
+	}
+	sort.Slice(d.From, func(a, b int) bool {
+		if d.From[a].Devices != d.From[b].Devices {
+			return d.From[a].Devices > d.From[b].Devices
+		}
+		return d.From[a].Value < d.From[b].Value
+	})
+	return d
+}
+
+func seconds(s float64) time.Duration {
+	if s <= 0 || math.IsInf(s, 0) || math.IsNaN(s) {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
+}
+
+// perSec is n operations at rate per second, as a duration (0 when the rate is unlimited).
+func perSec(n int, rate float64) time.Duration {
+	if rate <= 0 || math.IsInf(rate, 1) {
+		return 0
+	}
+	return seconds(float64(n) / rate)
+}
+
+// estimate is how long wave i takes under the estimate quotas: apply pages through the wave's
+// candidate ids, captures prior twin values per batch (by query or by reads, whichever the tier makes
+// faster, as the engine chooses), runs the jobs at the tier's job device operations per second with
+// its concurrent jobs, polls each round of jobs, then bakes while verify polls.
+func (pv *previewer) estimate(i int, w *WavePreview) Estimate {
+	q := pv.Estimate
+	pw := pv.p.Waves[i]
+	page := q.MaxPageSize
+	if page <= 0 {
+		page = hubapi.MaxPageSize
+	}
+	qps := q.QueriesPerMinute / 60
+	var e Estimate
+	if !w.Stored {
+		e.Resolve = perSec((w.Candidates+page-1)/page, qps)
+	}
+	if pw.Action.TwinUpdate != nil {
+		byQuery := perSec((w.Devices+page-1)/page+len(w.Batches), qps)
+		byReads := perSec(w.Devices, q.TwinReadsPerSec)
+		e.Snapshot = byQuery
+		if byReads < byQuery || math.IsInf(qps, 1) {
+			e.Snapshot = min(byQuery, byReads)
+		}
+	}
+	conc := max(1, q.ConcurrentJobs)
+	var poll time.Duration
+	if jpm := q.JobOpsPerMinute; jpm > 0 && !math.IsInf(jpm, 1) {
+		poll = seconds(1.5 * 60 / jpm * float64(conc))
+	}
+	for _, b := range w.Batches {
+		rounds := (b.Jobs + conc - 1) / conc
+		e.Jobs += perSec(b.Devices, q.JobDeviceOpsPerSec) + time.Duration(rounds)*poll
+	}
+	e.Bake = pw.Bake
+	var verifyRead time.Duration
+	if pw.Verify != nil && w.Devices > 0 {
+		verifyRead = perSec(w.Devices/500+1, qps)
+		e.Verify = max(pw.Verify.Within, verifyRead)
+	}
+	work := e.Resolve + e.Snapshot + e.Jobs
+	e.Total = work + max(e.Bake, verifyRead)
+	e.Worst = work + max(e.Bake, e.Verify)
+	if pw.Approval && w.Status != StatusDone {
+		e.Approvals = 1
+	}
+	if w.Status == StatusDone {
+		return Estimate{}
+	}
+	return e
+}
+
+func (pv *previewer) findings() {
+	add := func(code, wave, msg string, args ...any) {
+		pv.out.Findings = append(pv.out.Findings, Finding{Severity: plan.Warning, Code: code, Wave: wave,
+			Message: fmt.Sprintf(msg, args...)})
+	}
+	if s := pv.out.State; s != nil && s.PlanChanged {
+		add(FindingPlanChanged, "", "%s", s.Summary)
+	}
+	for i, w := range pv.out.Waves {
+		pw := pv.p.Waves[i]
+		if !w.Exact {
+			add(FindingEstimated, w.Name, "about %d devices: listing the ids of this percent wave would exceed the query budget of %d; raise --max-queries for an exact count",
+				w.Devices, pv.MaxQueries)
+		}
+		if pw.Percent < 100 && w.Candidates > 0 && math.Round(float64(w.Candidates)*pw.Percent/100) == 0 {
+			add(FindingPercentZero, w.Name, "%s of %d candidate devices rounds to 0 devices", pctOf(pw.Percent), w.Candidates)
+		}
+		if w.Devices == 0 {
+			add(FindingEmptyWave, w.Name, "the wave takes no devices")
+		}
+		if i == 0 && pv.MaxFirstWave > 0 && w.Devices > pv.MaxFirstWave {
+			add(FindingFirstWave, w.Name, "the first wave takes %d devices, more than the limit of %d", w.Devices, pv.MaxFirstWave)
+		}
+		if w.VerifyHolds != nil && w.Devices > 0 {
+			rate := float64(*w.VerifyHolds) / float64(w.Devices)
+			if rate+1e-9 >= pw.Verify.MinRate {
+				add(FindingVerifyHolds, w.Name, "verify condition %q already holds for %d of %d devices (%s, minRate %s) before the change: the gate proves nothing",
+					pw.Verify.Condition, *w.VerifyHolds, w.Devices, pct(rate), pct(pw.Verify.MinRate))
+			}
+		}
+		if w.Offline != nil && *w.Offline > 0 {
+			add(FindingOffline, w.Name, "%d of %d devices are offline now: a direct method reaches them only if they connect within connectTimeout %s, otherwise they count as unreachable",
+				*w.Offline, w.Devices, pw.Action.DirectMethod.ConnectTimeout)
+		}
+	}
+	if pv.out.Untargeted > 0 {
+		add(FindingUntargeted, "", "%d of %d fleet devices are in no wave", pv.out.Untargeted, pv.out.FleetDevices)
+	}
+}
+
+func pctOf(p float64) string {
+	return pct(p / 100)
+}
