@@ -11,5 +11,45 @@
 // per-device invocation counts, a job timeline and quota use.
 //
 // Behaviour is deterministic for a fleet file and seed: which devices are offline or failing is decided by
-// a hash of the device id and the seed, never by a random draw at run time.
+// a hash of the device id and the seed, never by a random draw at run time. In a generated group a share
+// selects exactly round(share × count) devices.
+//
+// # Use
+//
+// In-process (tests, `rollout apply --emulate`): Start with Options, then connect any client to
+// ConnectionString (HostName=127.0.0.1:PORT) over URL; Close stops it. From the command line:
+//
+//	rollout emulator --fleet fleet.yaml --listen 127.0.0.1:8443 --tier S1
+//
+// prints IOTHUB_CONNECTION_STRING, SSL_CERT_FILE and NODE_EXTRA_CA_CERTS lines. The official Node service
+// SDK always connects to port 443, so it needs --listen 127.0.0.1:443 (the connection string then names
+// HostName=localhost) and NODE_EXTRA_CA_CERTS. The development policy (DevelopmentPolicyName,
+// DevelopmentPolicyKey) is public, like Azurite's well-known account; override it for anything shared.
+//
+// # Choices where the hub's behaviour is undocumented
+//
+// The reference marks these unconfirmed; the emulator chooses, and rollout's engine is tested against
+// the choice:
+//   - Errors use body shape A ({"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:..."})
+//     with the iothub-errorcode header, for every code. 429s carry Retry-After: 1.
+//   - A duplicate job id is 409 JobAlreadyExists; cancelling a running or finished job is
+//     400 InvalidOperation; an oversized job condition is 412 PreconditionFailed (as observed), an
+//     oversized or unparsable query is 400 ArgumentInvalid.
+//   - Queued and scheduled jobs count towards the concurrent-job limit, as running ones do.
+//   - A job selects its devices once, when it starts running. A direct method on an offline device fails
+//     after connectTimeoutInSeconds (0 by default: at once) with DeviceNotOnline, in jobs too; devices not
+//     reached before maxExecutionTimeInSeconds fail with the error code JobExecutionTimeout, and the job
+//     ends completed. A device that answers a method with any status completes; its status is in the
+//     row's outcome.
+//   - Rate quotas accept a burst of ten seconds' worth of requests before answering 429, a stand-in for
+//     the hub's traffic shaping. Job device operations are paced at the tier's rate, never refused.
+//   - Twin values may be arrays. Sizes count keys and values as the quotas page describes; tags over
+//     8 KB, desired over 32 KB, values over 4 KB, keys with '.', '$', spaces or control characters, depth
+//     over 10 and integers beyond ±2^52 are 400 ArgumentInvalid. Bodies over 1 MiB and method payloads
+//     over 128 KB are 413 MessageTooLarge.
+//   - $metadata keeps one $lastUpdated/$lastUpdatedVersion per top-level property; nested properties
+//     show their top-level entry. Devices have no modules: module twin paths are ModuleNotFound and
+//     FROM devices.modules is empty.
+//   - Job records are kept until the emulator's data is discarded (the hub's 30-day retention is not
+//     emulated).
 package emulator
