@@ -339,7 +339,7 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 				}
 			}
 			for _, row := range q.Run(seq) {
-				b, err := json.Marshal(row)
+				b, err := json.Marshal(canonicalKeys(q, row))
 				if err != nil {
 					s.store.mu.RUnlock()
 					return nil, err
@@ -356,7 +356,7 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 				if !m.Match(doc) {
 					continue
 				}
-				b, err := json.Marshal(q.Project(doc))
+				b, err := json.Marshal(canonicalKeys(q, q.Project(doc)))
 				if err != nil {
 					s.store.mu.RUnlock()
 					return nil, err
@@ -433,4 +433,38 @@ outer:
 		}
 		return b
 	}}, nil
+}
+
+// twinFieldNames are the twin's top-level property names as the hub spells them.
+var twinFieldNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"deviceId", "etag", "deviceEtag", "version", "status", "statusReason",
+		"statusUpdateTime", "connectionState", "lastActivityTime", "cloudToDeviceMessageCount",
+		"authenticationType", "x509Thumbprint", "capabilities", "modelId", "tags", "properties",
+		"desired", "reported", "iotEdge"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// canonicalKeys renames projected keys that name twin properties to the hub's spelling: the hub answers
+// SELECT DeviceId with the key deviceId. Keys from aliases and from stored twin maps are left alone.
+func canonicalKeys(q *query.Query, row map[string]any) map[string]any {
+	for _, it := range q.Select() {
+		if it.Alias != "" || it.Func != "" || len(it.Path.Segments) == 0 {
+			continue
+		}
+		written := it.Path.Segments[len(it.Path.Segments)-1]
+		canon, ok := twinFieldNames[strings.ToLower(written)]
+		if !ok || canon == written {
+			continue
+		}
+		if v, present := row[written]; present {
+			if _, taken := row[canon]; !taken {
+				delete(row, written)
+				row[canon] = v
+			}
+		}
+	}
+	return row
 }

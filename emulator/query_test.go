@@ -85,6 +85,8 @@ func TestQueryShapes(t *testing.T) {
 		{"SELECT TOP 2 deviceId FROM devices WHERE STARTSWITH(deviceId, 'eu-')", "Raw", `[{"deviceId":"eu-0000"},{"deviceId":"eu-0001"}]`},
 		{"SELECT deviceId FROM devices WHERE properties.desired.$version = 1 AND deviceId IN ['Device-1', 'x']", "Raw", `[{"deviceId":"Device-1"}]`},
 		{"SELECT * FROM devices.modules", "Twin", `[]`},
+		{"SELECT DeviceId, ConnectionState FROM devices WHERE deviceId = 'offline-1'", "Raw", `[{"connectionState":"Disconnected","deviceId":"offline-1"}]`},
+		{"SELECT ConnectionState, COUNT() AS n FROM devices WHERE STARTSWITH(deviceId, 'canary') GROUP BY ConnectionState", "Raw", `[{"connectionState":"Connected","n":18},{"connectionState":"Disconnected","n":2}]`},
 	} {
 		items, typ, _ := queryAll(t, s, c.q, 100)
 		if items == nil {

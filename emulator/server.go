@@ -76,7 +76,8 @@ type Server struct {
 const maxBody = 1 << 20
 
 // Start loads the fleet (or the data file, when it exists), listens and serves until Close. It returns
-// once the server accepts connections.
+// once the server accepts connections. ctx bounds nothing after Start returns: the server runs until
+// Close, which callers must call.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Tier == "" {
 		opts.Tier = "unlimited"
