@@ -395,6 +395,9 @@ func TestTLS(t *testing.T) {
 			t.Errorf("%s: status %d", host, resp.StatusCode)
 		}
 	}
+	if resp, body := do(t, s, "GET", "/twins/nope", ""); resp.StatusCode != 404 {
+		t.Errorf("over TLS: %d %s", resp.StatusCode, body)
+	}
 	// A restart with the same directory reuses the CA a user already trusts.
 	s2 := emulatortest.Start(t, "", emulator.Options{TLS: true, CertDir: dir})
 	pem2, _ := os.ReadFile(s2.CAFile())

@@ -5,9 +5,13 @@ package emulatortest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,7 +71,7 @@ func Do(tb testing.TB, s *emulator.Server, method, path string, body string, hea
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient(tb, s).Do(req)
 	if err != nil {
 		tb.Fatalf("emulatortest: %s %s: %v", method, path, err)
 	}
@@ -77,4 +81,34 @@ func Do(tb testing.TB, s *emulator.Server, method, path string, body string, hea
 		tb.Fatalf("emulatortest: %s %s: %v", method, path, err)
 	}
 	return resp, b
+}
+
+var (
+	clientsMu sync.Mutex
+	clients   = map[string]*http.Client{}
+)
+
+// httpClient is a client that trusts the emulator's CA when it serves HTTPS.
+func httpClient(tb testing.TB, s *emulator.Server) *http.Client {
+	tb.Helper()
+	ca := s.CAFile()
+	if ca == "" {
+		return http.DefaultClient
+	}
+	clientsMu.Lock()
+	defer clientsMu.Unlock()
+	if c, ok := clients[ca]; ok {
+		return c
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		tb.Fatalf("emulatortest: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		tb.Fatalf("emulatortest: no certificate in %s", ca)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	clients[ca] = c
+	return c
 }
