@@ -32,14 +32,16 @@ func (a *atomic64) get() int64  { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
 
 // Cursor limits: idle cursors expire, and the oldest are dropped past maxCursors.
 const (
-	cursorIdle = 10 * time.Minute
-	maxCursors = 1000
+	cursorIdle     = 10 * time.Minute
+	maxCursors     = 1000
+	maxCursorItems = 20_000_000 // about 160 MB of stored results
 )
 
 type cursorStore struct {
 	mu    sync.Mutex
 	byID  map[string]*cursor
 	order []string
+	items int // stored items across cursors
 }
 
 func newCursorStore() *cursorStore { return &cursorStore{byID: map[string]*cursor{}} }
@@ -53,8 +55,12 @@ func (cs *cursorStore) add(c *cursor) {
 	defer cs.mu.Unlock()
 	cs.byID[c.id] = c
 	cs.order = append(cs.order, c.id)
-	for len(cs.byID) > maxCursors {
-		delete(cs.byID, cs.order[0])
+	cs.items += c.n
+	for len(cs.order) > 1 && (len(cs.byID) > maxCursors || cs.items > maxCursorItems) {
+		if old := cs.byID[cs.order[0]]; old != nil {
+			cs.items -= old.n
+			delete(cs.byID, cs.order[0])
+		}
 		cs.order = cs.order[1:]
 	}
 }
@@ -87,6 +93,7 @@ func (cs *cursorStore) expireLoop(done <-chan struct{}) {
 				continue
 			}
 			if c.lastUsed.get() < cut {
+				cs.items -= c.n
 				delete(cs.byID, id)
 				continue
 			}
