@@ -122,7 +122,18 @@ type deviceYAML struct {
 		Reported map[string]any `yaml:"reported"`
 	} `yaml:"properties"`
 	Behavior *behaviorYAML `yaml:"behavior"`
-	line     int
+	// Read-only twin fields, accepted so that a twin copied from a hub can be pasted as it is; the
+	// emulator keeps its own.
+	ETag                      any `yaml:"etag"`
+	DeviceETag                any `yaml:"deviceEtag"`
+	Version                   any `yaml:"version"`
+	StatusUpdateTime          any `yaml:"statusUpdateTime"`
+	LastActivityTime          any `yaml:"lastActivityTime"`
+	CloudToDeviceMessageCount any `yaml:"cloudToDeviceMessageCount"`
+	X509Thumbprint            any `yaml:"x509Thumbprint"`
+	DeviceScope               any `yaml:"deviceScope"`
+	ParentScopes              any `yaml:"parentScopes"`
+	line                      int
 }
 
 func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
@@ -345,7 +356,7 @@ func normalizeSection(m map[string]any, limit int) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := v.(map[string]any)
+	out := stripSystemKeys(v.(map[string]any)) // $metadata and $version of a pasted twin
 	if err := validateSection(out, false, limit); err != nil {
 		return nil, err
 	}

@@ -67,6 +67,28 @@ func TestParseFleetErrors(t *testing.T) {
 		}
 		t.Errorf("duplicate device accepted: %v", err)
 	}
+	// A twin pasted from a hub, read-only fields and $metadata included, is accepted.
+	pasted := `devices:
+  - deviceId: pasted-1
+    etag: AAAAAAAAAAE=
+    deviceEtag: NjEyMDQ0NTEz
+    version: 4
+    status: enabled
+    statusUpdateTime: "0001-01-01T00:00:00Z"
+    connectionState: Connected
+    lastActivityTime: "0001-01-01T00:00:00Z"
+    cloudToDeviceMessageCount: 0
+    authenticationType: sas
+    x509Thumbprint: {primaryThumbprint: null, secondaryThumbprint: null}
+    capabilities: {iotEdge: false}
+    tags: {building: "43"}
+    properties:
+      desired: {mode: eco, $metadata: {$lastUpdated: "2021-07-07T20:45:23.9479543Z"}, $version: 3}
+      reported: {$metadata: {$lastUpdated: "2021-07-07T20:45:23.9479543Z"}, $version: 1}
+`
+	if f, err := emulator.ParseFleet("pasted.yaml", []byte(pasted)); err != nil || f.Devices[0].Desired["mode"] != "eco" || len(f.Devices[0].Desired) != 1 {
+		t.Errorf("pasted twin: %v", err)
+	}
 	if f, err := emulator.ParseFleet("empty.yaml", nil); err != nil || len(f.Groups) != 0 {
 		t.Errorf("empty fleet: %v", err)
 	}
