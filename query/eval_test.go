@@ -151,6 +151,8 @@ func TestWarnings(t *testing.T) {
 		{"deviceId = 'x'", nil},
 		{`deviceId = "x" AND ENDSWITH(deviceId, 'y')`, []int{11, 19}},
 		{`tags.x = "a`, nil},
+		{"tags.region = eu AND tags.ring != Two AND eu = tags.region", []int{14, 34}},
+		{"tags.a = tags.b AND version > properties.reported.v AND deviceId = DeviceId AND x = STARTSWITH(a, 'b')", nil},
 	}
 	for _, tt := range tests {
 		var got []int
