@@ -162,7 +162,7 @@ func (l *loader) duration(r ref, def time.Duration) time.Duration {
 // are not reported twice.
 var durationPattern = sync.OnceValue(func() *regexp.Regexp {
 	if c, err := compiledSchema(); err == nil {
-		if p, ok := c.at("/$defs/duration")["pattern"].(string); ok {
+		if p, ok := c.at("/definitions/duration")["pattern"].(string); ok {
 			if re, err := regexp.Compile(p); err == nil {
 				return re
 			}

@@ -171,7 +171,7 @@ func TestDefaultsMatchSchema(t *testing.T) {
 		}
 		return d
 	}
-	defs := []string{"$defs"}
+	defs := []string{"definitions"}
 	prop := func(def, name string) []string { return append(defs, def, "properties", name) }
 	checks := []struct {
 		name      string

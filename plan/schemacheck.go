@@ -20,7 +20,7 @@ import (
 // the wording of messages (errorMessage, enum values, known keys for "did you mean").
 var compiledSchema = sync.OnceValues(func() (*compiled, error) {
 	c := jsonschema.NewCompiler()
-	c.Draft = jsonschema.Draft2020
+	c.Draft = jsonschema.Draft7
 	if err := c.AddResource(schema.URL, bytes.NewReader(schema.Plan)); err != nil {
 		return nil, err
 	}
