@@ -32,6 +32,14 @@ func TestParseFleet(t *testing.T) {
 	}
 }
 
+func TestExampleFleets(t *testing.T) {
+	for _, name := range []string{"thermostats.yaml", "flaky.yaml", "million.yaml"} {
+		if _, err := emulator.LoadFleet("../testdata/fleets/" + name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestParseFleetErrors(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"unknown key", "groups:\n  - name: a\n    count: 1\n    colour: red\n", "colour"},
