@@ -80,10 +80,11 @@ type validated struct {
 // any has an error or the command line is wrong.
 func runValidate(e *env) int {
 	o, err := parseValidate(e)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(e.stderr, "rollout validate:", err)
-		}
+		fmt.Fprintln(e.stderr, "rollout validate:", err)
 		return exitInvalid
 	}
 	results := make([]validated, 0, len(o.files))
