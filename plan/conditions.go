@@ -42,7 +42,7 @@ func (c *checker) condition(r ref, what string) {
 	line, col, exact := c.valuePos(n, qe.Offset)
 	hint := ""
 	if !exact {
-		hint = fmt.Sprintf("the position is the start of the string; the problem is at its character %d", qe.Offset+1)
+		hint = "the line and column are where the string starts; count the column inside the condition from there"
 	}
 	c.addAt(Error, line, col, r.path, hint, fmt.Sprintf("invalid %s: %s (column %d of the condition)", what, qe.Msg, qe.Offset+1))
 }
