@@ -39,3 +39,21 @@ func TestQueryNoAllocPerTwin(t *testing.T) {
 		}
 	}
 }
+
+// TestJobRowNoAlloc checks the same for devices.jobs rows.
+func TestJobRowNoAlloc(t *testing.T) {
+	j := &job{id: "j1", idAny: "j1", typAny: "scheduleUpdateTwin"}
+	d := &device{id: "d1", idAny: "d1"}
+	r := &deviceJobRow{job: j, dev: d, status: rowFailed}
+	q, err := query.Parse("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j1' AND devices.jobs.status = 'failed' AND devices.jobs.deviceId IN ['d1']")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := q.Matcher()
+	if !m.Match((*rowDoc)(r)) {
+		t.Fatal("row does not match")
+	}
+	if n := testing.AllocsPerRun(100, func() { m.Match((*rowDoc)(r)) }); n != 0 {
+		t.Errorf("%v allocations per row", n)
+	}
+}

@@ -183,8 +183,42 @@ func sectionField(m map[string]any, meta []metaEntry, at, created, ver int64, wi
 type rowDoc deviceJobRow
 
 func (r *rowDoc) Field(name string) (any, bool) {
+	if v, ok, known := r.field(name); known {
+		return v, ok
+	}
+	v, ok, _ := r.field(strings.ToLower(name))
+	return v, ok
+}
+
+func (r *rowDoc) field(name string) (any, bool, bool) {
+	v, ok := r.lookup(name)
+	return v, ok, ok || rowFields[name]
+}
+
+// rowFields are the row's property names, in the lower case the fallback lookup uses.
+var rowFields = map[string]bool{"deviceid": true, "jobid": true, "jobtype": true, "status": true,
+	"starttimeutc": true, "endtimeutc": true, "createddatetimeutc": true, "lastupdateddatetimeutc": true,
+	"outcome": true, "error": true}
+
+func (r *rowDoc) lookup(name string) (any, bool) {
 	row := (*deviceJobRow)(r)
-	switch strings.ToLower(name) {
+	switch name {
+	case "deviceId":
+		name = "deviceid"
+	case "jobId":
+		name = "jobid"
+	case "jobType":
+		name = "jobtype"
+	case "startTimeUtc":
+		name = "starttimeutc"
+	case "endTimeUtc":
+		name = "endtimeutc"
+	case "createdDateTimeUtc":
+		name = "createddatetimeutc"
+	case "lastUpdatedDateTimeUtc":
+		name = "lastupdateddatetimeutc"
+	}
+	switch name {
 	case "deviceid":
 		return row.dev.idAny, true
 	case "jobid":
