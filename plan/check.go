@@ -366,7 +366,7 @@ func (c *checker) thresholds(wave Wave, minRate, minDev, size, growth ref) {
 	}
 	if s.MinSuccessRate == 1 && wave.Batch.Growth > 1 && minRate.ok() {
 		c.add(Warning, minRate.node, minRate.path, "allow a few failures (e.g. 99%) or keep batch.growth at 1",
-			"a 100%% success gate with batches growing x%g fails on any one device, after ever larger jobs have run", wave.Batch.Growth)
+			"a 100%% success gate fails on a single failed device; with batches growing x%g, the large later batches will almost surely trip it", wave.Batch.Growth)
 	}
 }
 
