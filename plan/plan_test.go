@@ -371,3 +371,18 @@ func TestNumberForms(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoadExample measures Load of the largest example plan in-process (the whole-process figure
+// is cmd/rollout's BenchmarkValidateProcess50Waves).
+func BenchmarkLoadExample(b *testing.B) {
+	data, err := os.ReadFile("../plans/examples/multi-wave-batches.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if p, ds := plan.Load("multi-wave-batches.yaml", data); p == nil {
+			b.Fatal(ds.Error())
+		}
+	}
+}
