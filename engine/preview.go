@@ -21,19 +21,19 @@ import (
 // a twin update would change on them, what looks wrong, and how long the rollout would take. It asks
 // the hub only read-only queries, and as few as it can.
 //
-// Wave resolution is the engine's own (see runner.resolve): a wave takes the devices that fleet AND
-// target selects, minus every device an earlier wave took, then its stable percent sample (InSample).
-// A device is taken by an earlier wave k exactly when it satisfies fleet AND target_k and is in k's
-// sample. For an earlier wave without percent that is a condition, so the preview counts
+// Wave resolution is the engine's own: the runner's resolveQuery gives the query apply pages through
+// (the plan's composed condition, plan.Condition) and the devices earlier waves took, and its
+// queryDevices keeps what is not taken and falls in the wave's stable sample (InSample). A wave without
+// percent whose candidates no earlier percent wave can have sampled takes exactly what its condition
+// selects, so the preview counts it with COUNT, groups its twin values with GROUP BY and never lists
+// it. A percent wave, or one an earlier sample may overlap, is resolved by the engine's code itself,
+// paging through ids within the query budget; over the budget its count is estimated from its
+// candidates and marked so.
 //
-//	COUNT(fleet AND target) - COUNT(fleet AND target AND (t_k1 OR t_k2 ...))
-//
-// with positive conditions only. It does not count plan.Condition's "AND NOT (earlier targets)":
-// under the hub's three-valued logic NOT over a missing property is undefined, so that condition drops
-// devices lacking a property an earlier target tests, which apply (subtracting device ids) does take.
-// A sample cannot be written as a condition, so a percent wave, and a wave that may overlap an earlier
-// percent wave, is resolved by paging through its candidates' ids, as apply does, within the query
-// budget; over the budget its count is estimated from its candidates and marked so.
+// The composed condition says AND NOT (earlier full waves' targets), and under the hub's three-valued
+// logic NOT over a missing property is not true: a device lacking a property an earlier target tests
+// is taken by no later wave. The preview counts those devices with positive conditions only
+// (fleet AND target, less fleet AND target AND (earlier targets)) and reports them.
 
 // PreviewOptions configure Preview.
 type PreviewOptions struct {
@@ -90,18 +90,24 @@ type WavePreview struct {
 	Condition string  `json:"condition"`
 	Percent   float64 `json:"percent"`
 	Action    string  `json:"action"` // "twinUpdate" or "directMethod"
-	// Candidates are the devices fleet AND target selects that no earlier full wave takes, before
-	// percent sampling and before earlier percent waves.
+	// Candidates are the devices Condition selects: what apply pages through, before earlier percent
+	// waves' samples and its own sample are taken out.
 	Candidates int `json:"candidates"`
+	// Skipped is how many devices fleet AND target select, and no earlier full wave takes, that
+	// Condition does not select: they lack a property an earlier target tests, and NOT over a missing
+	// property is not true on the hub.
+	Skipped int `json:"skipped"`
 	// Devices is how many devices the wave takes. Exact is false when it was estimated (over the query
 	// budget); Stored is true when an earlier apply already resolved and stored them.
-	Devices  int            `json:"devices"`
-	Exact    bool           `json:"exact"`
-	Stored   bool           `json:"stored,omitempty"`
-	Sample   []string       `json:"sample"`
-	Batches  []BatchPreview `json:"batches"`
-	Diff     []PathDiff     `json:"diff,omitempty"`
-	Approval bool           `json:"approval,omitempty"`
+	Devices int            `json:"devices"`
+	Exact   bool           `json:"exact"`
+	Stored  bool           `json:"stored,omitempty"`
+	Sample  []string       `json:"sample"`
+	Batches []BatchPreview `json:"batches"`
+	Diff    []PathDiff     `json:"diff,omitempty"`
+	// DiffEstimated is set when Diff was scaled from the candidates' values to a sample's size.
+	DiffEstimated bool `json:"diffEstimated,omitempty"`
+	Approval      bool `json:"approval,omitempty"`
 	// VerifyHolds is how many of the wave's devices satisfy the verify condition already (nil: no
 	// verify, or not read).
 	VerifyHolds *int `json:"verifyHolds,omitempty"`
@@ -154,6 +160,7 @@ const (
 	FindingOffline     = "offline-devices"
 	FindingEstimated   = "estimated-count"
 	FindingPlanChanged = "plan-changed"
+	FindingUndefined   = "condition-misses-devices"
 )
 
 // Estimate is how long a wave, or the whole rollout, would take under the estimate quotas. Total is
@@ -213,8 +220,10 @@ type previewer struct {
 	out     *Preview
 	conds   []query.Expr // per wave: fleet AND target
 	targets []query.Expr // per wave: target alone (All for "*")
-	taken   map[string]bool
-	// listed marks the percent waves whose samples are in taken.
+	// r is a runner without a store: the engine's own resolution, with the devices of every wave the
+	// preview resolved by id (or read from the state) in its cache.
+	r *runner
+	// listed marks the percent waves whose samples are known.
 	listed map[int]bool
 }
 
@@ -237,7 +246,8 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	pv := &previewer{PreviewOptions: o, p: p, taken: map[string]bool{}, listed: map[int]bool{}}
+	pv := &previewer{PreviewOptions: o, p: p, listed: map[int]bool{},
+		r: newRunner(Options{Hub: o.Hub, Quotas: o.Quotas}, p)}
 	pv.out = &Preview{Rollout: p.Name, PlanHash: p.Hash, Fleet: formatOrAll(p.Fleet), QueryBudget: o.MaxQueries,
 		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: "twinUpdate", Findings: []Finding{}}
 	if p.Waves[0].Action.DirectMethod != nil {
@@ -470,11 +480,19 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	if pw.Action.DirectMethod != nil {
 		w.Action = "directMethod"
 	}
-	candidates, err := pv.remaining(ctx, i, nil)
+	cond := pv.p.Condition(i)
+	candidates, err := pv.count(ctx, cond)
 	if err != nil {
 		return nil, err
 	}
 	w.Candidates = candidates
+	if pv.takenBefore(i) != nil {
+		positive, err := pv.remaining(ctx, i, nil)
+		if err != nil {
+			return nil, err
+		}
+		w.Skipped = max(0, positive-candidates)
+	}
 	if sw != nil {
 		w.Status = sw.Status
 	}
@@ -492,18 +510,18 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		}
 		w.Stored = true
 		w.Devices = len(ids)
-		for _, id := range ids {
-			pv.taken[id] = true
-		}
+		pv.r.devices[i] = ids
 		pv.listed[i] = true
 	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
 		w.Devices = candidates
+		pv.r.devices[i] = nil // what it takes, no later condition selects
 	default:
-		ids, rows, err = pv.list(ctx, i, paths)
+		ids, err = pv.list(ctx, i, candidates)
 		switch {
 		case errors.Is(err, ErrQueryBudget):
 			w.Exact = false
 			w.Devices = pv.estimateSample(i, candidates)
+			pv.r.devices[i] = nil
 		case err != nil:
 			return nil, err
 		default:
@@ -511,6 +529,12 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 			for k := 0; k < i; k++ {
 				if pv.p.Waves[k].Percent < 100 && !pv.listed[k] {
 					w.Exact = false // an earlier sample was estimated, so what it took is unknown
+				}
+			}
+			if len(paths) > 0 {
+				rows, err = pv.project(ctx, i, candidates, ids, paths)
+				if err != nil && !errors.Is(err, ErrQueryBudget) {
+					return nil, err
 				}
 			}
 		}
@@ -526,8 +550,11 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	if len(paths) > 0 && !w.Stored {
 		if rows != nil {
 			w.Diff = diffRows(pw.Action.TwinUpdate, rows, paths)
-		} else if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, candidates); err != nil {
-			return nil, err
+		} else {
+			if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, candidates); err != nil {
+				return nil, err
+			}
+			w.DiffEstimated = w.Devices != candidates
 		}
 	}
 	if w.Devices > 0 && pw.Verify != nil {
@@ -535,7 +562,7 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.remaining(ctx, i, v)
+		n, err := pv.count(ctx, query.And(cond, v))
 		if err != nil {
 			return nil, err
 		}
@@ -547,7 +574,7 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.remaining(ctx, i, off)
+		n, err := pv.count(ctx, query.And(cond, off))
 		if err != nil {
 			return nil, err
 		}
@@ -574,7 +601,7 @@ func (pv *previewer) overlapsSample(ctx context.Context, i int) bool {
 		if pv.p.Waves[k].Percent >= 100 {
 			continue
 		}
-		n, err := pv.remaining(ctx, i, pv.targets[k])
+		n, err := pv.count(ctx, query.And(pv.p.Condition(i), pv.conds[k]))
 		if err != nil || n > 0 {
 			return true
 		}
@@ -594,70 +621,65 @@ func (pv *previewer) estimateSample(i, candidates int) int {
 	return int(math.Round(f * math.Min(pv.p.Waves[i].Percent, 100) / 100))
 }
 
-// list resolves wave i by ids, as apply does: it pages through the ids (and the patched paths) of
-// fleet AND target, drops those of earlier full waves (a second, positive listing) and of earlier
-// percent samples, and keeps the wave's own sample. It refuses with ErrQueryBudget, before sending
-// anything, when the pages would exceed the budget.
-func (pv *previewer) list(ctx context.Context, i int, paths []string) ([]string, map[string]map[string]json.RawMessage, error) {
+// list resolves wave i as apply does, with the engine's own resolveQuery and queryDevices: it pages
+// through the ids its composed condition selects and keeps those no earlier wave took that fall in its
+// sample. It refuses with ErrQueryBudget, before sending anything, when the pages would exceed the
+// budget.
+func (pv *previewer) list(ctx context.Context, i, candidates int) ([]string, error) {
 	pw := pv.p.Waves[i]
-	all, err := pv.count(ctx, pv.conds[i])
-	if err != nil {
-		return nil, nil, err
-	}
-	t := pv.takenBefore(i)
-	excluded := 0
-	if t != nil && all > 0 {
-		if excluded, err = pv.count(ctx, query.And(pv.conds[i], t)); err != nil {
-			return nil, nil, err
-		}
-	}
-	pages := (all+pv.pageSize()-1)/pv.pageSize() + (excluded+pv.pageSize()-1)/pv.pageSize()
+	pages := max(1, (candidates+pv.pageSize()-1)/pv.pageSize())
 	if pv.out.Queries+pages > pv.MaxQueries {
-		return nil, nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
+		return nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
 	}
-	drop := map[string]bool{}
-	if excluded > 0 {
-		raws, err := pv.rows(ctx, "SELECT deviceId FROM devices"+where(query.And(pv.conds[i], t)))
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, raw := range raws {
-			id, err := rowID(raw)
-			if err != nil {
-				return nil, nil, err
-			}
-			drop[id] = true
-		}
+	q, taken, err := pv.r.resolveQuery(i)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pv.r.queryDevices(ctx, pw.Name, q, taken, pw.Percent)
+	pv.out.Queries += pages
+	if err != nil {
+		return nil, err
+	}
+	pv.r.devices[i] = ids
+	pv.listed[i] = true
+	return ids, nil
+}
+
+// project reads the patched paths of a listed wave's devices, paging through its condition once more
+// with the paths projected (p0, p1, ...), within the budget.
+func (pv *previewer) project(ctx context.Context, i, candidates int, ids, paths []string) (map[string]map[string]json.RawMessage, error) {
+	pages := max(1, (candidates+pv.pageSize()-1)/pv.pageSize())
+	if pv.out.Queries+pages > pv.MaxQueries {
+		return nil, fmt.Errorf("twin values of wave %s need %d pages: %w", pv.p.Waves[i].Name, pages, ErrQueryBudget)
+	}
+	in := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		in[id] = true
 	}
 	sel := "SELECT deviceId"
 	for k, path := range paths {
 		sel += fmt.Sprintf(", %s AS p%d", path, k)
 	}
-	raws, err := pv.rows(ctx, sel+" FROM devices"+where(pv.conds[i]))
+	raws, err := pv.rows(ctx, sel+" FROM devices"+where(pv.p.Condition(i)))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var ids []string
 	rows := map[string]map[string]json.RawMessage{}
 	for _, raw := range raws {
-		var row map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &row); err != nil {
-			return nil, nil, fmt.Errorf("unexpected query row %s", raw)
-		}
 		id, err := rowID(raw)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		if drop[id] || pv.taken[id] || !InSample(pv.p.Name, id, pw.Percent) {
+		if !in[id] {
 			continue
 		}
-		pv.taken[id] = true
-		ids = append(ids, id)
+		var row map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &row); err != nil {
+			return nil, fmt.Errorf("unexpected query row %s", raw)
+		}
 		rows[id] = row
 	}
-	sort.Strings(ids)
-	pv.listed[i] = true
-	return ids, rows, nil
+	return rows, nil
 }
 
 func rowID(raw json.RawMessage) (string, error) {
@@ -787,9 +809,8 @@ func canonicalRaw(raw json.RawMessage) string {
 
 func (pv *previewer) tu(i int) *plan.TwinUpdate { return pv.p.Waves[i].Action.TwinUpdate }
 
-// diffGroups counts current values per patched path with GROUP BY queries over the wave's candidates,
-// minus the same over what earlier full waves take; for a sampled wave the counts are scaled to its
-// devices.
+// diffGroups counts current values per patched path with one GROUP BY query each over the wave's
+// candidates; for a sampled wave the counts are scaled to its devices.
 func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devices, candidates int) ([]PathDiff, error) {
 	var out []PathDiff
 	for _, path := range paths {
@@ -821,13 +842,8 @@ func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devi
 			return nil
 		}
 		if candidates > 0 {
-			if err := group(pv.conds[i], 1); err != nil {
+			if err := group(pv.p.Condition(i), 1); err != nil {
 				return nil, err
-			}
-			if t := pv.takenBefore(i); t != nil {
-				if err := group(query.And(pv.conds[i], t), -1); err != nil {
-					return nil, err
-				}
 			}
 		}
 		for v, n := range counts {
@@ -926,6 +942,14 @@ func (pv *previewer) estimate(i int, w *WavePreview) Estimate {
 		rounds := (b.Jobs + conc - 1) / conc
 		e.Jobs += perSec(b.Devices, q.JobDeviceOpsPerSec) + time.Duration(rounds)*poll
 	}
+	if w.Devices == 0 {
+		// An empty wave passes its gate at once and is done without bake or verify.
+		e.Total, e.Worst = e.Resolve, e.Resolve
+		if pw.Approval && w.Status != StatusDone {
+			e.Approvals = 1
+		}
+		return e
+	}
 	e.Bake = pw.Bake
 	var verifyRead time.Duration
 	if pw.Verify != nil && w.Devices > 0 {
@@ -960,6 +984,10 @@ func (pv *previewer) findings() {
 		}
 		if pw.Percent < 100 && w.Candidates > 0 && math.Round(float64(w.Candidates)*pw.Percent/100) == 0 {
 			add(FindingPercentZero, w.Name, "%s of %d candidate devices rounds to 0 devices", pctOf(pw.Percent), w.Candidates)
+		}
+		if w.Skipped > 0 {
+			add(FindingUndefined, w.Name, "%d devices that fleet AND target select, and no earlier wave takes, lack a property an earlier wave's target tests: NOT over a missing property is not true on IoT Hub, so the composed condition skips them and no wave takes them here",
+				w.Skipped)
 		}
 		if w.Devices == 0 {
 			add(FindingEmptyWave, w.Name, "the wave takes no devices")

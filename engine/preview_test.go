@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +182,102 @@ func TestPreviewMatchesApply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPreviewQueriesDoNotGrowWithTheFleet previews the same plan against a fleet and against one twenty
+// times its size: counting and grouping need the same queries whatever the fleet's size, which is what
+// keeps a preview of a million devices within minutes of an S1 hub's query quota.
+func TestPreviewQueriesDoNotGrowWithTheFleet(t *testing.T) {
+	data, err := os.ReadFile("testdata/preview/fleet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.NewReplacer("count: 12", "count: 240", "count: 150", "count: 3000", "count: 230", "count: 4600",
+		"count: 40", "count: 800").Replace(string(data))
+	p := loadPlan(t, "testdata/preview/twin-canary.yaml")
+	var queries []int
+	var devices []int
+	for _, fleet := range []string{string(data), big} {
+		srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+		pv := preview(t, srv, c, p, engine.PreviewOptions{})
+		queries = append(queries, pv.Queries)
+		devices = append(devices, pv.FleetDevices)
+	}
+	if devices[1] < 8000 {
+		t.Fatalf("the big fleet has %d devices", devices[1])
+	}
+	if queries[0] != queries[1] {
+		t.Errorf("queries: %d for %d devices, %d for %d devices", queries[0], devices[0], queries[1], devices[1])
+	}
+	if queries[0] > 40 {
+		t.Errorf("a three-wave preview spent %d queries", queries[0])
+	}
+}
+
+// TestPreviewBudget previews percent waves with a query budget too small to list their ids: the counts
+// are estimated, marked so, and the listing never starts.
+func TestPreviewBudget(t *testing.T) {
+	srv, c := previewHub(t)
+	p := loadPlan(t, "testdata/preview/percent.yaml")
+	exact := preview(t, srv, c, p, engine.PreviewOptions{})
+	pv := preview(t, srv, c, p, engine.PreviewOptions{MaxQueries: 12})
+	if pv.Queries >= exact.Queries {
+		t.Errorf("budgeted preview spent %d queries, the exact one %d", pv.Queries, exact.Queries)
+	}
+	codes := findingCodes(pv)
+	if len(codes[engine.FindingEstimated]) == 0 {
+		t.Errorf("no %s finding: %+v", engine.FindingEstimated, pv.Findings)
+	}
+	for i, w := range pv.Waves {
+		if p.Waves[i].Percent >= 100 && !w.Exact && i == 0 {
+			t.Errorf("wave %s: a full first wave needs no listing", w.Name)
+		}
+		if !w.Exact {
+			want := exact.Waves[i].Devices
+			if d := w.Devices - want; d < -want/3-2 || d > want/3+2 {
+				t.Errorf("wave %s: estimated %d devices, exactly %d", w.Name, w.Devices, want)
+			}
+		}
+	}
+}
+
+// TestPreviewState previews a rollout that apply started: resolved waves show their stored devices,
+// the next step is apply's, and an edited plan is reported as changed.
+func TestPreviewState(t *testing.T) {
+	srv, c := previewHub(t)
+	p := loadPlan(t, "testdata/preview/twin-canary.yaml")
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	r.opts.NoWait = true
+	r.opts.PollMin = 10 * time.Millisecond
+	r.apply(t, p)
+	st := r.state(t)
+	pv := preview(t, srv, c, p, engine.PreviewOptions{Store: r.store})
+	if pv.State == nil || pv.State.PlanChanged {
+		t.Fatalf("state: %+v", pv.State)
+	}
+	step := engine.Next(p, st, func(string) bool { return false }, time.Now())
+	if pv.State.Next != step.Kind || pv.State.NextWave != p.Waves[step.Wave].Name {
+		t.Errorf("next: preview says %s %s, engine.Next says %s wave %d", pv.State.Next, pv.State.NextWave, step.Kind, step.Wave)
+	}
+	if w := pv.Waves[0]; !w.Stored || w.Devices != st.Waves[0].DeviceCount || w.Status != st.Waves[0].Status {
+		t.Errorf("wave canary: %+v, state %+v", w, st.Waves[0])
+	}
+	if pv.State.Summary == "" {
+		t.Error("no summary")
+	}
+
+	edited := enginetest.Plan(t, strings.Replace(mustRead(t, "testdata/preview/twin-canary.yaml"), "bake: 10m", "bake: 20m", 1))
+	pv = preview(t, srv, c, edited, engine.PreviewOptions{Store: r.store})
+	if pv.State == nil || !pv.State.PlanChanged || len(findingCodes(pv)[engine.FindingPlanChanged]) != 1 {
+		t.Errorf("edited plan: state %+v, findings %+v", pv.State, pv.Findings)
+	}
+}
+
+func mustRead(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
 }

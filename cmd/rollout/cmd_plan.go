@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/iot-rollout/rollout/engine"
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+func init() {
+	commands["plan"] = command{
+		summary: "preview a plan against the hub: devices per wave, twin diff, findings, time estimate",
+		run:     runPlan,
+	}
+}
+
+// planOptions is what `rollout plan` was asked to do; the hub flags are apply's (see engFlags).
+type planOptions struct {
+	hub           engFlags
+	set           map[string]bool
+	file          string
+	format        string
+	failOnWarning bool
+	maxFirstWave  int
+	maxQueries    int
+	sample        int
+	estimateTier  string
+	estimate      hubapi.Quotas
+}
+
+var planFormats = []string{"text", "json", "markdown", "github"}
+
+func parsePlan(e *env) (*planOptions, error) {
+	o := &planOptions{}
+	f := &o.hub
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	def := e.getenv("ROLLOUT_STATE")
+	if def == "" {
+		def = ".rollout"
+	}
+	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(planFormats, ", ")+" (markdown is a pull-request comment)")
+	fs.BoolVar(&o.failOnWarning, "fail-on-warning", false, "exit 2 when the preview has findings")
+	fs.IntVar(&o.maxFirstWave, "max-first-wave", 0, "policy: a finding when the first wave takes more devices than this (0: no limit)")
+	fs.IntVar(&o.maxQueries, "max-queries", 200, "at most this many query pages for listing the ids of percent waves (over it, counts are estimated)")
+	fs.IntVar(&o.sample, "sample", 5, "device ids shown per wave")
+	fs.StringVar(&o.estimateTier, "estimate-tier", "", "tier the duration estimate assumes (default: --tier, or S1)")
+	// The hub flags apply has, with the same meaning; connect() is shared with apply.
+	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE): an existing rollout's state is shown, never changed")
+	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
+	fs.StringVar(&f.tier, "tier", "", "the hub's tier (F1, S1, S2, S3 or unlimited) to pace queries to; default S1 for a hub, unlimited with --emulate")
+	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
+	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
+	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
+	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
+	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
+	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: rollout plan [flags] PLAN (- reads standard input)")
+		fs.PrintDefaults()
+	}
+	pos, set, err := parseArgs(fs, e.args)
+	if err != nil {
+		return nil, err
+	}
+	o.set = set
+	f.output = "text"
+	if err := f.check(set); err != nil {
+		return nil, err
+	}
+	if !contains(planFormats, o.format) {
+		return nil, fmt.Errorf("unknown --format %q: want one of %s", o.format, strings.Join(planFormats, ", "))
+	}
+	if o.maxFirstWave < 0 || o.maxQueries < 1 || o.sample < 0 {
+		return nil, errors.New("--max-first-wave and --sample must not be negative, --max-queries at least 1")
+	}
+	tier := o.estimateTier
+	if tier == "" {
+		tier = f.tier
+	}
+	if tier == "" {
+		tier = "S1"
+	}
+	if o.estimate, err = hubapi.TierQuotas(tier, f.units); err != nil {
+		return nil, fmt.Errorf("--estimate-tier: %w", err)
+	}
+	if len(pos) != 1 {
+		return nil, errors.New("give exactly one plan")
+	}
+	o.file = pos[0]
+	return o, nil
+}
+
+// runPlan previews a plan: 0 when it ran (findings or not), 2 with --fail-on-warning and findings, 1
+// for a bad plan or usage, 4 when the hub or the state cannot be read.
+func runPlan(e *env) int {
+	o, err := parsePlan(e)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(e.stderr, "rollout plan:", err)
+		return exitInvalid
+	}
+	var data []byte
+	if o.file == "-" {
+		data, err = plan.Read(e.stdin)
+	} else {
+		data, err = plan.ReadFile(o.file)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout plan: %s: %v\n", o.file, err)
+		return exitInvalid
+	}
+	p, diags := plan.Load(o.file, data)
+	if diags.HasErrors() || p == nil {
+		for _, d := range diags {
+			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
+		}
+		fmt.Fprintln(e.stderr, "rollout plan: the plan is invalid; `rollout validate` shows the details")
+		return exitInvalid
+	}
+
+	ctx, _, release := interrupts(context.Background(), e)
+	defer release()
+	sess, err := o.hub.connect(ctx, e, o.set)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout plan:", err)
+		return exitHub
+	}
+	defer sess.close()
+	var store *engine.Store
+	// A state directory that does not exist holds no rollout; the preview must not create it.
+	if _, err := os.Stat(sess.stateIn); err == nil {
+		if store, err = engine.OpenStore(sess.stateIn, p.Name); err != nil {
+			fmt.Fprintln(e.stderr, "rollout plan:", err)
+			return exitHub
+		}
+	}
+	pv, err := engine.PreviewPlan(ctx, p, engine.PreviewOptions{Hub: sess.hub, Quotas: sess.quotas,
+		Estimate: o.estimate, Store: store, SampleSize: o.sample, MaxFirstWave: o.maxFirstWave,
+		MaxQueries: o.maxQueries})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout plan:", err)
+		return exitHub
+	}
+	if o.sample == 0 {
+		for i := range pv.Waves {
+			pv.Waves[i].Sample = []string{}
+		}
+	}
+	switch o.format {
+	case "json":
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(pv)
+	case "markdown":
+		err = writePlanMarkdown(e.stdout, p, pv)
+	case "github":
+		err = writePlanGithub(e.stdout, p, pv)
+	default:
+		err = writePlanText(e.stdout, p, pv)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout plan:", err)
+		return exitHub
+	}
+	if o.failOnWarning && len(pv.Findings) > 0 {
+		return exitHalted
+	}
+	return exitOK
+}
+
+// errWriter keeps the first write error so that rendering code stays linear.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *errWriter) printf(format string, args ...any) {
+	if w.err == nil {
+		_, w.err = fmt.Fprintf(w.w, format, args...)
+	}
+}
+
+func kindText(kind string) string {
+	if kind == "directMethod" {
+		return "direct method"
+	}
+	return "twin update"
+}
+
+// valueText renders a current value of a diff; absent properties get a word, not "".
+func valueText(v string) string {
+	if v == "" {
+		return "(absent)"
+	}
+	return v
+}
+
+func percentText(p float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", p), "0"), ".") + "%"
+}
+
+func devicesText(w engine.WavePreview) string {
+	s := fmt.Sprintf("%d devices", w.Devices)
+	if !w.Exact {
+		s = "about " + s
+	}
+	switch {
+	case w.Stored:
+		s += " (resolved and stored by apply)"
+	case w.Percent < 100:
+		s += fmt.Sprintf(" (%s sample of %d candidates)", percentText(w.Percent), w.Candidates)
+	}
+	return s
+}
+
+func batchesText(w engine.WavePreview) string {
+	if len(w.Batches) == 0 {
+		return "none"
+	}
+	var sizes []string
+	jobs := 0
+	for _, b := range w.Batches {
+		sizes = append(sizes, fmt.Sprint(b.Devices))
+		jobs += b.Jobs
+	}
+	return fmt.Sprintf("%d (%s devices; %s)", len(w.Batches), strings.Join(sizes, ", "), plural(jobs, "job"))
+}
+
+func diffText(d engine.PathDiff) string {
+	var from []string
+	for _, v := range d.From {
+		from = append(from, fmt.Sprintf("%d from %s", v.Devices, valueText(v.Value)))
+	}
+	if len(from) == 0 {
+		from = append(from, "none change")
+	}
+	return fmt.Sprintf("%s → %s: %s; %d already have it", d.Path, d.To, strings.Join(from, ", "), d.NoOps)
+}
+
+func estimateText(e engine.Estimate) string {
+	s := e.Total.String()
+	if e.Worst != e.Total {
+		s += fmt.Sprintf(" (up to %s while verify waits)", e.Worst)
+	}
+	if e.Approvals > 0 {
+		s += ", plus " + plural(e.Approvals, "approval")
+	}
+	return s
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func estimateParts(e engine.Estimate) string {
+	return fmt.Sprintf("resolve %s, snapshot %s, jobs %s, bake %s", e.Resolve, e.Snapshot, e.Jobs, e.Bake)
+}
+
+func queriesText(pv *engine.Preview) string {
+	s := fmt.Sprintf("%d query requests (id listing bounded by %d)", pv.Queries, pv.QueryBudget)
+	if pv.QueryTime > 0 {
+		s += fmt.Sprintf(", %s of %s's query quota", pv.QueryTime, pv.Tier)
+	}
+	return s
+}
+
+func writePlanText(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
+	w := &errWriter{w: out}
+	w.printf("Rollout %s (plan %.8s), %s\n", pv.Rollout, pv.PlanHash, kindText(pv.Kind))
+	w.printf("Fleet: %s: %d devices\n", pv.Fleet, pv.FleetDevices)
+	if s := pv.State; s != nil {
+		w.printf("State: %s; %s\n", s.Status, s.Summary)
+	}
+	for i, wv := range pv.Waves {
+		w.printf("\nWave %d/%d %s: %s\n", i+1, len(pv.Waves), wv.Name, devicesText(wv))
+		if wv.Status != "" {
+			w.printf("  status:    %s\n", wv.Status)
+		}
+		w.printf("  condition: %s\n", wv.Condition)
+		if len(wv.Sample) > 0 {
+			w.printf("  sample:    %s\n", strings.Join(wv.Sample, ", "))
+		}
+		w.printf("  batches:   %s\n", batchesText(wv))
+		for j, d := range wv.Diff {
+			label := "             "
+			if j == 0 {
+				label = "  changes:   "
+			}
+			w.printf("%s%s\n", label, diffText(d))
+		}
+		if wv.VerifyHolds != nil {
+			w.printf("  verify:    %q already holds for %d of %d devices\n", p.Waves[i].Verify.Condition, *wv.VerifyHolds, wv.Devices)
+		}
+		if wv.Offline != nil {
+			w.printf("  offline:   %d of %d devices\n", *wv.Offline, wv.Devices)
+		}
+		if wv.Approval {
+			w.printf("  approval:  required (rollout approve %s --wave %s)\n", pv.Rollout, wv.Name)
+		}
+		w.printf("  estimate:  %s: %s\n", estimateText(wv.Estimate), estimateParts(wv.Estimate))
+	}
+	w.printf("\nFindings: ")
+	if len(pv.Findings) == 0 {
+		w.printf("none\n")
+	} else {
+		w.printf("%d\n", len(pv.Findings))
+		for _, f := range pv.Findings {
+			where := ""
+			if f.Wave != "" {
+				where = "wave " + f.Wave + ": "
+			}
+			w.printf("  %s: %s%s [%s]\n", f.Severity, where, f.Message, f.Code)
+		}
+	}
+	w.printf("\nEstimate on %s: %s\n", pv.Tier, estimateText(pv.Estimate))
+	if pv.Schedule {
+		w.printf("  plus waits for the plan's schedule windows\n")
+	}
+	w.printf("Queries: %s\n", queriesText(pv))
+	return w.err
+}
+
+// mdCell escapes text for a Markdown table cell.
+func mdCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+func writePlanMarkdown(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
+	w := &errWriter{w: out}
+	w.printf("### rollout plan: `%s`\n\n", pv.Rollout)
+	kind := kindText(pv.Kind)
+	w.printf("%s%s, plan `%.8s`; fleet `%s`: %d devices.", strings.ToUpper(kind[:1]), kind[1:], pv.PlanHash, mdCell(pv.Fleet), pv.FleetDevices)
+	w.printf(" Estimate on %s: **%s**.\n\n", pv.Tier, estimateText(pv.Estimate))
+	if s := pv.State; s != nil {
+		w.printf("**State:** %s; %s\n\n", s.Status, s.Summary)
+	}
+	w.printf("| # | Wave | Devices | Batches | Estimate | Condition |\n|---|---|---|---|---|---|\n")
+	for i, wv := range pv.Waves {
+		name := wv.Name
+		if wv.Approval {
+			name += " (approval)"
+		}
+		w.printf("| %d | %s | %s | %s | %s | `%s` |\n", i+1, mdCell(name), mdCell(devicesText(wv)), mdCell(batchesText(wv)),
+			mdCell(estimateText(wv.Estimate)), mdCell(wv.Condition))
+	}
+	if len(pv.Findings) > 0 {
+		w.printf("\n#### Findings\n\n")
+		for _, f := range pv.Findings {
+			where := ""
+			if f.Wave != "" {
+				where = "wave **" + f.Wave + "**: "
+			}
+			w.printf("- :warning: %s%s (`%s`)\n", where, f.Message, f.Code)
+		}
+	}
+	hasDiff := false
+	for _, wv := range pv.Waves {
+		hasDiff = hasDiff || len(wv.Diff) > 0
+	}
+	if hasDiff {
+		w.printf("\n<details><summary>Twin changes per wave</summary>\n\n")
+		for _, wv := range pv.Waves {
+			if len(wv.Diff) == 0 {
+				continue
+			}
+			w.printf("**%s**\n\n", wv.Name)
+			for _, d := range wv.Diff {
+				w.printf("- `%s` → `%s`: ", d.Path, d.To)
+				var from []string
+				for _, v := range d.From {
+					from = append(from, fmt.Sprintf("%d from `%s`", v.Devices, valueText(v.Value)))
+				}
+				if len(from) == 0 {
+					from = append(from, "none change")
+				}
+				w.printf("%s; %d already have it\n", strings.Join(from, ", "), d.NoOps)
+			}
+			w.printf("\n")
+		}
+		w.printf("</details>\n")
+	}
+	w.printf("\n<sub>%s</sub>\n", queriesText(pv))
+	return w.err
+}
+
+// writePlanGithub writes each finding as a workflow-command annotation on the plan file, and a
+// one-line summary.
+func writePlanGithub(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
+	w := &errWriter{w: out}
+	esc := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
+	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
+	for _, f := range pv.Findings {
+		title := "rollout plan"
+		if f.Wave != "" {
+			title += ": wave " + f.Wave
+		}
+		w.printf("::warning file=%s,title=%s::%s\n", prop.Replace(p.File), prop.Replace(title), esc.Replace(f.Message))
+	}
+	total := 0
+	for _, wv := range pv.Waves {
+		total += wv.Devices
+	}
+	w.printf("rollout plan %s: %d devices in %d waves, %d finding(s), estimate %s\n", pv.Rollout, total,
+		len(pv.Waves), len(pv.Findings), estimateText(pv.Estimate))
+	return w.err
+}
