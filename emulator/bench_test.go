@@ -135,6 +135,7 @@ func BenchmarkTwinJobMillion(b *testing.B) {
 		if jr.DeviceJobStatistics.SucceededCount != 1_000_000 {
 			b.Fatalf("%+v", jr.DeviceJobStatistics)
 		}
+		b.ReportMetric(rssBytes("VmRSS")/(1<<20), "RSS-MiB")
 	}
 }
 

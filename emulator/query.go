@@ -376,7 +376,7 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 				b, err := json.Marshal(canonicalKeys(q, row))
 				if err != nil {
 					s.store.mu.RUnlock()
-					return nil, err
+					return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
 				}
 				rows = append(rows, b)
 			}
@@ -393,7 +393,7 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 				b, err := json.Marshal(canonicalKeys(q, q.Project(doc)))
 				if err != nil {
 					s.store.mu.RUnlock()
-					return nil, err
+					return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
 				}
 				rows = append(rows, b)
 			}

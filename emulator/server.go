@@ -79,6 +79,9 @@ const maxBody = 1 << 20
 // once the server accepts connections. ctx bounds nothing after Start returns: the server runs until
 // Close, which callers must call.
 func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if opts.Tier == "" {
 		opts.Tier = "unlimited"
 	}
@@ -174,6 +177,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		cfg, caFile, err := serverTLS(dir, []string{lhost, strings.Split(s.host, ":")[0]})
 		if err != nil {
 			ln.Close()
+			if s.tmpDir != "" {
+				os.RemoveAll(s.tmpDir)
+			}
 			return nil, err
 		}
 		s.caFile = caFile
@@ -194,9 +200,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.cursors.expireLoop(s.done)
 	}()
 	s.resumeJobs()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(ln) }()
-	_ = ctx // the server outlives ctx; Close stops it
+	go func() {
+		// Serve returns http.ErrServerClosed after Close; there is no one else to tell.
+		_ = s.http.Serve(ln)
+	}()
 	return s, nil
 }
 

@@ -515,8 +515,6 @@ func (m *reportMemo) apply(reported, desired map[string]any) map[string]any {
 // deviceJSON is the registry view of a device.
 func (s *store) deviceJSON(d *device) *hubapi.Device {
 	p, sk := s.keys(d)
-	zero := hubapi.NewTime(time.Unix(0, 0).UTC())
-	_ = zero
 	act := hubapi.NewTime(time.Time{})
 	if d.lastActivity != 0 {
 		act = hubapi.NewTime(time.Unix(0, d.lastActivity))
