@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iot-rollout/rollout/plan"
 )
 
 // plan50 writes a realistic 50-wave plan: a firmware twin update with verify, defaults, per-wave
@@ -146,6 +148,40 @@ func TestCaretPad(t *testing.T) {
 	for _, c := range cases {
 		if got := caretPad(c.line, c.col); got != c.want {
 			t.Errorf("caretPad(%q, %d) = %q, want %q", c.line, c.col, got, c.want)
+		}
+	}
+}
+
+// TestValidateInvalidFixtures runs every invalid plan of testdata/plan through the command: each exits
+// 1 in every format, and the text output carries every diagnostic the loader finds (whose exact form
+// the plan package's golden files pin).
+func TestValidateInvalidFixtures(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/plan/*.yaml")
+	if err != nil || len(files) < 30 {
+		t.Fatalf("found %d fixtures (%v)", len(files), err)
+	}
+	for _, file := range files {
+		_, ds := plan.LoadFile(file)
+		if !ds.HasErrors() {
+			t.Fatalf("%s: fixture has no error", file)
+		}
+		for _, format := range validateFormats {
+			var out, errOut bytes.Buffer
+			if code := Main([]string{"validate", "--format", format, file}, nil, &out, &errOut); code != exitInvalid {
+				t.Errorf("%s --format %s: exit %d, want %d", file, format, code, exitInvalid)
+			}
+			if errOut.Len() > 0 {
+				t.Errorf("%s --format %s: stderr %q", file, format, errOut.String())
+			}
+			if format != "text" {
+				continue
+			}
+			for _, d := range ds {
+				d.Hint = "" // printed on a line of its own
+				if !strings.Contains(out.String(), d.String()+"\n") {
+					t.Errorf("%s: output lacks %q", file, d.String())
+				}
+			}
 		}
 	}
 }
