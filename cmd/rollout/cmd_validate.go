@@ -143,9 +143,9 @@ func writeText(w io.Writer, results []validated) {
 			d.Hint = ""
 			fmt.Fprintln(w, d.String())
 			if d.Line >= 1 && d.Line <= len(lines) && len(r.src) <= plan.MaxSize && utf8.Valid(r.src) {
-				src := strings.TrimRight(lines[d.Line-1], "\r")
+				src, col := snippet(strings.TrimRight(lines[d.Line-1], "\r"), d.Col)
 				fmt.Fprintf(w, "%6d | %s\n", d.Line, src)
-				fmt.Fprintf(w, "%6s | %s^\n", "", caretPad(src, d.Col))
+				fmt.Fprintf(w, "%6s | %s^\n", "", caretPad(src, col))
 			}
 			if hint != "" {
 				fmt.Fprintf(w, "%6s = hint: %s\n", "", hint)
@@ -159,6 +159,29 @@ func writeText(w io.Writer, results []validated) {
 			fmt.Fprintf(w, "%s: valid: %d wave(s), hash %.8s%s\n", displayName(r.file), len(r.plan.Waves), r.plan.Hash, warnings)
 		}
 	}
+}
+
+// snippetWidth is how many characters of a long source line are shown either side of the column.
+const snippetWidth = 60
+
+// snippet cuts a long source line (a condition on one line, say) down to the part around col, marking
+// the cuts with "…", and returns the column's place in what is left.
+func snippet(line string, col int) (string, int) {
+	runes := []rune(line)
+	if len(runes) <= 2*snippetWidth+20 {
+		return line, col
+	}
+	from := max(0, col-1-snippetWidth)
+	to := min(len(runes), col-1+snippetWidth)
+	out := string(runes[from:to])
+	if from > 0 {
+		out = "…" + out
+		col = col - from + 1
+	}
+	if to < len(runes) {
+		out += "…"
+	}
+	return out, col
 }
 
 // caretPad is the whitespace that puts a caret under column col (1-based, in runes) of line, keeping

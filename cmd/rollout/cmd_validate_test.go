@@ -152,6 +152,33 @@ func TestCaretPad(t *testing.T) {
 	}
 }
 
+// TestSnippet checks that long source lines are cut around the column, with the caret still under it.
+func TestSnippet(t *testing.T) {
+	long := strings.Repeat("a", 300) + "X" + strings.Repeat("b", 300)
+	cases := []struct {
+		line     string
+		col      int
+		wantCol  int
+		wantCut  bool
+		wantChar rune
+	}{
+		{"short line", 3, 3, false, 'o'},
+		{long, 301, 62, true, 'X'},
+		{long, 1, 1, true, 'a'},
+		{long, 601, 62, true, 'b'},
+	}
+	for _, c := range cases {
+		got, col := snippet(c.line, c.col)
+		r := []rune(got)
+		if col != c.wantCol || r[col-1] != c.wantChar || (got != c.line) != c.wantCut {
+			t.Errorf("snippet(%.10q..., %d) = %.20q... col %d (char %q)", c.line, c.col, got, col, r[col-1])
+		}
+		if len(r) > 2*snippetWidth+2 {
+			t.Errorf("snippet is %d characters long", len(r))
+		}
+	}
+}
+
 // TestValidateInvalidFixtures runs every invalid plan of testdata/plan through the command: each exits
 // 1 in every format, and the text output carries every diagnostic the loader finds (whose exact form
 // the plan package's golden files pin).
