@@ -41,7 +41,7 @@ func newConverger(st *store) *converger {
 // schedule is called with the store's lock held after d's desired properties changed. Offline devices
 // and those in their group's converge-failure share never report.
 func (c *converger) schedule(d *device) {
-	if d.flags&(flagOffline|flagConvergeFailure) != 0 || d.disabled {
+	if d.flags&(flagOffline|flagConvergeFailure) != 0 || d.disabled || len(d.desired) == 0 {
 		return
 	}
 	due := time.Now().Add(d.beh.ConvergeDelay).UnixNano()
