@@ -44,6 +44,11 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 			return false, err
 		}
 	}
+	var task *ahead
+	defer func() { task.abandon() }()
+	// The rate the hub actually processes this batch's devices at, to time the polls.
+	var since time.Time
+	sinceDone := 0
 	for {
 		running := 0
 		for i := range b.Jobs {
@@ -104,8 +109,15 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 		if done == len(b.Jobs) {
 			break
 		}
+		doneNow := progress.Succeeded + progress.Failed + progress.TimedOut + progress.Unreachable
 		r.emit(Event{Type: EventBatchProgress, Wave: wi, Batch: bi, Batches: len(w.Batches), Devices: b.End - b.Start,
-			Done: progress.Succeeded + progress.Failed + progress.TimedOut + progress.Unreachable, Counts: &progress})
+			Done: doneNow, Counts: &progress})
+		observed := 0.0
+		if since.IsZero() {
+			since, sinceDone = r.now(), doneNow
+		} else if dt := r.now().Sub(since).Seconds(); dt >= 0.5 {
+			observed = float64(doneNow-sinceDone) / dt
+		}
 		if r.NoWait {
 			return true, r.save()
 		}
@@ -113,14 +125,29 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 			return false, r.save()
 		}
 		// While the hub works, prepare what comes next, so the next job starts right after the gate.
-		if did, err := r.runAhead(ctx, wi, bi); err != nil {
-			return false, err
-		} else if did {
+		if task == nil {
+			task = r.startAhead(ctx, wi, bi)
+		} else if task.finished() {
+			if err := r.applyAhead(task); err != nil {
+				return false, err
+			}
+			task = nil
 			continue
 		}
-		if err := r.sleep(ctx, r.pollInterval(pending, running)); err != nil {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-r.Stop:
+		case <-r.Clock.After(r.pollInterval(pending, running, observed)):
+		case <-task.doneChan():
+		}
+	}
+	if task != nil {
+		<-task.done
+		if err := r.applyAhead(task); err != nil {
 			return false, err
 		}
+		task = nil
 	}
 	b.Counts = Counts{}
 	for _, j := range b.Jobs {
@@ -148,43 +175,122 @@ func (r *runner) concurrentJobs() int {
 	return 1
 }
 
-// runAhead does one piece of the work after the current batch while its jobs run: the next batch's
-// snapshot, or, after a wave's last batch, the next wave's devices and first snapshot. It reports
-// whether it did something. A wave with bake or verify, a next wave behind an approval or a closed
-// schedule window, are not run ahead: the hub waits for them anyway.
-func (r *runner) runAhead(ctx context.Context, wi, bi int) (bool, error) {
+// ahead is work done in the background while a batch's jobs run: the next batch's snapshot, or, after
+// a wave's last batch, the next wave's devices (batch -1) or its first batch's snapshot. It only reads
+// the hub; the runner stores its result when it finished.
+type ahead struct {
+	wave, batch int
+	cancel      context.CancelFunc
+	done        chan struct{}
+	ids         []string
+	priors      map[string]Prior
+	err         error
+}
+
+func (a *ahead) finished() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// doneChan is nil (never ready) for no task.
+func (a *ahead) doneChan() <-chan struct{} {
+	if a == nil {
+		return nil
+	}
+	return a.done
+}
+
+// abandon stops an unfinished task and waits for it; its result is dropped.
+func (a *ahead) abandon() {
+	if a == nil {
+		return
+	}
+	a.cancel()
+	<-a.done
+}
+
+// startAhead starts the next piece of background work, or returns nil when there is none. A wave with
+// bake or verify, and a next wave behind an approval or a closed schedule window, are not run ahead:
+// the hub waits for them anyway, and a wave's devices are best resolved close to its start.
+func (r *runner) startAhead(ctx context.Context, wi, bi int) *ahead {
 	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	if bi+1 < len(w.Batches) {
+	var a *ahead
+	switch {
+	case bi+1 < len(w.Batches):
 		if pw.Action.TwinUpdate != nil && !w.Batches[bi+1].Snapshotted {
-			return true, r.snapshot(ctx, wi, bi+1)
+			a = &ahead{wave: wi, batch: bi + 1}
 		}
-		return false, nil
+	case wi+1 < len(r.st.Waves) && pw.Bake == 0 && pw.Verify == nil:
+		ni := wi + 1
+		nw, npw := &r.st.Waves[ni], r.p.Waves[ni]
+		if nw.Status != StatusPending || npw.Approval {
+			return nil
+		}
+		if open, _ := ScheduleOpen(r.p.Schedule, r.now()); !open {
+			return nil
+		}
+		switch {
+		case !nw.Resolved:
+			a = &ahead{wave: ni, batch: -1}
+		case npw.Action.TwinUpdate != nil && len(nw.Batches) > 0 && !nw.Batches[0].Snapshotted:
+			a = &ahead{wave: ni, batch: 0}
+		}
 	}
-	ni := wi + 1
-	if ni >= len(r.st.Waves) || pw.Bake > 0 || pw.Verify != nil {
-		return false, nil
+	if a == nil {
+		return nil
 	}
-	nw, npw := &r.st.Waves[ni], r.p.Waves[ni]
-	if nw.Status != StatusPending || npw.Approval {
-		return false, nil
+	actx, cancel := context.WithCancel(ctx)
+	a.cancel, a.done = cancel, make(chan struct{})
+	if a.batch < 0 {
+		q, taken, err := r.resolveQuery(a.wave)
+		if err != nil {
+			a.err = err
+			close(a.done)
+			return a
+		}
+		pw := r.p.Waves[a.wave]
+		go func() {
+			defer close(a.done)
+			a.ids, a.err = r.queryDevices(actx, pw.Name, q, taken, pw.Percent)
+		}()
+		return a
 	}
-	if open, _ := ScheduleOpen(r.p.Schedule, r.now()); !open {
-		return false, nil
+	ids, err := r.waveDevices(a.wave)
+	if err != nil {
+		a.err = err
+		close(a.done)
+		return a
 	}
-	if !nw.Resolved {
-		return true, r.resolveDevices(ctx, ni)
+	b := r.st.Waves[a.wave].Batches[a.batch]
+	ids = ids[b.Start:b.End]
+	tu := r.p.Waves[a.wave].Action.TwinUpdate
+	go func() {
+		defer close(a.done)
+		a.priors, a.err = r.capture(actx, ids, tu)
+	}()
+	return a
+}
+
+// applyAhead stores the result of a finished background task.
+func (r *runner) applyAhead(a *ahead) error {
+	if a.err != nil {
+		return a.err
 	}
-	if npw.Action.TwinUpdate != nil && len(nw.Batches) > 0 && !nw.Batches[0].Snapshotted {
-		return true, r.snapshot(ctx, ni, 0)
+	if a.batch < 0 {
+		return r.storeResolved(a.wave, a.ids)
 	}
-	return false, nil
+	return r.storeSnapshot(a.wave, a.batch, a.priors)
 }
 
 // pollInterval paces job polling. Every GetJob spends one of the hub's job operations, which also
 // create the next job, so the engine polls when the running jobs' remaining device operations should
-// be done at the tier's rate (the hub works at that rate), and between such estimates no faster than
-// the job budget allows.
-func (r *runner) pollInterval(pending, running int) time.Duration {
+// be done, at the tier's rate or the faster rate observed (0: none yet), and between such estimates no
+// faster than the job budget allows.
+func (r *runner) pollInterval(pending, running int, observed float64) time.Duration {
 	floor := r.PollMin
 	if floor <= 0 {
 		floor = 20 * time.Millisecond
@@ -196,6 +302,7 @@ func (r *runner) pollInterval(pending, running int) time.Duration {
 	}
 	d := floor
 	if ops := r.Quotas.JobDeviceOpsPerSec; ops > 0 && !math.IsInf(ops, 1) && pending > 0 {
+		ops = max(ops, observed)
 		// The estimated end, plus a small margin so that the poll finds the job ended.
 		est := time.Duration(float64(pending)/ops*float64(time.Second)) + 20*time.Millisecond
 		d = max(d, est)
@@ -423,18 +530,24 @@ func classify(row hubapi.DeviceJob, method bool) DeviceOutcome {
 // request); otherwise, as on S1 with its 20 queries a minute but 100 twin reads a second, and for the
 // devices a lagging query did not return yet, it reads twins one by one, in parallel.
 func (r *runner) snapshot(ctx context.Context, wi, bi int) error {
-	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	b := &w.Batches[bi]
+	b := r.st.Waves[wi].Batches[bi]
 	ids, err := r.waveDevices(wi)
 	if err != nil {
 		return err
 	}
-	ids = ids[b.Start:b.End]
-	tu := pw.Action.TwinUpdate
+	priors, err := r.capture(ctx, ids[b.Start:b.End], r.p.Waves[wi].Action.TwinUpdate)
+	if err != nil {
+		return err
+	}
+	return r.storeSnapshot(wi, bi, priors)
+}
+
+// capture reads the prior values of ids. It only reads the hub, so it may run in the background.
+func (r *runner) capture(ctx context.Context, ids []string, tu *plan.TwinUpdate) (map[string]Prior, error) {
 	priors := make(map[string]Prior, len(ids))
 	if r.queryFasterThanReads() {
 		if err := r.snapshotByQuery(ctx, ids, tu, priors); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var missing []string
@@ -444,11 +557,17 @@ func (r *runner) snapshot(ctx context.Context, wi, bi int) error {
 		}
 	}
 	if err := r.snapshotByReads(ctx, missing, tu, priors); err != nil {
-		return err
+		return nil, err
 	}
+	return priors, nil
+}
+
+// storeSnapshot stores a batch's priors and marks it snapshotted, in one transaction.
+func (r *runner) storeSnapshot(wi, bi int, priors map[string]Prior) error {
+	b := &r.st.Waves[wi].Batches[bi]
 	b.Snapshotted = true
 	r.st.Updated = r.now().UTC()
-	err = r.Store.Update(func(tx *Tx) error {
+	err := r.Store.Update(func(tx *Tx) error {
 		for id, p := range priors {
 			if err := tx.PutSnapshot(id, p); err != nil {
 				return err
@@ -456,10 +575,12 @@ func (r *runner) snapshot(ctx context.Context, wi, bi int) error {
 		}
 		return tx.PutState(r.st)
 	})
-	if err == nil {
-		r.emit(Event{Type: EventSnapshot, Wave: wi, Batch: bi, Devices: len(priors)})
+	if err != nil {
+		b.Snapshotted = false
+		return err
 	}
-	return err
+	r.emit(Event{Type: EventSnapshot, Wave: wi, Batch: bi, Devices: len(priors)})
+	return nil
 }
 
 // capturePrior records the prior value of every path the update patches. It descends into an object

@@ -142,7 +142,7 @@ func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collect
 		if open == 0 {
 			return nil
 		}
-		if err := r.sleep(ctx, r.pollInterval(pending, open)); err != nil {
+		if err := r.sleep(ctx, r.pollInterval(pending, open, 0)); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
 )
 
 // Options configure Apply and Rollback.
@@ -329,20 +330,6 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 	}
 }
 
-// condition composes the hub condition of a wave: fleet AND target ("*" parts dropped).
-func condition(parts ...string) string {
-	var keep []string
-	for _, p := range parts {
-		if p = strings.TrimSpace(p); p != "" && p != "*" {
-			keep = append(keep, "("+p+")")
-		}
-	}
-	if len(keep) == 0 {
-		return "*"
-	}
-	return strings.Join(keep, " AND ")
-}
-
 func (r *runner) pageSize() int {
 	if n := r.Quotas.MaxPageSize; n > 0 {
 		return n
@@ -374,46 +361,73 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 	return nil
 }
 
-// resolveDevices resolves and stores a wave's devices and batches without starting the wave, so that
-// it can also run ahead, while the previous wave's last job keeps the hub busy.
+// resolveDevices resolves and stores a wave's devices and batches without starting the wave.
 func (r *runner) resolveDevices(ctx context.Context, wi int) error {
+	q, taken, err := r.resolveQuery(wi)
+	if err != nil {
+		return err
+	}
 	pw := r.p.Waves[wi]
+	ids, err := r.queryDevices(ctx, pw.Name, q, taken, pw.Percent)
+	if err != nil {
+		return err
+	}
+	return r.storeResolved(wi, ids)
+}
+
+// resolveQuery gives the query that selects a wave's candidates (fleet AND target) and the devices
+// earlier waves took.
+func (r *runner) resolveQuery(wi int) (string, map[string]bool, error) {
+	// The plan's condition excludes what earlier full waves' targets select, so a "*" wave does not
+	// read the whole fleet; devices earlier waves took by sample are subtracted from the stored sets.
 	q := "SELECT deviceId FROM devices"
-	if c := condition(r.p.Fleet, pw.Target); c != "*" {
+	if c := query.Format(r.p.Condition(wi)); c != "*" {
 		q += " WHERE " + c
 	}
 	taken := map[string]bool{}
 	for i := 0; i < wi; i++ {
 		ids, err := r.waveDevices(i)
 		if err != nil {
-			return err
+			return "", nil, err
 		}
 		for _, id := range ids {
 			taken[id] = true
 		}
 	}
+	return q, taken, nil
+}
+
+// queryDevices runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
+// reads the hub and its arguments, so it may run in the background.
+func (r *runner) queryDevices(ctx context.Context, wave, q string, taken map[string]bool, percent float64) ([]string, error) {
 	var ids []string
+	seen := map[string]bool{}
 	pager := r.Hub.Query(ctx, q, r.pageSize())
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("resolve wave %s: %w", pw.Name, err)
+			return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
 		}
 		for _, raw := range page {
 			var row struct {
 				DeviceID string `json:"deviceId"`
 			}
 			if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
-				return fmt.Errorf("resolve wave %s: unexpected query row %s", pw.Name, raw)
+				return nil, fmt.Errorf("resolve wave %s: unexpected query row %s", wave, raw)
 			}
-			if !taken[row.DeviceID] && InSample(r.p.Name, row.DeviceID, pw.Percent) {
-				taken[row.DeviceID] = true
+			if !taken[row.DeviceID] && !seen[row.DeviceID] && InSample(r.p.Name, row.DeviceID, percent) {
+				seen[row.DeviceID] = true
 				ids = append(ids, row.DeviceID)
 			}
 		}
 	}
 	sort.Strings(ids)
-	w := &r.st.Waves[wi]
+	return ids, nil
+}
+
+// storeResolved stores a wave's devices and splits them into batches.
+func (r *runner) storeResolved(wi int, ids []string) error {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
 	w.Resolved, w.DeviceCount = true, len(ids)
 	w.Batches = nil
 	for _, rg := range BatchRanges(len(ids), pw.Batch) {
