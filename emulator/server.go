@@ -39,6 +39,9 @@ type Options struct {
 	// HostName is the host the connection string names (default: "localhost" when serving TLS on port 443,
 	// for the Node SDK, else the listening address).
 	HostName string
+	// Log, when set, receives one line per IoT Hub request: method, path, status, error code and
+	// duration. Tokens and bodies are never logged.
+	Log io.Writer
 }
 
 // Server is a running emulator.
@@ -69,6 +72,7 @@ type Server struct {
 	faultCount atomic.Int64
 	errMu      sync.Mutex
 	errCounts  map[string]int64
+	logMu      sync.Mutex
 }
 
 // maxBody bounds request bodies: a twin is at most 8 KB of tags and 32 KB of desired properties and a
@@ -258,7 +262,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.requests.Add(1)
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	began := time.Now()
+	defer func() {
+		if s.opts.Log != nil {
+			s.logMu.Lock()
+			fmt.Fprintf(s.opts.Log, "%s %s %s %d %s %s\n", began.UTC().Format("15:04:05.000"), r.Method, r.URL.Path,
+				rec.status, rec.code, time.Since(began).Round(time.Microsecond))
+			s.logMu.Unlock()
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -321,10 +334,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // statusRecorder notes the error code of a response, for Stats.
 type statusRecorder struct {
 	http.ResponseWriter
-	code string
+	code   string
+	status int
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
 	if status >= 400 {
 		r.code = r.Header().Get(hubapi.HeaderErrorCode)
 		if r.code == "" {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,3 +431,25 @@ func TestStatsEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestLog(t *testing.T) {
+	var buf syncBuffer
+	s := start(t, emulator.Options{Log: &buf})
+	do(t, s, "GET", "/twins/Device-1", "")
+	do(t, s, "GET", "/twins/nope", "")
+	got := buf.String()
+	if !strings.Contains(got, "GET /twins/Device-1 200") || !strings.Contains(got, "GET /twins/nope 404 DeviceNotFound") {
+		t.Errorf("log:\n%s", got)
+	}
+	if strings.Contains(got, "SharedAccessSignature") {
+		t.Errorf("the log holds a token")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

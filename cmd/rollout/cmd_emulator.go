@@ -32,7 +32,7 @@ type emulatorOptions struct {
 func parseEmulator(e *env) (emulatorOptions, error) {
 	var o emulatorOptions
 	var faults string
-	var plain bool
+	var plain, verbose bool
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&o.fleet, "fleet", "", "fleet file: generated groups and explicit twins (default: an empty hub)")
@@ -48,6 +48,7 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 	fs.StringVar(&o.opts.HostName, "host-name", "", "HostName for the connection string (default: localhost on port 443, else the listen address)")
 	fs.StringVar(&o.opts.PolicyName, "policy-name", emulator.DevelopmentPolicyName, "shared access policy name")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: run until interrupted)")
+	fs.BoolVar(&verbose, "verbose", false, "log every request (method, path, status, error code, duration) to standard error")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: rollout emulator [--fleet FLEET] [--listen 127.0.0.1:PORT] [--tier S1|S2|S3|unlimited] [flags]")
 		fmt.Fprintln(e.stderr, "The policy key is the documented development key unless ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.")
@@ -61,6 +62,9 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.opts.TLS = !plain
+	if verbose {
+		o.opts.Log = e.stderr
+	}
 	if plain {
 		o.opts.CertDir = ""
 	}
