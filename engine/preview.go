@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -225,6 +227,13 @@ type previewer struct {
 	r *runner
 	// listed marks the percent waves whose samples are known.
 	listed map[int]bool
+	// overlap[i][k] counts the candidates of wave i that earlier percent wave k's condition selects.
+	overlap map[int]map[int]int
+	// excl[i] are deviceId IN [...] conditions over the samples earlier percent waves took, which wave
+	// i's counts subtract.
+	excl map[int][]query.Expr
+	// incl[i] are deviceId IN [...] conditions over the ids of wave i, when it was listed.
+	incl map[int][]query.Expr
 }
 
 // PreviewPlan works out what applying p would do now, asking the hub only read-only queries. It returns
@@ -246,7 +255,8 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	pv := &previewer{PreviewOptions: o, p: p, listed: map[int]bool{},
+	pv := &previewer{PreviewOptions: o, p: p, listed: map[int]bool{}, overlap: map[int]map[int]int{},
+		excl: map[int][]query.Expr{}, incl: map[int][]query.Expr{},
 		r: newRunner(Options{Hub: o.Hub, Quotas: o.Quotas}, p)}
 	pv.out = &Preview{Rollout: p.Name, PlanHash: p.Hash, Fleet: formatOrAll(p.Fleet), QueryBudget: o.MaxQueries,
 		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: "twinUpdate", Findings: []Finding{}}
@@ -406,6 +416,9 @@ func (pv *previewer) rows(ctx context.Context, q string) ([]json.RawMessage, err
 		page, err := pager.NextPage(ctx)
 		pv.out.Queries++
 		if err != nil {
+			if len(q) > 160 {
+				q = q[:160] + "..."
+			}
 			return nil, fmt.Errorf("query %q: %w", q, err)
 		}
 		out = append(out, page...)
@@ -486,6 +499,9 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		return nil, err
 	}
 	w.Candidates = candidates
+	// base is what counts over the condition are scaled from: the candidates, or for a wave whose
+	// earlier samples were subtracted by id, its devices.
+	base := candidates
 	if pv.takenBefore(i) != nil {
 		positive, err := pv.remaining(ctx, i, nil)
 		if err != nil {
@@ -497,7 +513,6 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		w.Status = sw.Status
 	}
 	var ids []string
-	var rows map[string]map[string]json.RawMessage
 	paths := patchPaths(pw.Action.TwinUpdate)
 	switch {
 	case sw != nil && sw.Resolved:
@@ -515,6 +530,12 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
 		w.Devices = candidates
 		pv.r.devices[i] = nil // what it takes, no later condition selects
+	case pw.Percent >= 100 && pv.excludeByID(i, len(paths)):
+		if w.Devices, err = pv.countLess(ctx, i, cond); err != nil {
+			return nil, err
+		}
+		base = w.Devices
+		pv.r.devices[i] = nil
 	default:
 		ids, err = pv.list(ctx, i, candidates)
 		switch {
@@ -531,11 +552,8 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 					w.Exact = false // an earlier sample was estimated, so what it took is unknown
 				}
 			}
-			if len(paths) > 0 {
-				rows, err = pv.project(ctx, i, candidates, ids, paths)
-				if err != nil && !errors.Is(err, ErrQueryBudget) {
-					return nil, err
-				}
+			if pv.includeByID(i, len(paths), ids) {
+				base = w.Devices
 			}
 		}
 	}
@@ -548,25 +566,21 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	}
 	w.Batches = pv.batches(ids, w.Devices, w.Sample, pw.Batch)
 	if len(paths) > 0 && !w.Stored {
-		if rows != nil {
-			w.Diff = diffRows(pw.Action.TwinUpdate, rows, paths)
-		} else {
-			if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, candidates); err != nil {
-				return nil, err
-			}
-			w.DiffEstimated = w.Devices != candidates
+		if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, base); err != nil {
+			return nil, err
 		}
+		w.DiffEstimated = w.Devices != base
 	}
 	if w.Devices > 0 && pw.Verify != nil {
 		v, err := parseOrAll(pw.Verify.Condition)
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.count(ctx, query.And(cond, v))
+		n, err := pv.countLess(ctx, i, query.And(cond, v))
 		if err != nil {
 			return nil, err
 		}
-		n = scale(n, w.Devices, candidates)
+		n = scale(n, w.Devices, base)
 		w.VerifyHolds = &n
 	}
 	if w.Devices > 0 && pw.Action.DirectMethod != nil {
@@ -574,11 +588,11 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.count(ctx, query.And(cond, off))
+		n, err := pv.countLess(ctx, i, query.And(cond, off))
 		if err != nil {
 			return nil, err
 		}
-		n = scale(n, w.Devices, candidates)
+		n = scale(n, w.Devices, base)
 		w.Offline = &n
 	}
 	w.Estimate = pv.estimate(i, w)
@@ -597,28 +611,129 @@ func scale(n, devices, candidates int) int {
 // overlapsSample reports whether an earlier percent wave may have taken some of wave i's candidates;
 // when none can, wave i's count needs no ids.
 func (pv *previewer) overlapsSample(ctx context.Context, i int) bool {
+	pv.overlap[i] = map[int]int{}
+	overlaps := false
 	for k := 0; k < i; k++ {
 		if pv.p.Waves[k].Percent >= 100 {
 			continue
 		}
 		n, err := pv.count(ctx, query.And(pv.p.Condition(i), pv.conds[k]))
-		if err != nil || n > 0 {
-			return true
+		if err != nil {
+			return true // the listing that follows reports the error
 		}
+		pv.overlap[i][k] = n
+		overlaps = overlaps || n > 0
 	}
-	return false
+	return overlaps
 }
 
-// estimateSample estimates a wave's count when its ids were not listed: its candidates, less what
-// earlier percent waves are expected to take of them, times its own percent.
-func (pv *previewer) estimateSample(i, candidates int) int {
-	f := float64(candidates)
-	for k := 0; k < i; k++ {
-		if pk := pv.p.Waves[k].Percent; pk < 100 && !pv.listed[k] {
-			f *= 1 - pk/100
+// excludeByID prepares wave i's counts to subtract, by deviceId IN [...] conditions, the samples that
+// earlier percent waves took of its candidates. That is far cheaper than listing wave i when the
+// samples are small next to it. It reports false, leaving wave i to be listed, when a sample is not
+// known by id, the conditions leave no room for ids, or the queries would exceed the budget.
+func (pv *previewer) excludeByID(i, paths int) bool {
+	room := pv.room(i)
+	for _, k := range slices.Sorted(maps.Keys(pv.overlap[i])) {
+		if pv.overlap[i][k] > 0 && !pv.listed[k] {
+			return false
 		}
 	}
-	return int(math.Round(f * math.Min(pv.p.Waves[i].Percent, 100) / 100))
+	if room < 500 {
+		return false
+	}
+	var excl []query.Expr
+	for _, k := range slices.Sorted(maps.Keys(pv.overlap[i])) {
+		if pv.overlap[i][k] == 0 {
+			continue
+		}
+		excl = append(excl, inChunks(pv.r.devices[k], room)...)
+	}
+	if pv.out.Queries+len(excl)*(3+paths) > pv.MaxQueries {
+		return false
+	}
+	pv.excl[i] = excl
+	return true
+}
+
+// room is how many characters of a query's condition a deviceId IN [...] part of wave i may take.
+func (pv *previewer) room(i int) int {
+	room := pv.maxQuery() - len(query.Format(pv.p.Condition(i))) - 200
+	if v := pv.p.Waves[i].Verify; v != nil {
+		room -= len(v.Condition) + 10
+	}
+	return room
+}
+
+// inChunks splits ids into deviceId IN [...] conditions of at most room characters each.
+func inChunks(ids []string, room int) []query.Expr {
+	var out []query.Expr
+	for start := 0; start < len(ids); {
+		// query.Format writes "deviceId IN ['a', 'b']": each id costs its quoted length and ", ".
+		end, n := start, len("deviceId IN []")
+		for end < len(ids) && (end == start || n+len(query.Quote(ids[end]))+2 <= room) {
+			n += len(query.Quote(ids[end])) + 2
+			end++
+		}
+		out = append(out, query.In("deviceId", ids[start:end]))
+		start = end
+	}
+	return out
+}
+
+// includeByID prepares the counts and twin values of a wave listed by id to be read over its ids,
+// in deviceId IN [...] chunks: exact, and cheaper than listing again (a chunk holds several pages'
+// worth of ids). It reports false when the queries would exceed the budget.
+func (pv *previewer) includeByID(i, paths int, ids []string) bool {
+	room := pv.room(i)
+	if room < 500 {
+		return false
+	}
+	incl := inChunks(ids, room)
+	if pv.out.Queries+len(incl)*(2+paths) > pv.MaxQueries {
+		return false
+	}
+	pv.incl[i] = incl
+	return true
+}
+
+// countLess counts what c selects of wave i: over its ids when it was listed, or less what its
+// exclusions (earlier samples) take.
+func (pv *previewer) countLess(ctx context.Context, i int, c query.Expr) (int, error) {
+	if incl, ok := pv.incl[i]; ok {
+		n := 0
+		for _, in := range incl {
+			m, err := pv.count(ctx, query.And(c, in))
+			if err != nil {
+				return 0, err
+			}
+			n += m
+		}
+		return n, nil
+	}
+	n, err := pv.count(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	for _, ex := range pv.excl[i] {
+		m, err := pv.count(ctx, query.And(c, ex))
+		if err != nil {
+			return 0, err
+		}
+		n -= m
+	}
+	return n, nil
+}
+
+// estimateSample estimates a wave's count when its ids were not listed: its candidates, less the share
+// of them each earlier percent wave took of its own candidates, times its own percent.
+func (pv *previewer) estimateSample(i, candidates int) int {
+	f := float64(candidates)
+	for k, n := range pv.overlap[i] {
+		if w := pv.out.Waves[k]; w.Candidates > 0 {
+			f -= float64(n) * float64(w.Devices) / float64(w.Candidates)
+		}
+	}
+	return int(math.Round(max(0, f) * math.Min(pv.p.Waves[i].Percent, 100) / 100))
 }
 
 // list resolves wave i as apply does, with the engine's own resolveQuery and queryDevices: it pages
@@ -645,43 +760,6 @@ func (pv *previewer) list(ctx context.Context, i, candidates int) ([]string, err
 	return ids, nil
 }
 
-// project reads the patched paths of a listed wave's devices, paging through its condition once more
-// with the paths projected (p0, p1, ...), within the budget.
-func (pv *previewer) project(ctx context.Context, i, candidates int, ids, paths []string) (map[string]map[string]json.RawMessage, error) {
-	pages := max(1, (candidates+pv.pageSize()-1)/pv.pageSize())
-	if pv.out.Queries+pages > pv.MaxQueries {
-		return nil, fmt.Errorf("twin values of wave %s need %d pages: %w", pv.p.Waves[i].Name, pages, ErrQueryBudget)
-	}
-	in := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		in[id] = true
-	}
-	sel := "SELECT deviceId"
-	for k, path := range paths {
-		sel += fmt.Sprintf(", %s AS p%d", path, k)
-	}
-	raws, err := pv.rows(ctx, sel+" FROM devices"+where(pv.p.Condition(i)))
-	if err != nil {
-		return nil, err
-	}
-	rows := map[string]map[string]json.RawMessage{}
-	for _, raw := range raws {
-		id, err := rowID(raw)
-		if err != nil {
-			return nil, err
-		}
-		if !in[id] {
-			continue
-		}
-		var row map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &row); err != nil {
-			return nil, fmt.Errorf("unexpected query row %s", raw)
-		}
-		rows[id] = row
-	}
-	return rows, nil
-}
-
 func rowID(raw json.RawMessage) (string, error) {
 	var row struct {
 		DeviceID string `json:"deviceId"`
@@ -693,20 +771,53 @@ func rowID(raw json.RawMessage) (string, error) {
 }
 
 // sample reads a few ids of a wave counted without listing: devices its composed condition selects
-// (a device that condition selects is certainly in the wave; the hub's order is its own, so the ids
+// that no earlier listed sample took, in the wave's own sample (the hub's order is its own, so the ids
 // are sorted).
 func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
-	raws, err := pv.rows(ctx, fmt.Sprintf("SELECT TOP %d deviceId FROM devices%s", pv.SampleSize, where(pv.p.Condition(i))))
-	if err != nil {
-		return nil, err
-	}
 	ids := []string{}
-	for _, raw := range raws {
-		id, err := rowID(raw)
+	pw := pv.p.Waves[i]
+	overlapped := false
+	for _, n := range pv.overlap[i] {
+		overlapped = overlapped || n > 0
+	}
+	if !overlapped && pw.Percent >= 100 {
+		raws, err := pv.rows(ctx, fmt.Sprintf("SELECT TOP %d deviceId FROM devices%s", pv.SampleSize, where(pv.p.Condition(i))))
 		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		for _, raw := range raws {
+			id, err := rowID(raw)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		return ids, nil
+	}
+	// Earlier samples took some of what the condition selects, or the wave takes a sample of it: skip
+	// the ids it does not take, as apply would, reading at most a few pages (the sample may then be
+	// short).
+	_, taken, err := pv.r.resolveQuery(i)
+	if err != nil {
+		return nil, err
+	}
+	pager := pv.Hub.Query(ctx, "SELECT deviceId FROM devices"+where(pv.p.Condition(i)), pv.pageSize())
+	for pages := 0; pages < 3 && len(ids) < pv.SampleSize && pager.More(); pages++ {
+		page, err := pager.NextPage(ctx)
+		pv.out.Queries++
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range page {
+			id, err := rowID(raw)
+			if err != nil {
+				return nil, err
+			}
+			if !taken[id] && InSample(pv.p.Name, id, pw.Percent) && len(ids) < pv.SampleSize {
+				ids = append(ids, id)
+			}
+		}
 	}
 	sort.Strings(ids)
 	return ids, nil
@@ -841,9 +952,20 @@ func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devi
 			}
 			return nil
 		}
-		if candidates > 0 {
+		if incl, ok := pv.incl[i]; ok {
+			for _, in := range incl {
+				if err := group(query.And(pv.p.Condition(i), in), 1); err != nil {
+					return nil, err
+				}
+			}
+		} else if candidates > 0 {
 			if err := group(pv.p.Condition(i), 1); err != nil {
 				return nil, err
+			}
+			for _, ex := range pv.excl[i] {
+				if err := group(query.And(pv.p.Condition(i), ex), -1); err != nil {
+					return nil, err
+				}
 			}
 		}
 		for v, n := range counts {
@@ -852,25 +974,6 @@ func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devi
 		out = append(out, makeDiff(path, patchValue(pv.tu(i), path), counts))
 	}
 	return out, nil
-}
-
-// diffRows counts current values per patched path from the rows a listing projected (p0, p1, ...
-// in the order of paths) for the wave's devices.
-func diffRows(tu *plan.TwinUpdate, rows map[string]map[string]json.RawMessage, paths []string) []PathDiff {
-	var out []PathDiff
-	for k, path := range paths {
-		counts := map[string]int{}
-		key := fmt.Sprintf("p%d", k)
-		for _, row := range rows {
-			val := ""
-			if v, ok := row[key]; ok {
-				val = canonicalRaw(v)
-			}
-			counts[val]++
-		}
-		out = append(out, makeDiff(path, patchValue(tu, path), counts))
-	}
-	return out
 }
 
 func makeDiff(path, to string, counts map[string]int) PathDiff {
@@ -979,7 +1082,7 @@ func (pv *previewer) findings() {
 	for i, w := range pv.out.Waves {
 		pw := pv.p.Waves[i]
 		if !w.Exact {
-			add(FindingEstimated, w.Name, "about %d devices: listing the ids of this percent wave would exceed the query budget of %d; raise --max-queries for an exact count",
+			add(FindingEstimated, w.Name, "about %d devices: resolving this wave by id would exceed the query budget of %d queries; raise it (--max-queries) for an exact count",
 				w.Devices, pv.MaxQueries)
 		}
 		if pw.Percent < 100 && w.Candidates > 0 && math.Round(float64(w.Candidates)*pw.Percent/100) == 0 {

@@ -175,6 +175,15 @@ func TestPreviewMatchesApply(t *testing.T) {
 						t.Errorf("wave %s: sample id %s is not among the devices apply took", pw.Name, id)
 					}
 				}
+				for _, d := range pw.Diff {
+					n := d.NoOps
+					for _, v := range d.From {
+						n += v.Devices
+					}
+					if n != pw.Devices && !pw.DiffEstimated {
+						t.Errorf("wave %s: diff of %s covers %d devices, the wave has %d", pw.Name, d.Path, n, pw.Devices)
+					}
+				}
 				total += w.DeviceCount
 			}
 			if pv.Untargeted != pv.FleetDevices-total {

@@ -271,7 +271,7 @@ func estimateParts(e engine.Estimate) string {
 }
 
 func queriesText(pv *engine.Preview) string {
-	s := fmt.Sprintf("%d query requests (id listing bounded by %d)", pv.Queries, pv.QueryBudget)
+	s := fmt.Sprintf("%d query requests (listing ids bounded by --max-queries %d)", pv.Queries, pv.QueryBudget)
 	if pv.QueryTime > 0 {
 		s += fmt.Sprintf(", %s of %s's query quota", pv.QueryTime, pv.Tier)
 	}
