@@ -1106,8 +1106,11 @@ func (pv *previewer) findings() {
 			}
 		}
 		if w.Offline != nil && *w.Offline > 0 {
-			add(FindingOffline, w.Name, "%d of %d devices are offline now: a direct method reaches them only if they connect within connectTimeout %s, otherwise they count as unreachable",
-				*w.Offline, w.Devices, pw.Action.DirectMethod.ConnectTimeout)
+			wait := "connectTimeout is 0, so they count as unreachable"
+			if ct := pw.Action.DirectMethod.ConnectTimeout; ct > 0 {
+				wait = fmt.Sprintf("a direct method reaches them only if they connect within connectTimeout %s, otherwise they count as unreachable", ct)
+			}
+			add(FindingOffline, w.Name, "%d of %d devices are offline now: %s", *w.Offline, w.Devices, wait)
 		}
 	}
 	if pv.out.Untargeted > 0 {
