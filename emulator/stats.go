@@ -80,7 +80,7 @@ func (s *Server) Stats() Stats {
 	}
 	s.store.mu.RUnlock()
 	s.jobs.mu.RLock()
-	st.Jobs = append([]JobEvent(nil), s.jobs.timeline...)
+	st.Jobs = append([]JobEvent{}, s.jobs.timeline...)
 	s.jobs.mu.RUnlock()
 	for name, c := range s.limits.use {
 		lim := c.limit

@@ -114,8 +114,12 @@ func runEmulator(e *env) int {
 	}
 	st := srv.Stats()
 	q := srv.Quotas()
-	fmt.Fprintf(e.stderr, "rollout emulator: %d devices on %s, tier %s (%g concurrent jobs, %g job device ops/s, %g queries/min)\n",
-		st.Devices, srv.URL(), q.Tier, float64(q.ConcurrentJobs), q.JobDeviceOpsPerSec, q.QueriesPerMinute)
+	limits := "no quotas"
+	if !q.Unlimited() {
+		limits = fmt.Sprintf("%d concurrent jobs, %g job device ops/s, %g queries/min, pages of %d",
+			q.ConcurrentJobs, q.JobDeviceOpsPerSec, q.QueriesPerMinute, q.MaxPageSize)
+	}
+	fmt.Fprintf(e.stderr, "rollout emulator: %d devices on %s, tier %s (%s)\n", st.Devices, srv.URL(), q.Tier, limits)
 	fmt.Fprintf(e.stdout, "IOTHUB_CONNECTION_STRING=%s\n", srv.ConnectionString())
 	if ca := srv.CAFile(); ca != "" {
 		abs, err := filepath.Abs(ca)
