@@ -457,3 +457,36 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestTokenAudience checks that a token's sr must name this hub, with or without the port.
+func TestTokenAudience(t *testing.T) {
+	s := start(t, emulator.Options{})
+	key := emulator.DevelopmentPolicyKey
+	port := s.URL()[strings.LastIndex(s.URL(), ":")+1:]
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:" + port, 200},
+		{"127.0.0.1", 200},
+		{"localhost", 200},
+		{"LOCALHOST:" + port, 200},
+		{"127.0.0.1:1", 401},
+		{"otherhub.azure-devices.net", 401},
+	} {
+		cs, err := hubapi.ParseConnectionString("HostName=" + c.host + ";SharedAccessKeyName=iothubowner;SharedAccessKey=" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := do(t, s, "GET", "/twins/Device-1", "", "Authorization", cs.SASToken(time.Now().Add(time.Hour)))
+		if resp.StatusCode != c.want {
+			t.Errorf("sr %s: %d, want %d: %s", c.host, resp.StatusCode, c.want, body)
+		}
+	}
+	other, _ := hubapi.ParseConnectionString("HostName=127.0.0.1;SharedAccessKeyName=service;SharedAccessKey=" + key)
+	resp, body := do(t, s, "GET", "/twins/Device-1", "", "Authorization", other.SASToken(time.Now().Add(time.Hour)))
+	wantError(t, resp, body, 401, "IotHubUnauthorizedAccess")
+	if strings.Contains(string(body), "sig=") {
+		t.Errorf("the error echoes the token: %s", body)
+	}
+}
