@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -19,16 +20,8 @@ type cursor struct {
 	itemType string
 	n        int
 	render   func(b []byte, from, to int) []byte // appends items [from, to) separated by commas
-	lastUsed atomic64
+	lastUsed atomic.Int64 // unix nanoseconds
 }
-
-type atomic64 struct {
-	mu sync.Mutex
-	v  int64
-}
-
-func (a *atomic64) set(v int64) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
-func (a *atomic64) get() int64  { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
 
 // Cursor limits: idle cursors expire, and the oldest are dropped past maxCursors.
 const (
@@ -50,7 +43,7 @@ func (cs *cursorStore) add(c *cursor) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	c.id = hex.EncodeToString(b[:])
-	c.lastUsed.set(time.Now().UnixNano())
+	c.lastUsed.Store(time.Now().UnixNano())
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.byID[c.id] = c
@@ -70,7 +63,7 @@ func (cs *cursorStore) get(id string) *cursor {
 	defer cs.mu.Unlock()
 	c := cs.byID[id]
 	if c != nil {
-		c.lastUsed.set(time.Now().UnixNano())
+		c.lastUsed.Store(time.Now().UnixNano())
 	}
 	return c
 }
@@ -92,7 +85,7 @@ func (cs *cursorStore) expireLoop(done <-chan struct{}) {
 			if c == nil {
 				continue
 			}
-			if c.lastUsed.get() < cut {
+			if c.lastUsed.Load() < cut {
 				cs.items -= c.n
 				delete(cs.byID, id)
 				continue
