@@ -20,7 +20,7 @@ type cursor struct {
 	itemType string
 	n        int
 	render   func(b []byte, from, to int) []byte // appends items [from, to) separated by commas
-	lastUsed atomic.Int64 // unix nanoseconds
+	lastUsed atomic.Int64                        // unix nanoseconds
 }
 
 // Cursor limits: idle cursors expire, and the oldest are dropped past maxCursors.

@@ -31,7 +31,8 @@
 // The reference marks these unconfirmed; the emulator chooses, and rollout's engine is tested against
 // the choice:
 //   - Errors use body shape A ({"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:..."})
-//     with the iothub-errorcode header, for every code. 429s carry Retry-After: 1.
+//     with the iothub-errorcode header, for every code. 429s carry Retry-After: the seconds until the
+//     quota has room again (at least 1).
 //   - A duplicate job id is 409 JobAlreadyExists; cancelling a running or finished job is
 //     400 InvalidOperation; an oversized job condition is 412 PreconditionFailed (as observed), an
 //     oversized or unparsable query is 400 ArgumentInvalid.

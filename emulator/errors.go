@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -14,9 +15,10 @@ import (
 
 // hubError is an error the emulator answers with the hub's status, error code and body.
 type hubError struct {
-	code   hubapi.ErrorCode
-	status int // 0: the code's own status
-	msg    string
+	code       hubapi.ErrorCode
+	status     int // 0: the code's own status
+	msg        string
+	retryAfter int // seconds, for 429s; 0: 1
 }
 
 func (e *hubError) Error() string { return e.code.Name + ": " + e.msg }
@@ -59,7 +61,7 @@ func writeError(w http.ResponseWriter, err error) {
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set(hubapi.HeaderErrorCode, he.code.Name)
 	if he.code.Status() == http.StatusTooManyRequests {
-		h.Set("Retry-After", "1")
+		h.Set("Retry-After", strconv.Itoa(max(1, he.retryAfter)))
 	}
 	w.WriteHeader(he.httpStatus())
 	_ = json.NewEncoder(w).Encode(body)

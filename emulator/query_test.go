@@ -144,6 +144,10 @@ func TestQueryQuota(t *testing.T) {
 		resp, body := do(t, s, "POST", "/devices/query", `{"query":"SELECT COUNT() FROM devices"}`)
 		if resp.StatusCode == http.StatusTooManyRequests {
 			wantError(t, resp, body, 429, "ThrottlingException")
+			// 20 a minute: the next query is possible within about 3 s.
+			if ra := resp.Header.Get("Retry-After"); ra != "1" && ra != "2" && ra != "3" {
+				t.Errorf("Retry-After %q, want 1 to 3 seconds", ra)
+			}
 			throttled++
 		}
 	}

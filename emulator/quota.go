@@ -74,9 +74,17 @@ func newLimits(q hubapi.Quotas) *limits {
 // allow takes one request from a quota or answers 429 ThrottlingException.
 func (l *limits) allow(name string) error {
 	c := l.use[name]
-	if !l.buckets[name].Allow() {
+	b := l.buckets[name]
+	if !b.Allow() {
 		c.throttled.Add(1)
-		return hubErr(hubapi.CodeThrottlingException, "Throttling: the %s quota of the %s tier (%s) is exhausted; retry later", name, l.q.Tier, rateText(c.limit))
+		// Retry-After says when a token will be there; the reservation is only a question.
+		now := time.Now()
+		r := b.ReserveN(now, 1)
+		wait := r.DelayFrom(now)
+		r.CancelAt(now)
+		e := hubErr(hubapi.CodeThrottlingException, "Throttling: the %s quota of the %s tier (%s) is exhausted; retry later", name, l.q.Tier, rateText(c.limit))
+		e.retryAfter = max(1, int(math.Ceil(wait.Seconds())))
+		return e
 	}
 	c.used.Add(1)
 	return nil
