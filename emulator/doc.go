@@ -48,6 +48,8 @@
 //     8 KB, desired over 32 KB, values over 4 KB, keys with '.', '$', spaces or control characters, depth
 //     over 10 and integers beyond ±2^52 are 400 ArgumentInvalid. Bodies over 1 MiB and method payloads
 //     over 128 KB are 413 MessageTooLarge.
+//   - A twin's version and etag change with its tags and desired properties (as the reference verified),
+//     not when a simulated device reports; reported changes move properties.reported.$version.
 //   - $metadata keeps one $lastUpdated/$lastUpdatedVersion per top-level property; nested properties
 //     show their top-level entry. Devices have no modules: module twin paths are ModuleNotFound and
 //     FROM devices.modules is empty.
