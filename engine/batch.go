@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -183,7 +184,7 @@ type ahead struct {
 	cancel      context.CancelFunc
 	done        chan struct{}
 	ids         []string
-	priors      map[string]Prior
+	priors      map[string][]byte
 	err         error
 }
 
@@ -246,7 +247,7 @@ func (r *runner) startAhead(ctx context.Context, wi, bi int) *ahead {
 	actx, cancel := context.WithCancel(ctx)
 	a.cancel, a.done = cancel, make(chan struct{})
 	if a.batch < 0 {
-		q, taken, err := r.resolveQuery(a.wave)
+		q, taken, err := r.resolveSets(a.wave)
 		if err != nil {
 			a.err = err
 			close(a.done)
@@ -255,7 +256,7 @@ func (r *runner) startAhead(ctx context.Context, wi, bi int) *ahead {
 		pw := r.p.Waves[a.wave]
 		go func() {
 			defer close(a.done)
-			a.ids, a.err = r.queryDevices(actx, pw.Name, q, taken, pw.Percent)
+			a.ids, a.err = r.queryWave(actx, pw.Name, q, taken.has, pw.Percent)
 		}()
 		return a
 	}
@@ -543,8 +544,8 @@ func (r *runner) snapshot(ctx context.Context, wi, bi int) error {
 }
 
 // capture reads the prior values of ids. It only reads the hub, so it may run in the background.
-func (r *runner) capture(ctx context.Context, ids []string, tu *plan.TwinUpdate) (map[string]Prior, error) {
-	priors := make(map[string]Prior, len(ids))
+func (r *runner) capture(ctx context.Context, ids []string, tu *plan.TwinUpdate) (map[string][]byte, error) {
+	priors := make(map[string][]byte, len(ids))
 	if r.queryFasterThanReads() {
 		if err := r.snapshotByQuery(ctx, ids, tu, priors); err != nil {
 			return nil, err
@@ -563,13 +564,13 @@ func (r *runner) capture(ctx context.Context, ids []string, tu *plan.TwinUpdate)
 }
 
 // storeSnapshot stores a batch's priors and marks it snapshotted, in one transaction.
-func (r *runner) storeSnapshot(wi, bi int, priors map[string]Prior) error {
+func (r *runner) storeSnapshot(wi, bi int, priors map[string][]byte) error {
 	b := &r.st.Waves[wi].Batches[bi]
 	b.Snapshotted = true
 	r.st.Updated = r.now().UTC()
 	err := r.Store.Update(func(tx *Tx) error {
 		for id, p := range priors {
-			if err := tx.PutSnapshot(id, p); err != nil {
+			if err := tx.putSnapshotJSON(id, p); err != nil {
 				return err
 			}
 		}
@@ -581,6 +582,13 @@ func (r *runner) storeSnapshot(wi, bi int, priors map[string]Prior) error {
 	}
 	r.emit(Event{Type: EventSnapshot, Wave: wi, Batch: bi, Devices: len(priors)})
 	return nil
+}
+
+// encodedPrior is capturePrior in its stored form: a device's prior takes tens of bytes this way,
+// against hundreds as a map, and a batch holds them all until they are stored.
+func encodedPrior(tags, desired map[string]any, tu *plan.TwinUpdate) []byte {
+	data, _ := json.Marshal(capturePrior(tags, desired, tu)) // strings and raw JSON only: cannot fail
+	return data
 }
 
 // capturePrior records the prior value of every path the update patches. It descends into an object
@@ -672,7 +680,7 @@ func (r *runner) queryFasterThanReads() bool {
 // the patch touches is a plain identifier it projects just those (`SELECT deviceId, tags.k AS t0,
 // properties.desired.k AS d0 ...`, a projection leaves out undefined properties, so a missing column
 // is an absent property); otherwise it reads whole twins.
-func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string]Prior) error {
+func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string][]byte) error {
 	tagKeys, desiredKeys := sortedKeys(tu.Tags), sortedKeys(tu.Desired)
 	project := true
 	for _, k := range append(append([]string{}, tagKeys...), desiredKeys...) {
@@ -691,48 +699,98 @@ func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.Twi
 		}
 		prefix = "SELECT deviceId, " + strings.Join(cols, ", ") + " FROM devices WHERE "
 	}
-	for _, rg := range SplitIn(ids, r.maxQuery()-len(prefix)) {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("snapshot: %w", err)
-			}
-			for _, raw := range page {
-				var row map[string]any
-				d := json.NewDecoder(bytes.NewReader(raw))
-				d.UseNumber()
-				if err := d.Decode(&row); err != nil {
-					return fmt.Errorf("snapshot: unexpected row %s", raw)
-				}
-				id, _ := row["deviceId"].(string)
-				if id == "" {
-					return fmt.Errorf("snapshot: row without deviceId: %s", raw)
-				}
-				var tags, desired map[string]any
-				if project {
-					tags, desired = map[string]any{}, map[string]any{}
-					for i, k := range tagKeys {
-						if v, ok := row[fmt.Sprintf("t%d", i)]; ok {
-							tags[k] = v
+	// Chunks are independent queries: a few run at once (the client paces them to the tier).
+	chunks := SplitIn(ids, r.maxQuery()-len(prefix))
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		next     = make(chan [2]int)
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	for range min(4, len(chunks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rg := range next {
+				pager := r.Hub.Query(cctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+				for pager.More() {
+					page, err := pager.NextPage(cctx)
+					if err != nil {
+						fail(fmt.Errorf("snapshot: %w", err))
+						break
+					}
+					for _, raw := range page {
+						id, data, err := priorFromRow(raw, project, tagKeys, desiredKeys, tu)
+						if err != nil {
+							fail(err)
+							break
 						}
-					}
-					for i, k := range desiredKeys {
-						if v, ok := row[fmt.Sprintf("d%d", i)]; ok {
-							desired[k] = v
-						}
-					}
-				} else {
-					tags, _ = row["tags"].(map[string]any)
-					if props, ok := row["properties"].(map[string]any); ok {
-						desired, _ = props["desired"].(map[string]any)
+						mu.Lock()
+						priors[id] = data
+						mu.Unlock()
 					}
 				}
-				priors[id] = capturePrior(tags, desired, tu)
 			}
+		}()
+	}
+feed:
+	for _, rg := range chunks {
+		select {
+		case next <- rg:
+		case <-cctx.Done():
+			break feed
 		}
 	}
-	return nil
+	close(next)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
+
+// priorFromRow reads one snapshot query row: a projection (see snapshotByQuery) or a whole twin.
+func priorFromRow(raw json.RawMessage, project bool, tagKeys, desiredKeys []string, tu *plan.TwinUpdate) (string, []byte, error) {
+	var row map[string]any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&row); err != nil {
+		return "", nil, fmt.Errorf("snapshot: unexpected row %s", raw)
+	}
+	id, _ := row["deviceId"].(string)
+	if id == "" {
+		return "", nil, fmt.Errorf("snapshot: row without deviceId: %s", raw)
+	}
+	var tags, desired map[string]any
+	if project {
+		tags, desired = map[string]any{}, map[string]any{}
+		for i, k := range tagKeys {
+			if v, ok := row["t"+strconv.Itoa(i)]; ok {
+				tags[k] = v
+			}
+		}
+		for i, k := range desiredKeys {
+			if v, ok := row["d"+strconv.Itoa(i)]; ok {
+				desired[k] = v
+			}
+		}
+	} else {
+		tags, _ = row["tags"].(map[string]any)
+		if props, ok := row["properties"].(map[string]any); ok {
+			desired, _ = props["desired"].(map[string]any)
+		}
+	}
+	return id, encodedPrior(tags, desired, tu), nil
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -759,7 +817,7 @@ func identifier(s string) bool {
 
 // snapshotByReads reads the twins of ids one by one with parallel workers; a device that does not exist
 // gets no prior (no job can change it).
-func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string]Prior) error {
+func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.TwinUpdate, priors map[string][]byte) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -784,7 +842,7 @@ func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.Twi
 					if twin.Properties != nil {
 						desired = twin.Properties.Desired
 					}
-					priors[id] = capturePrior(twin.Tags, desired, tu)
+					priors[id] = encodedPrior(twin.Tags, desired, tu)
 				case hubapi.IsNotFound(err):
 				case firstErr == nil:
 					firstErr = fmt.Errorf("snapshot %s: %w", id, err)

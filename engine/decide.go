@@ -239,8 +239,10 @@ func RollbackJobID(name, planHash string, wave, batch, part int) string {
 
 // quote returns s as a single-quoted query literal.
 func quote(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return "'" + quoteEscaper.Replace(s) + "'"
 }
+
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 
 // SplitIn splits ids into consecutive [start, end) ranges whose condition `deviceId IN [...]` (as
 // InCondition writes it) is at most max characters; an id too long on its own still gets a range.

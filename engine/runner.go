@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -363,45 +364,76 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 
 // resolveDevices resolves and stores a wave's devices and batches without starting the wave.
 func (r *runner) resolveDevices(ctx context.Context, wi int) error {
-	q, taken, err := r.resolveQuery(wi)
+	q, taken, err := r.resolveSets(wi)
 	if err != nil {
 		return err
 	}
 	pw := r.p.Waves[wi]
-	ids, err := r.queryDevices(ctx, pw.Name, q, taken, pw.Percent)
+	ids, err := r.queryWave(ctx, pw.Name, q, taken.has, pw.Percent)
 	if err != nil {
 		return err
 	}
 	return r.storeResolved(wi, ids)
 }
 
-// resolveQuery gives the query that selects a wave's candidates (fleet AND target) and the devices
-// earlier waves took.
+// taken holds the sorted device lists of earlier waves; it answers membership by binary search, so
+// resolving a wave allocates nothing per device already taken.
+type taken [][]string
+
+func (t taken) has(id string) bool {
+	for _, ids := range t {
+		if i := sort.SearchStrings(ids, id); i < len(ids) && ids[i] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveQuery gives the query that selects a wave's candidates and the devices earlier waves took, as
+// a set (the preview's form; the runner uses resolveSets).
 func (r *runner) resolveQuery(wi int) (string, map[string]bool, error) {
+	q, t, err := r.resolveSets(wi)
+	if err != nil {
+		return "", nil, err
+	}
+	set := map[string]bool{}
+	for _, ids := range t {
+		for _, id := range ids {
+			set[id] = true
+		}
+	}
+	return q, set, nil
+}
+
+// resolveSets gives the query that selects a wave's candidates (fleet AND target) and the devices
+// earlier waves took.
+func (r *runner) resolveSets(wi int) (string, taken, error) {
 	// The plan's condition excludes what earlier full waves' targets select, so a "*" wave does not
 	// read the whole fleet; devices earlier waves took by sample are subtracted from the stored sets.
 	q := "SELECT deviceId FROM devices"
 	if c := query.Format(r.p.Condition(wi)); c != "*" {
 		q += " WHERE " + c
 	}
-	taken := map[string]bool{}
+	var t taken
 	for i := 0; i < wi; i++ {
 		ids, err := r.waveDevices(i)
 		if err != nil {
 			return "", nil, err
 		}
-		for _, id := range ids {
-			taken[id] = true
-		}
+		t = append(t, ids)
 	}
-	return q, taken, nil
+	return q, t, nil
 }
 
 // queryDevices runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
 // reads the hub and its arguments, so it may run in the background.
 func (r *runner) queryDevices(ctx context.Context, wave, q string, taken map[string]bool, percent float64) ([]string, error) {
+	return r.queryWave(ctx, wave, q, func(id string) bool { return taken[id] }, percent)
+}
+
+// queryWave is queryDevices with the taken devices as a predicate.
+func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
 	var ids []string
-	seen := map[string]bool{}
 	pager := r.Hub.Query(ctx, q, r.pageSize())
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -415,14 +447,13 @@ func (r *runner) queryDevices(ctx context.Context, wave, q string, taken map[str
 			if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
 				return nil, fmt.Errorf("resolve wave %s: unexpected query row %s", wave, raw)
 			}
-			if !taken[row.DeviceID] && !seen[row.DeviceID] && InSample(r.p.Name, row.DeviceID, percent) {
-				seen[row.DeviceID] = true
+			if !isTaken(row.DeviceID) && InSample(r.p.Name, row.DeviceID, percent) {
 				ids = append(ids, row.DeviceID)
 			}
 		}
 	}
 	sort.Strings(ids)
-	return ids, nil
+	return slices.Compact(ids), nil
 }
 
 // storeResolved stores a wave's devices and splits them into batches.

@@ -363,6 +363,15 @@ func (t *Tx) PutSnapshot(id string, p Prior) error {
 	return putJSON(b, []byte(id), p)
 }
 
+// putSnapshotJSON is PutSnapshot for a prior already encoded.
+func (t *Tx) putSnapshotJSON(id string, data []byte) error {
+	b := t.tx.Bucket(bucketSnapshots)
+	if b.Get([]byte(id)) != nil {
+		return nil
+	}
+	return b.Put([]byte(id), data)
+}
+
 // Outcome reads a device's recorded outcome.
 func (t *Tx) Outcome(id string) (o DeviceOutcome, ok bool, err error) {
 	ok, err = getJSON(t.tx.Bucket(bucketOutcomes), []byte(id), &o)
