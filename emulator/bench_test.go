@@ -169,3 +169,19 @@ func BenchmarkDataFileMillion(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkMethodJobMillion measures a direct-method job over a million devices on the unlimited tier
+// (devices answer at once), from creation to completed.
+func BenchmarkMethodJobMillion(b *testing.B) {
+	s := millionHub(b)
+	n := 0
+	for b.Loop() {
+		n++
+		id := fmt.Sprintf("bench-m-%d-%d", time.Now().UnixNano(), n)
+		createJob(b, s, `{"jobId":"`+id+`","type":"scheduleDeviceMethod","queryCondition":"*","cloudToDeviceMethod":{"methodName":"install","payload":{"v":1}}}`)
+		jr := waitJob(b, s, id, 300*time.Second)
+		if st := jr.DeviceJobStatistics; st.SucceededCount+st.FailedCount != 1_000_000 {
+			b.Fatalf("%+v", st)
+		}
+	}
+}
