@@ -30,7 +30,7 @@ type Options struct {
 	QueryLag   time.Duration // twin queries see twins as they were this long ago
 	Faults     Faults        // seeded 429/500/503 share, slow responses, dropped connections
 	Seed       int64         // decides which devices are offline or failing, and the fault sequence
-	DataFile   string        // keep twins and jobs across restarts: loaded on Start, written on Close
+	DataFile   string        // keep twins and jobs across restarts: loaded on Start when it exists (the fleet then only gives its groups' behaviour), written on Close
 	PolicyName string        // default DevelopmentPolicyName
 	PolicyKey  string        // base64; default DevelopmentPolicyKey
 	Addr       string        // default "127.0.0.1:0"
