@@ -54,7 +54,8 @@ type PreviewOptions struct {
 	// MaxFirstWave is a policy limit on the first wave's devices (0: none).
 	MaxFirstWave int
 	// MaxQueries bounds the queries the preview spends paging through device ids; counting and
-	// grouping queries, a few per wave and patched path, are always spent (0: 200).
+	// grouping queries, a few per wave and patched path, are always spent (0: 100, five minutes of an S1
+	// hub's query quota).
 	MaxQueries int
 }
 
@@ -244,7 +245,7 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 		o.SampleSize = 5
 	}
 	if o.MaxQueries <= 0 {
-		o.MaxQueries = 200
+		o.MaxQueries = 100
 	}
 	if o.Quotas.Tier == "" {
 		o.Quotas, _ = hubapi.TierQuotas("unlimited", 1)

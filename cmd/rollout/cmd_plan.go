@@ -50,7 +50,7 @@ func parsePlan(e *env) (*planOptions, error) {
 	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(planFormats, ", ")+" (markdown is a pull-request comment)")
 	fs.BoolVar(&o.failOnWarning, "fail-on-warning", false, "exit 2 when the preview has findings")
 	fs.IntVar(&o.maxFirstWave, "max-first-wave", 0, "policy: a finding when the first wave takes more devices than this (0: no limit)")
-	fs.IntVar(&o.maxQueries, "max-queries", 200, "at most this many query pages for listing the ids of percent waves (over it, counts are estimated)")
+	fs.IntVar(&o.maxQueries, "max-queries", 100, "at most this many queries for resolving waves by id (percent waves and the waves they overlap); over it, their counts are estimated")
 	fs.IntVar(&o.sample, "sample", 5, "device ids shown per wave")
 	fs.StringVar(&o.estimateTier, "estimate-tier", "", "tier the duration estimate assumes (default: --tier, or S1)")
 	// The hub flags apply has, with the same meaning; connect() is shared with apply.
