@@ -96,6 +96,10 @@ type WavePreview struct {
 	// Candidates are the devices Condition selects: what apply pages through, before earlier percent
 	// waves' samples and its own sample are taken out.
 	Candidates int `json:"candidates"`
+	// Selected is how many devices fleet AND target select; Overlap how many of them earlier waves
+	// take (for a percent wave, without what earlier samples took).
+	Selected int `json:"selected"`
+	Overlap  int `json:"overlap"`
 	// Skipped is how many devices fleet AND target select, and no earlier full wave takes, that
 	// Condition does not select: they lack a property an earlier target tests, and NOT over a missing
 	// property is not true on the hub.
@@ -455,7 +459,8 @@ func (pv *previewer) count(ctx context.Context, c query.Expr) (int, error) {
 var falseExpr = query.Or()
 
 // takenBefore is the condition that selects, among the devices of wave i's fleet AND target, those an
-// earlier wave without percent takes: OR of their targets (nil when there is none).
+// earlier wave without percent takes: OR of their targets (nil when there is none). It is positive, so
+// a device lacking a property it tests is not counted as taken, as apply does not take it either.
 func (pv *previewer) takenBefore(i int) query.Expr {
 	var parts []query.Expr
 	for k := 0; k < i; k++ {
@@ -467,24 +472,6 @@ func (pv *previewer) takenBefore(i int) query.Expr {
 		return nil
 	}
 	return query.Or(parts...)
-}
-
-// remaining counts the devices of base AND extra that no earlier full wave takes, with positive
-// conditions only.
-func (pv *previewer) remaining(ctx context.Context, i int, extra query.Expr) (int, error) {
-	base := query.And(pv.conds[i], extra)
-	n, err := pv.count(ctx, base)
-	if err != nil || n == 0 {
-		return n, err
-	}
-	if t := pv.takenBefore(i); t != nil {
-		m, err := pv.count(ctx, query.And(base, t))
-		if err != nil {
-			return 0, err
-		}
-		n -= m
-	}
-	return n, nil
 }
 
 func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, error) {
@@ -503,12 +490,19 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	// base is what counts over the condition are scaled from: the candidates, or for a wave whose
 	// earlier samples were subtracted by id, its devices.
 	base := candidates
-	if pv.takenBefore(i) != nil {
-		positive, err := pv.remaining(ctx, i, nil)
-		if err != nil {
+	w.Selected = candidates
+	if t := pv.takenBefore(i); t != nil {
+		if w.Selected, err = pv.count(ctx, pv.conds[i]); err != nil {
 			return nil, err
 		}
-		w.Skipped = max(0, positive-candidates)
+		taken := 0
+		if w.Selected > 0 {
+			if taken, err = pv.count(ctx, query.And(pv.conds[i], t)); err != nil {
+				return nil, err
+			}
+		}
+		w.Overlap = taken
+		w.Skipped = max(0, w.Selected-taken-candidates)
 	}
 	if sw != nil {
 		w.Status = sw.Status
@@ -535,6 +529,7 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if w.Devices, err = pv.countLess(ctx, i, cond); err != nil {
 			return nil, err
 		}
+		w.Overlap += candidates - w.Devices
 		base = w.Devices
 		pv.r.devices[i] = nil
 	default:

@@ -175,6 +175,10 @@ func TestPreviewMatchesApply(t *testing.T) {
 						t.Errorf("wave %s: sample id %s is not among the devices apply took", pw.Name, id)
 					}
 				}
+				if p.Waves[i].Percent >= 100 && pw.Selected-pw.Overlap-pw.Skipped != pw.Devices {
+					t.Errorf("wave %s: %d selected - %d overlap - %d skipped != %d devices", pw.Name, pw.Selected,
+						pw.Overlap, pw.Skipped, pw.Devices)
+				}
 				for _, d := range pw.Diff {
 					n := d.NoOps
 					for _, v := range d.From {

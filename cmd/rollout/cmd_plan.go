@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
@@ -129,8 +131,9 @@ func runPlan(e *env) int {
 		return exitInvalid
 	}
 
-	ctx, _, release := interrupts(context.Background(), e)
-	defer release()
+	// A preview changes nothing, so the first Ctrl-C may simply cancel it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	sess, err := o.hub.connect(ctx, e, o.set)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout plan:", err)
@@ -291,6 +294,13 @@ func writePlanText(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 			w.printf("  status:    %s\n", wv.Status)
 		}
 		w.printf("  condition: %s\n", wv.Condition)
+		if wv.Overlap > 0 || wv.Skipped > 0 {
+			w.printf("  overlap:   its target selects %d fleet devices: %d taken by earlier waves", wv.Selected, wv.Overlap)
+			if wv.Skipped > 0 {
+				w.printf(", %d skipped (see findings)", wv.Skipped)
+			}
+			w.printf("\n")
+		}
 		if len(wv.Sample) > 0 {
 			w.printf("  sample:    %s\n", strings.Join(wv.Sample, ", "))
 		}
