@@ -176,8 +176,8 @@ func (r *runner) concurrentJobs() int {
 	return 1
 }
 
-// ahead is work done in the background while a batch's jobs run: the next batch's snapshot, or, after
-// a wave's last batch, the next wave's devices (batch -1) or its first batch's snapshot. It only reads
+// ahead is work done in the background while a batch's jobs run: a later batch's snapshot, or, once
+// the wave's batches are snapshotted, the next wave's devices (batch -1) or its first batch's snapshot. It only reads
 // the hub; the runner stores its result when it finished.
 type ahead struct {
 	wave, batch int
@@ -220,11 +220,16 @@ func (a *ahead) abandon() {
 func (r *runner) startAhead(ctx context.Context, wi, bi int) *ahead {
 	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
 	var a *ahead
-	switch {
-	case bi+1 < len(w.Batches):
-		if pw.Action.TwinUpdate != nil && !w.Batches[bi+1].Snapshotted {
-			a = &ahead{wave: wi, batch: bi + 1}
+	// Later batches of this wave first, in order: snapshots are the slowest preparation on a fast hub,
+	// so they run back to back while jobs run.
+	for j := bi + 1; j < len(w.Batches) && pw.Action.TwinUpdate != nil; j++ {
+		if !w.Batches[j].Snapshotted {
+			a = &ahead{wave: wi, batch: j}
+			break
 		}
+	}
+	switch {
+	case a != nil:
 	case wi+1 < len(r.st.Waves) && pw.Bake == 0 && pw.Verify == nil:
 		ni := wi + 1
 		nw, npw := &r.st.Waves[ni], r.p.Waves[ni]
