@@ -28,16 +28,18 @@ import (
 // queryDevices keeps what is not taken and falls in the wave's stable sample (InSample). A wave without
 // percent whose candidates no earlier percent wave can have sampled takes exactly what its condition
 // selects, so the preview counts it with COUNT, groups its twin values with GROUP BY and never lists
-// it. A percent wave, or one an earlier sample may overlap, is resolved by the engine's code itself,
-// paging through ids within the query budget; over the budget its count is estimated from its
-// candidates and marked so.
+// it. A full wave that earlier samples overlap subtracts them: their ids are known, so it counts and
+// groups over its condition AND deviceId IN [...] chunks of them, a few dozen queries where listing
+// would take thousands. A percent wave is resolved by the engine's code itself, paging through ids
+// within the query budget, and reads its twin values over its own ids the same way; over the budget
+// its count is estimated from its candidates and marked so.
 //
 // The composed condition says AND NOT (earlier full waves' targets), and under the hub's three-valued
 // logic NOT over a missing property is not true: a device lacking a property an earlier target tests
 // is taken by no later wave. The preview counts those devices with positive conditions only
 // (fleet AND target, less fleet AND target AND (earlier targets)) and reports them.
 
-// PreviewOptions configure Preview.
+// PreviewOptions configure PreviewPlan.
 type PreviewOptions struct {
 	Hub Hub
 	// Quotas are the connected hub's limits: page size and query length (zero: the hub's defaults).
@@ -112,7 +114,8 @@ type WavePreview struct {
 	Sample  []string       `json:"sample"`
 	Batches []BatchPreview `json:"batches"`
 	Diff    []PathDiff     `json:"diff,omitempty"`
-	// DiffEstimated is set when Diff was scaled from the candidates' values to a sample's size.
+	// DiffEstimated is set when Diff, VerifyHolds and Offline were scaled from the candidates to the
+	// sample's size (a wave not resolved by id, over the query budget).
 	DiffEstimated bool `json:"diffEstimated,omitempty"`
 	Approval      bool `json:"approval,omitempty"`
 	// VerifyHolds is how many of the wave's devices satisfy the verify condition already (nil: no
@@ -565,8 +568,8 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if w.Diff, err = pv.diffGroups(ctx, i, paths, w.Devices, base); err != nil {
 			return nil, err
 		}
-		w.DiffEstimated = w.Devices != base
 	}
+	w.DiffEstimated = w.Devices != base
 	if w.Devices > 0 && pw.Verify != nil {
 		v, err := parseOrAll(pw.Verify.Condition)
 		if err != nil {

@@ -240,6 +240,14 @@ func batchesText(w engine.WavePreview) string {
 	return fmt.Sprintf("%d (%s devices; %s)", len(w.Batches), strings.Join(sizes, ", "), plural(jobs, "job"))
 }
 
+// estimated marks figures scaled from a wave's candidates to its sample.
+func estimated(w engine.WavePreview) string {
+	if w.DiffEstimated {
+		return " (estimated from the candidates)"
+	}
+	return ""
+}
+
 func diffText(d engine.PathDiff) string {
 	var from []string
 	for _, v := range d.From {
@@ -310,13 +318,13 @@ func writePlanText(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 			if j == 0 {
 				label = "  changes:   "
 			}
-			w.printf("%s%s\n", label, diffText(d))
+			w.printf("%s%s%s\n", label, diffText(d), estimated(wv))
 		}
 		if wv.VerifyHolds != nil {
-			w.printf("  verify:    %q already holds for %d of %d devices\n", p.Waves[i].Verify.Condition, *wv.VerifyHolds, wv.Devices)
+			w.printf("  verify:    %q already holds for %d of %d devices%s\n", p.Waves[i].Verify.Condition, *wv.VerifyHolds, wv.Devices, estimated(wv))
 		}
 		if wv.Offline != nil {
-			w.printf("  offline:   %d of %d devices\n", *wv.Offline, wv.Devices)
+			w.printf("  offline:   %d of %d devices%s\n", *wv.Offline, wv.Devices, estimated(wv))
 		}
 		if wv.Approval {
 			w.printf("  approval:  required (rollout approve %s --wave %s)\n", pv.Rollout, wv.Name)
