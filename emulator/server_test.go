@@ -415,6 +415,7 @@ func TestStatsEndpoint(t *testing.T) {
 		status     int
 	}{
 		{"/_emulator/stats", `"methodInvocations": 1`, 200},
+		{"/_emulator/stats", `"totals": {`, 200},
 		{"/_emulator/devices/eu-0001", `"methodInvocations": 1`, 200},
 		{"/_emulator/devices/nope", "no device", 404},
 		{"/_emulator/jobs", `"timeline"`, 200},
@@ -488,5 +489,33 @@ func TestTokenAudience(t *testing.T) {
 	wantError(t, resp, body, 401, "IotHubUnauthorizedAccess")
 	if strings.Contains(string(body), "sig=") {
 		t.Errorf("the error echoes the token: %s", body)
+	}
+}
+
+func TestStatsEndpointLargeFleet(t *testing.T) {
+	f, err := emulator.ParseFleet("big.yaml", []byte("groups:\n  - {name: g, count: 10001, behavior: {converge: {failure: 100%}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := emulator.Start(t.Context(), emulator.Options{Fleet: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	createJob(t, s, `{"jobId":"all","type":"scheduleUpdateTwin","queryCondition":"*","updateTwin":{"etag":"*","tags":{"a":"b"}}}`)
+	waitJob(t, s, "all", 10*time.Second)
+	if st := s.Stats(); len(st.Device) != 10001 || st.Totals.TwinPatches != 10001 {
+		t.Fatalf("Stats: %d devices, totals %+v", len(st.Device), st.Totals)
+	}
+	for _, c := range []struct{ query, want string }{{"", `"deviceStatsOmitted": 10001`}, {"?devices=all", `"g-10000": {`}} {
+		resp, err := http.Get(s.URL() + "/_emulator/stats" + c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), c.want) || !strings.Contains(string(b), `"twinPatches": 10001`) {
+			t.Errorf("stats%s lacks %s", c.query, c.want)
+		}
 	}
 }

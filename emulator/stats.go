@@ -10,9 +10,11 @@ import (
 )
 
 // Stats is what the emulator observed, for tests and the demo: per-device method invocations and twin
-// writes, the job timeline and quota use. /_emulator/stats serves the same as JSON.
+// writes, the job timeline and quota use. /_emulator/stats serves the same as JSON, leaving the
+// per-device map out past maxStatsDevices devices unless asked with ?devices=all.
 type Stats struct {
 	Devices  int                    `json:"devices"`
+	Totals   Totals                 `json:"totals"`
 	Requests int64                  `json:"requests"`
 	Faults   int64                  `json:"faultsInjected"`
 	Errors   map[string]int64       `json:"errors"`      // error responses by code name
@@ -22,6 +24,18 @@ type Stats struct {
 	Tier     string                 `json:"tier"`
 	Pending  int                    `json:"pendingReports"` // desired changes not yet reported back
 }
+
+// Totals sums the per-device counts over the fleet.
+type Totals struct {
+	MethodInvocations int64 `json:"methodInvocations"`
+	MethodsDelivered  int64 `json:"methodsDelivered"`
+	TwinPatches       int64 `json:"twinPatches"`
+	Reports           int64 `json:"reports"`
+}
+
+// maxStatsDevices bounds the per-device map /_emulator/stats serves by default: after a job over a
+// million devices, it would be hundreds of megabytes.
+const maxStatsDevices = 10_000
 
 // DeviceStats counts what happened to one device.
 type DeviceStats struct {
@@ -76,6 +90,10 @@ func (s *Server) Stats() Stats {
 	for _, d := range s.store.order {
 		if !d.deleted && (d.methodCalls|d.twinPatches|d.reports) != 0 {
 			st.Device[d.id] = deviceStats(d)
+			st.Totals.MethodInvocations += int64(d.methodCalls)
+			st.Totals.MethodsDelivered += int64(d.methodCallsDelivered)
+			st.Totals.TwinPatches += int64(d.twinPatches)
+			st.Totals.Reports += int64(d.reports)
 		}
 	}
 	s.store.mu.RUnlock()
@@ -120,7 +138,17 @@ func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case len(parts) == 1 && parts[0] == "stats":
-		writeJSON(w, http.StatusOK, s.Stats())
+		st := s.Stats()
+		if len(st.Device) > maxStatsDevices && r.URL.Query().Get("devices") != "all" {
+			out := struct {
+				Stats
+				Omitted int `json:"deviceStatsOmitted"`
+			}{st, len(st.Device)}
+			out.Device = nil
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	case len(parts) == 1 && parts[0] == "devices":
 		st := s.Stats()
 		writeJSON(w, http.StatusOK, st.Device)
