@@ -919,8 +919,11 @@ func canonicalRaw(raw json.RawMessage) string {
 
 func (pv *previewer) tu(i int) *plan.TwinUpdate { return pv.p.Waves[i].Action.TwinUpdate }
 
-// diffGroups counts current values per patched path with one GROUP BY query each over the wave's
-// candidates; for a sampled wave the counts are scaled to its devices.
+// diffGroups counts current values per patched path with GROUP BY queries over the wave's candidates
+// (less earlier samples, or over its own ids, when those are known); for a wave whose sample is not
+// known by id the counts are scaled to its devices. Devices lacking the path are read from the group
+// row that has no "v": the hub documents GROUP BY but not how it groups an undefined value, so this
+// follows Cosmos DB and the emulator (a choice, unconfirmed on a real hub).
 func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devices, candidates int) ([]PathDiff, error) {
 	var out []PathDiff
 	for _, path := range paths {
