@@ -151,6 +151,11 @@ func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, st)
 	case len(parts) == 1 && parts[0] == "devices":
 		st := s.Stats()
+		if len(st.Device) > maxStatsDevices && r.URL.Query().Get("devices") != "all" {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+				"error": "more than 10000 devices have counts; ask /_emulator/devices/{id}, or ?devices=all for every one", "devices": len(st.Device)})
+			return
+		}
 		writeJSON(w, http.StatusOK, st.Device)
 	case len(parts) == 2 && parts[0] == "devices":
 		ds, ok := s.DeviceStats(parts[1])
