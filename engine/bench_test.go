@@ -206,13 +206,17 @@ func benchApply(b *testing.B, h *childHub, planYAML string, devices int) (time.D
 	return elapsed, grow
 }
 
+// s3Waves are the wave sizes of the S3 benchmarks: a staged rollout's waves grow.
+var s3Waves = []int{500, 1500, 3000, 5000}
+
 // BenchmarkS3TenUnits: a 4-wave, 10,000-device twin rollout on S3 with 10 units (500 job device
 // operations per second: the hub's floor is 20 s). x-floor is the time over that floor.
 func BenchmarkS3TenUnits(b *testing.B) {
 	for range b.N {
-		h := startChild(b, "S3", 10, 2500, 2500, 2500, 2500)
+		h := startChild(b, "S3", 10, s3Waves...)
 		elapsed, _ := benchApply(b, h, fourWavePlan("s3", 500, 2), 10000)
 		b.ReportMetric(elapsed.Seconds()/20, "x-floor")
+		b.ReportMetric(busyShare(b, h.stats(b).Jobs)*100, "busy-%")
 		b.ReportMetric(elapsed.Seconds(), "s")
 	}
 }
@@ -221,7 +225,7 @@ func BenchmarkS3TenUnits(b *testing.B) {
 // one job and poll it every 5 s, then the next; no snapshot, gate or outcome collection.
 func BenchmarkS3SamplePattern(b *testing.B) {
 	for range b.N {
-		h := startChild(b, "S3", 10, 2500, 2500, 2500, 2500)
+		h := startChild(b, "S3", 10, s3Waves...)
 		ctx := context.Background()
 		start := time.Now()
 		for w := range 4 {
