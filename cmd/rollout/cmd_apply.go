@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -53,7 +54,7 @@ func (f *engFlags) register(fs *flag.FlagSet, e *env, withNoWait bool) {
 	if def == "" {
 		def = ".rollout"
 	}
-	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE); with --emulate, a temporary one by default")
+	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE); with --emulate, a temporary one by default, and given, it keeps the emulated hub too")
 	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
 	fs.StringVar(&f.tier, "tier", "", "the hub's tier (F1, S1, S2, S3 or unlimited) to pace to; default S1 for a hub, unlimited with --emulate")
 	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
@@ -147,8 +148,16 @@ func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool
 			tier = "unlimited"
 		}
 		faults, _ := emulator.ParseFaults(f.faults)
-		srv, err := emulator.Start(ctx, emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed,
-			QueryLag: f.queryLag, Faults: faults})
+		opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
+		if setFlags["state"] {
+			// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
+			// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
+			if err := os.MkdirAll(f.state, 0o700); err != nil {
+				return nil, err
+			}
+			opts.DataFile = filepath.Join(f.state, "emulator-hub.json")
+		}
+		srv, err := emulator.Start(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("start the emulator: %w", err)
 		}
