@@ -691,3 +691,76 @@ func TestConcurrentApplies(t *testing.T) {
 		}
 	}
 }
+
+func TestStopAtSafePointThenResume(t *testing.T) {
+	srv, c := enginetest.Hub(t, strings.Replace(methodFleet, "methodFailure: 50%", "methodFailure: 0%", 1), emulator.Options{})
+	p := enginetest.Plan(t, methodPlanWith("halt"))
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	stop := make(chan struct{})
+	var once sync.Once
+	r.opts.Stop = stop
+	r.opts.Observer = engine.ObserverFunc(func(e engine.Event) {
+		if e.Type == engine.EventJobCreated && e.Wave == 1 {
+			once.Do(func() { close(stop) })
+		}
+	})
+	res, err := engine.Apply(context.Background(), p, r.opts)
+	if !errors.Is(err, engine.ErrStopped) || res == nil || !res.Stopped {
+		t.Fatalf("Apply after Stop = %+v, %v; want stopped", res, err)
+	}
+	st := r.state(t)
+	if st.Waves[0].Status != engine.StatusDone || st.Waves[1].Status != engine.StatusRunning {
+		t.Fatalf("stopped at waves %s, %s", st.Waves[0].Status, st.Waves[1].Status)
+	}
+	// The stop came after the job was created: the next run re-attaches it and finishes.
+	r.opts.Stop, r.opts.Observer = nil, r.rec
+	if res := r.apply(t, p); res.Status != engine.StatusDone {
+		t.Fatalf("resumed run: %+v", res)
+	}
+	for id, d := range srv.Stats().Device {
+		if d.MethodInvocations > 1 {
+			t.Errorf("%s invoked %d times", id, d.MethodInvocations)
+		}
+	}
+	if n := r.rec.count(engine.EventJobCreated); n == 0 {
+		t.Error("the resumed run created no job for the later batches")
+	}
+}
+
+func TestNoWaitReturnsWhileJobsRun(t *testing.T) {
+	// Slow devices keep the canary's job running after the first poll.
+	fleet := `
+groups:
+  - {name: canary, count: 3, idPrefix: canary-, tags: {ring: canary}, behavior: {methodLatency: 300ms}}
+`
+	srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+	p := enginetest.Plan(t, `
+version: 1
+name: slow
+action:
+  directMethod: {name: install, payload: {}}
+defaults:
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: canary, target: "*"}
+onFailure: halt
+`)
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	r.opts.NoWait = true
+	res := r.apply(t, p)
+	if res.Waiting || res.Step != engine.StepBatch || res.Status != engine.StatusRunning {
+		t.Fatalf("first run: %+v; want progressing (not waiting) at the batch", res)
+	}
+	for i := 0; i < 100 && res.Status == engine.StatusRunning; i++ {
+		time.Sleep(50 * time.Millisecond)
+		res = r.apply(t, p)
+	}
+	if res.Status != engine.StatusDone {
+		t.Fatalf("never finished: %+v", res)
+	}
+	for id, d := range srv.Stats().Device {
+		if d.MethodInvocations != 1 {
+			t.Errorf("%s invoked %d times over the runs", id, d.MethodInvocations)
+		}
+	}
+}
