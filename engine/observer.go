@@ -8,7 +8,7 @@ type EventType string
 
 // The events, in the order a rollout meets them.
 const (
-	EventStarted         EventType = "started"         // a rollout started or resumed
+	EventStarted         EventType = "started"         // a rollout started or resumed (Waves)
 	EventWaiting         EventType = "waiting"         // waiting for approval, a schedule window or the bake (Reason, Until)
 	EventWaveStarted     EventType = "waveStarted"     // a wave's devices were resolved (Devices, Batches)
 	EventSnapshot        EventType = "snapshot"        // a batch's prior twin values were captured (Devices)
@@ -35,6 +35,7 @@ type Event struct {
 	Rollout  string    `json:"rollout"`
 	Wave     int       `json:"wave"`
 	WaveName string    `json:"waveName,omitempty"`
+	Waves    int       `json:"waves,omitempty"`
 	Batch    int       `json:"batch"`
 	Batches  int       `json:"batches,omitempty"`
 	Job      string    `json:"job,omitempty"`

@@ -43,7 +43,7 @@ type Options struct {
 	Workers int
 }
 
-// Outcome of a run.
+// Result is where a run of Apply or Rollback left the rollout.
 type Result struct {
 	Status  Status   // the rollout's status when the run returned
 	Step    StepKind // the step the run stopped at
@@ -253,7 +253,7 @@ func (r *runner) result(step Step) *Result {
 }
 
 func (r *runner) loop(ctx context.Context) (*Result, error) {
-	r.emit(Event{Type: EventStarted, Wave: -1, Devices: len(r.st.Waves)})
+	r.emit(Event{Type: EventStarted, Wave: -1, Waves: len(r.st.Waves)})
 	announced := Step{Kind: "-"}
 	for {
 		if err := ctx.Err(); err != nil {

@@ -422,7 +422,7 @@ func describe(ev engine.Event) string {
 	}
 	switch ev.Type {
 	case engine.EventStarted:
-		return fmt.Sprintf("rollout %s: %d waves", ev.Rollout, ev.Devices)
+		return fmt.Sprintf("rollout %s: %d waves", ev.Rollout, ev.Waves)
 	case engine.EventWaiting:
 		switch ev.Reason {
 		case "approval":
