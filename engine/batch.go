@@ -428,6 +428,9 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 		o, ok := outcomes[id]
 		switch {
 		case ok:
+		case all && resp.Status == hubapi.JobFailed:
+			// The job itself failed (its failureReason says why) before it reached this device.
+			o = DeviceOutcome{Outcome: Failed, Wave: wi, Batch: bi, ErrorCode: "JobFailed"}
 		case all:
 			// The job never took this device: it was deleted or its twin no longer matched.
 			o = DeviceOutcome{Outcome: Failed, Wave: wi, Batch: bi, ErrorCode: "DeviceNotFound"}
