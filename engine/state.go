@@ -212,6 +212,9 @@ func OpenStore(dir, name string) (*Store, error) {
 	return &Store{dir: dir, name: name}, nil
 }
 
+// Name is the rollout's name.
+func (s *Store) Name() string { return s.name }
+
 // Path is the database file.
 func (s *Store) Path() string { return filepath.Join(s.dir, s.name+".db") }
 

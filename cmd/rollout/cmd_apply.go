@@ -340,6 +340,8 @@ func finish(e *env, cmd string, store *engine.Store, f *engFlags, res *engine.Re
 	switch {
 	case res.Status == engine.StatusHalted:
 		fmt.Fprintf(e.stderr, "rollout %s: halted: %s\n", cmd, res.Reason)
+		fmt.Fprintf(e.stderr, "rollout %s: undo what was applied with `rollout rollback %s`; a halted rollout does not resume\n",
+			cmd, store.Name())
 		return exitHalted
 	case res.Status == engine.StatusRolledBack:
 		fmt.Fprintf(e.stderr, "rollout %s: rolled back: %s\n", cmd, res.Reason)
