@@ -601,7 +601,8 @@ func encodedPrior(tags, desired map[string]any, tu *plan.TwinUpdate) []byte {
 
 // capturePrior records the prior value of every path the update patches. It descends into an object
 // only where both the patch and the twin have an object (a twin patch merges objects), so restoring
-// the recorded values undoes the patch exactly; a property the twin lacked is recorded as absent.
+// the recorded values undoes the patch exactly; a property the twin lacked is recorded as absent. (A
+// twin never holds a JSON null: null in a patch removes the property, so absent and null agree.)
 func capturePrior(tags, desired map[string]any, tu *plan.TwinUpdate) Prior {
 	p := Prior{}
 	if tu == nil {
