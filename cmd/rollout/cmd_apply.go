@@ -47,6 +47,9 @@ type engFlags struct {
 	seed     int64
 	queryLag time.Duration
 	faults   string
+	// keepHub keeps an emulated hub's twins and jobs beside an explicit --state (apply and rollback:
+	// runs that continue a rollout); a preview leaves the state directory alone.
+	keepHub bool
 }
 
 func (f *engFlags) register(fs *flag.FlagSet, e *env, withNoWait bool) {
@@ -149,7 +152,7 @@ func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool
 		}
 		faults, _ := emulator.ParseFaults(f.faults)
 		opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
-		if setFlags["state"] {
+		if setFlags["state"] && f.keepHub {
 			// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
 			// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
 			if err := os.MkdirAll(f.state, 0o700); err != nil {
@@ -248,7 +251,7 @@ func interrupts(ctx context.Context, e *env) (context.Context, <-chan struct{}, 
 }
 
 func runApply(e *env) int {
-	var f engFlags
+	f := engFlags{keepHub: true}
 	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	f.register(fs, e, true)

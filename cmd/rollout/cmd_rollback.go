@@ -20,7 +20,7 @@ func init() {
 // captured priors and the compensating method. Exit 3 when rolled back, 1 for bad usage or an unknown
 // rollout, 4 for hub or state errors, 130 when stopped by Ctrl-C (run again to continue).
 func runRollback(e *env) int {
-	var f engFlags
+	f := engFlags{keepHub: true}
 	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	f.register(fs, e, false)
