@@ -408,8 +408,11 @@ func (r *runner) resolveQuery(wi int) (string, map[string]bool, error) {
 // resolveSets gives the query that selects a wave's candidates (fleet AND target) and the devices
 // earlier waves took.
 func (r *runner) resolveSets(wi int) (string, taken, error) {
-	// The plan's condition excludes what earlier full waves' targets select, so a "*" wave does not
-	// read the whole fleet; devices earlier waves took by sample are subtracted from the stored sets.
+	// A wave selects fleet AND target AND NOT (earlier waves' targets), the plan's documented meaning
+	// of disjoint waves and what `rollout plan` previews; it also spares a "*" wave reading the whole
+	// fleet. Devices earlier waves took by sample are subtracted from their stored lists. (Under IoT
+	// Hub's three-valued logic a device lacking a property an earlier target tests is not selected
+	// by later waves either; plan.Condition documents this.)
 	q := "SELECT deviceId FROM devices"
 	if c := query.Format(r.p.Condition(wi)); c != "*" {
 		q += " WHERE " + c
