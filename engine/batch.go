@@ -534,7 +534,9 @@ func classify(row hubapi.DeviceJob, method bool) DeviceOutcome {
 }
 
 // snapshot captures, for every device of batch bi of wave wi, the prior value of each path the wave's
-// twin update patches, and marks the batch snapshotted, in one transaction. Where the hub's quotas
+// twin update patches, and marks the batch snapshotted, in one transaction. Query results can lag the
+// twins (by seconds, at worst minutes), so a twin changed by someone else just before its snapshot may
+// be captured, and later restored, as it was before that change; twin reads do not lag. Where the hub's quotas
 // make it faster it reads twins with paged `SELECT *` queries over deviceId IN [...] (100 twins a
 // request); otherwise, as on S1 with its 20 queries a minute but 100 twin reads a second, and for the
 // devices a lagging query did not return yet, it reads twins one by one, in parallel.
