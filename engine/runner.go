@@ -163,6 +163,28 @@ func Approve(s *Store, wave, by string, now time.Time) error {
 	return fmt.Errorf("rollout %s has no wave %q (waves: %s)", st.Name, wave, strings.Join(names, ", "))
 }
 
+// Approvals reads the released approval gates of the rollout in s, by wave name.
+func Approvals(s *Store) (map[string]Approval, error) {
+	out := map[string]Approval{}
+	err := s.View(func(tx *Tx) error {
+		st, err := tx.State()
+		if err != nil {
+			return err
+		}
+		for _, w := range st.Waves {
+			a, ok, err := tx.Approval(w.Name)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out[w.Name] = a
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (r *runner) kind() string {
 	if r.p.Waves[0].Action.DirectMethod != nil {
 		return "directMethod"

@@ -61,12 +61,16 @@ func runStatus(e *env) int {
 		}
 	}
 	var states []*engine.State
+	var approvals map[string]engine.Approval
 	for _, name := range names {
 		store, err := engine.OpenStore(*dir, name)
 		if err == nil {
 			var st *engine.State
 			st, err = store.Load()
 			states = append(states, st)
+			if err == nil && len(pos) == 1 {
+				approvals, err = engine.Approvals(store)
+			}
 		}
 		if errors.Is(err, engine.ErrNoState) {
 			fmt.Fprintf(e.stderr, "rollout status: no rollout %q under %s\n", name, *dir)
@@ -93,7 +97,7 @@ func runStatus(e *env) int {
 		}
 		return exitOK
 	}
-	writeStatus(e.stdout, states[0])
+	writeStatus(e.stdout, states[0], approvals)
 	return exitOK
 }
 
@@ -110,7 +114,7 @@ func where(st *engine.State) string {
 	return "every wave done"
 }
 
-func writeStatus(w io.Writer, st *engine.State) {
+func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Approval) {
 	fmt.Fprintf(w, "rollout %s: %s (plan %.12s, %s)\n", st.Name, st.Status, st.PlanHash, st.Kind)
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
@@ -125,6 +129,9 @@ func writeStatus(w io.Writer, st *engine.State) {
 		}
 		if wv.VerifyReads > 0 {
 			fmt.Fprintf(w, "; verify %.1f%% after %d reads", wv.VerifyRate*100, wv.VerifyReads)
+		}
+		if a, ok := approvals[wv.Name]; ok {
+			fmt.Fprintf(w, "; approved by %s at %s", a.By, a.At.Format("2006-01-02 15:04:05Z07:00"))
 		}
 		fmt.Fprintln(w)
 		for bi, b := range wv.Batches {
