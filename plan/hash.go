@@ -88,14 +88,19 @@ func JobID(p *Plan, wave, batch, part int) string {
 
 // Condition returns the IoT Hub condition selecting wave's devices: the fleet AND the wave's target AND
 // NOT (any earlier full wave's target), with "*" parts dropped. The fleet is not repeated inside the
-// NOT: for a device the fleet selects, NOT (fleet AND t) and NOT t agree, also under IoT Hub's
-// three-valued logic, and the query stays shorter.
+// NOT: for a device the fleet selects, NOT (fleet AND t) and NOT t agree, and the query stays shorter.
+//
+// The NOT is taken over query.Definite of the earlier targets, because under IoT Hub's three-valued
+// logic NOT over an absent property is undefined: a plain `NOT (tags.ring = 'canary')` would leave
+// every device without tags.ring out of the later wave, and `target: "*"` would not mean "every fleet
+// device no earlier wave took". With the guard a device lacking the property is selected.
 //
 // Two limits a caller must know. Earlier waves that took a percent sample (Percent < 100) are not
-// excluded, because a condition cannot name a sample: the engine must subtract the devices those waves
-// stored. And under IoT Hub's documented semantics NOT over an undefined property is undefined, so a
-// device lacking the property an earlier target tests (say, no tags.ring) is excluded from later
-// waves too; a wave's device set is therefore best resolved once and stored, as the engine does.
+// excluded, because a condition cannot name a sample: the engine subtracts the devices those waves
+// stored. And a device whose property holds a value of another type than an earlier target compares
+// it with (tags.ring = 5 against 'canary') stays undefined and is selected by neither; the engine
+// resolves each wave's devices once and stores them, subtracting every earlier wave's devices, so no
+// device is ever taken twice.
 //
 // Condition returns query.All{} when nothing restricts the wave. It panics when wave is out of range or
 // a condition does not parse, which cannot happen for a plan returned by Load.
@@ -119,7 +124,7 @@ func (p *Plan) Condition(wave int) query.Expr {
 		}
 	}
 	if len(earlier) > 0 {
-		parts = append(parts, query.Not(query.Or(earlier...)))
+		parts = append(parts, query.Not(query.Definite(query.Or(earlier...))))
 	}
 	return query.And(parts...)
 }

@@ -299,10 +299,12 @@ waves:
 	}
 	want := []string{
 		"tags.model = 'x' AND tags.ring = 'canary'",
-		"tags.model = 'x' AND tags.region = 'eu' AND NOT (tags.ring = 'canary')",
+		// Earlier targets are guarded so a device without tags.ring is not left out of later waves.
+		"tags.model = 'x' AND tags.region = 'eu' AND NOT (IS_DEFINED(tags.ring) AND tags.ring = 'canary')",
 		// The 10% sample is not excluded: the engine subtracts its stored devices.
-		"tags.model = 'x' AND (tags.region = 'eu' OR tags.region = 'uk') AND NOT (tags.ring = 'canary')",
-		"tags.model = 'x' AND NOT (tags.ring = 'canary' OR tags.region = 'eu' OR tags.region = 'uk')",
+		"tags.model = 'x' AND (tags.region = 'eu' OR tags.region = 'uk') AND NOT (IS_DEFINED(tags.ring) AND tags.ring = 'canary')",
+		"tags.model = 'x' AND NOT ((IS_DEFINED(tags.ring) AND tags.ring = 'canary') OR " +
+			"(IS_DEFINED(tags.region) AND tags.region = 'eu') OR (IS_DEFINED(tags.region) AND tags.region = 'uk'))",
 	}
 	for i, w := range want {
 		got := p.Condition(i)
