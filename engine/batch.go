@@ -403,7 +403,7 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 	if resp.DeviceJobStatistics != nil {
 		stats = *resp.DeviceJobStatistics
 	}
-	method := resp.Type == hubapi.JobTypeDeviceMethod || r.st.Kind == "directMethod"
+	method := resp.Type == hubapi.JobTypeDeviceMethod || resp.Type == "" && r.st.waveKind(wi) == "directMethod"
 	where, expect := "", int(stats.DeviceCount)
 	all := method || int(stats.DeviceCount) < len(ids)
 	if !all {

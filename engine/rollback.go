@@ -85,7 +85,7 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 		return err
 	}
 	var restored, failed int
-	if r.st.Kind == "directMethod" {
+	if r.st.waveKind(wi) == "directMethod" {
 		restored, failed, err = r.compensate(ctx, wi, bi, ids, forward)
 	} else {
 		restored, failed, err = r.restoreTwins(ctx, ids, forward)

@@ -185,11 +185,20 @@ func Approvals(s *Store) (map[string]Approval, error) {
 	return out, err
 }
 
-func (r *runner) kind() string {
-	if r.p.Waves[0].Action.DirectMethod != nil {
+// kindOf names a wave's action.
+func kindOf(w plan.Wave) string {
+	if w.Action.DirectMethod != nil {
 		return "directMethod"
 	}
 	return "twinUpdate"
+}
+
+// waveKind is a recorded wave's action; state written before waves recorded it has the rollout's.
+func (st *State) waveKind(wi int) string {
+	if k := st.Waves[wi].Kind; k != "" {
+		return k
+	}
+	return st.Kind
 }
 
 func (r *runner) load() error {
@@ -197,13 +206,13 @@ func (r *runner) load() error {
 	switch {
 	case errors.Is(err, ErrNoState):
 		now := r.now().UTC()
-		st = &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanFile: r.p.File, Kind: r.kind(), Status: StatusRunning,
+		st = &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanFile: r.p.File, Kind: kindOf(r.p.Waves[0]), Status: StatusRunning,
 			Created: now}
 		if m := r.p.Rollback.DirectMethod; m != nil {
 			st.RollbackMethod = m
 		}
 		for _, w := range r.p.Waves {
-			st.Waves = append(st.Waves, Wave{Name: w.Name, Status: StatusPending})
+			st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending})
 		}
 		r.st = st
 		return r.save()

@@ -37,7 +37,7 @@ type State struct {
 	Name     string    `json:"name"`
 	PlanHash string    `json:"planHash"`
 	PlanFile string    `json:"planFile,omitempty"`
-	Kind     string    `json:"kind"` // "twinUpdate" or "directMethod"
+	Kind     string    `json:"kind"` // the first wave's action: "twinUpdate" or "directMethod"
 	Status   Status    `json:"status"`
 	Reason   string    `json:"reason,omitempty"` // why the rollout halted or rolled back
 	Created  time.Time `json:"created"`
@@ -53,6 +53,7 @@ type State struct {
 // Wave is one wave's record.
 type Wave struct {
 	Name        string    `json:"name"`
+	Kind        string    `json:"kind,omitempty"` // the wave's action: "twinUpdate" or "directMethod"
 	Status      Status    `json:"status"`
 	Resolved    bool      `json:"resolved"` // devices resolved and stored under devices/<wave>
 	DeviceCount int       `json:"deviceCount"`
