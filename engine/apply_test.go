@@ -764,3 +764,48 @@ onFailure: halt
 		}
 	}
 }
+
+func TestMixedActionsRollBackEachWaveItsWay(t *testing.T) {
+	fleet := `
+groups:
+  - {name: canary, count: 4, idPrefix: canary-, tags: {ring: canary}, desired: {fw: "1"}}
+  - {name: eu, count: 6, idPrefix: eu-, tags: {ring: eu}, behavior: {methodFailure: 50%}}
+`
+	srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+	before := twins(t, c)
+	p := enginetest.Plan(t, `
+version: 1
+name: mixed
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  success: {minSuccessRate: 90%, minDevices: 1}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - name: eu
+    target: "tags.ring = 'eu'"
+    action:
+      directMethod: {name: reboot, payload: {}}
+rollback:
+  directMethod: {name: undo, payload: {}}
+`)
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	if res := r.apply(t, p); res.Status != engine.StatusRolledBack {
+		t.Fatalf("status %s (%s)", res.Status, res.Reason)
+	}
+	if after := twins(t, c); !reflect.DeepEqual(before, after) {
+		t.Errorf("twins not restored:\nbefore %v\nafter  %v", before, after)
+	}
+	for id, d := range srv.Stats().Device {
+		want := 0
+		if strings.HasPrefix(id, "eu-") {
+			want = 2 // reboot, then undo
+		}
+		if d.MethodInvocations != want {
+			t.Errorf("%s: %d invocations, want %d", id, d.MethodInvocations, want)
+		}
+		if strings.HasPrefix(id, "canary-") && d.TwinPatches != 2 {
+			t.Errorf("%s: %d twin patches, want 2 (update, restore)", id, d.TwinPatches)
+		}
+	}
+}
