@@ -203,42 +203,29 @@ func (p *parser) trailing(what string) error {
 	return errorf(t.pos, "expected AND, OR or %s, found %s", what, p.found())
 }
 
-func (p *parser) parseOr() (Expr, error) {
-	first, err := p.parseAnd()
-	if err != nil || !p.is("OR") {
-		return first, err
-	}
-	parts := []Expr{first}
-	for p.is("OR") {
-		if err := p.advance(); err != nil {
-			return nil, err
-		}
-		e, err := p.parseAnd()
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, e)
-	}
-	return Logical{Op: OpOr, Parts: parts}, nil
-}
+func (p *parser) parseOr() (Expr, error) { return p.parseLogical(OpOr, p.parseAnd) }
 
-func (p *parser) parseAnd() (Expr, error) {
-	first, err := p.parseNot()
-	if err != nil || !p.is("AND") {
+func (p *parser) parseAnd() (Expr, error) { return p.parseLogical(OpAnd, p.parseNot) }
+
+// parseLogical reads a run of operands joined by op into one Logical node; a single operand is
+// returned as it is.
+func (p *parser) parseLogical(op LogicalOp, operand func() (Expr, error)) (Expr, error) {
+	first, err := operand()
+	if err != nil || !p.is(string(op)) {
 		return first, err
 	}
 	parts := []Expr{first}
-	for p.is("AND") {
+	for p.is(string(op)) {
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
-		e, err := p.parseNot()
+		e, err := operand()
 		if err != nil {
 			return nil, err
 		}
 		parts = append(parts, e)
 	}
-	return Logical{Op: OpAnd, Parts: parts}, nil
+	return Logical{Op: op, Parts: parts}, nil
 }
 
 func (p *parser) parseNot() (Expr, error) {
