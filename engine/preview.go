@@ -34,10 +34,11 @@ import (
 // within the query budget, and reads its twin values over its own ids the same way; over the budget
 // its count is estimated from its candidates and marked so.
 //
-// The composed condition says AND NOT (earlier full waves' targets), and under the hub's three-valued
-// logic NOT over a missing property is not true: a device lacking a property an earlier target tests
-// is taken by no later wave. The preview counts those devices with positive conditions only
-// (fleet AND target, less fleet AND target AND (earlier targets)) and reports them.
+// The composed condition says AND NOT (earlier full waves' targets), guarded by plan.Condition so that
+// a device lacking a property an earlier target tests is still selected. What the guard cannot save —
+// a property holding a value of another type than the target compares it with, which leaves the NOT
+// undefined — the preview counts with positive conditions only (fleet AND target, less fleet AND
+// target AND (earlier targets)) and reports as devices no wave takes.
 
 // PreviewOptions configure PreviewPlan.
 type PreviewOptions struct {

@@ -441,9 +441,10 @@ func (r *runner) resolveQuery(wi int) (string, map[string]bool, error) {
 func (r *runner) resolveSets(wi int) (string, taken, error) {
 	// A wave selects fleet AND target AND NOT (earlier waves' targets), the plan's documented meaning
 	// of disjoint waves and what `rollout plan` previews; it also spares a "*" wave reading the whole
-	// fleet. Devices earlier waves took by sample are subtracted from their stored lists. (Under IoT
-	// Hub's three-valued logic a device lacking a property an earlier target tests is not selected
-	// by later waves either; plan.Condition documents this.)
+	// fleet. plan.Condition guards the NOT against IoT Hub's three-valued logic, so a device lacking a
+	// property an earlier target tests is still selected. Every earlier wave's stored devices are
+	// subtracted as well (samples, which no condition can name, and any device a lagging query
+	// showed differently), so no device is ever taken twice.
 	q := "SELECT deviceId FROM devices"
 	if c := query.Format(r.p.Condition(wi)); c != "*" {
 		q += " WHERE " + c
