@@ -15,6 +15,10 @@ func init() {
 
 // runSchema prints the embedded plan schema exactly as the validator uses it.
 func runSchema(e *env) int {
+	if len(e.args) == 1 && (e.args[0] == "-h" || e.args[0] == "--help") {
+		fmt.Fprintln(e.stdout, "usage: rollout schema (takes no arguments)")
+		return exitOK
+	}
 	if len(e.args) > 0 {
 		fmt.Fprintln(e.stderr, "usage: rollout schema (takes no arguments)")
 		return exitInvalid
