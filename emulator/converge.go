@@ -101,6 +101,33 @@ func (c *converger) run(done <-chan struct{}) {
 	}
 }
 
+// restore makes d report its desired properties back at due (unix nanoseconds), as a report scheduled
+// before the data file was written would have; a due time already past is delivered at once. It answers
+// d's current desired version, the one the data file saved beside the due time.
+func (c *converger) restore(d *device, due int64) {
+	c.mu.Lock()
+	heap.Push(&c.h, convItem{due: due, dev: d, ver: d.desiredVer})
+	c.mu.Unlock()
+}
+
+// live is the due time of each device's report that is still to come, keyed by device. A device whose
+// desired properties changed again has stale items too; only the one answering its newest desired version
+// counts, so the caller compares ver with the device's desiredVer under the store's lock.
+func (c *converger) live() map[*device]convItem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.h) == 0 {
+		return nil
+	}
+	out := make(map[*device]convItem, len(c.h))
+	for _, it := range c.h {
+		if prev, ok := out[it.dev]; !ok || it.ver > prev.ver || it.ver == prev.ver && it.due < prev.due {
+			out[it.dev] = it
+		}
+	}
+	return out
+}
+
 // pending is the number of reports still due.
 func (c *converger) pending() int {
 	c.mu.Lock()

@@ -14,6 +14,12 @@ import (
 
 // The data file is JSON lines: a header, then one line per device and one per job. It is written on
 // Close through a temporary file, fsync and rename, so a crash leaves the previous snapshot intact.
+//
+// A device line keeps the due time of the report its simulated device still owes (convergeDue), so that
+// a hub stopped within a converge delay and started again from its data file, as a cron-driven
+// `rollout apply --no-wait --emulate` does on every run, still sees its devices converge. The report
+// answers the desired properties saved on the same line, so nothing else is needed to make it again.
+// Data files written before convergeDue existed simply have no report pending.
 
 const dataFormat = "rollout-emulator-data/1"
 
@@ -50,7 +56,8 @@ type snapDevice struct {
 	Times        [5]int64        `json:"times"`    // created, desired, reported, status, last activity
 	DesiredMeta  []snapMeta      `json:"desiredMeta,omitempty"`
 	ReportedMeta []snapMeta      `json:"reportedMeta,omitempty"`
-	Counts       [4]uint32       `json:"counts"` // method calls, delivered, twin patches, reports
+	Counts       [4]uint32       `json:"counts"`                // method calls, delivered, twin patches, reports
+	ConvergeDue  int64           `json:"convergeDue,omitempty"` // unix ns the pending report is due; 0: none
 }
 
 type snapRow struct {
@@ -102,6 +109,7 @@ func (s *Server) saveData(path string) error {
 	w := bufio.NewWriterSize(f, 1<<20)
 	enc := json.NewEncoder(w)
 	err = enc.Encode(snapHeader{Format: dataFormat, Seed: s.opts.Seed})
+	pending := s.conv.live()
 	s.store.mu.RLock()
 	for _, d := range s.store.order {
 		if err != nil {
@@ -110,6 +118,11 @@ func (s *Server) saveData(path string) error {
 		if d.deleted {
 			continue
 		}
+		var due int64
+		if it, ok := pending[d]; ok && it.ver == d.desiredVer {
+			// A due time of 0 would read as none pending; a clock that far back is not worth a field.
+			due = max(it.due, 1)
+		}
 		err = enc.Encode(snapLine{Device: &snapDevice{
 			ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
 			ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
@@ -117,7 +130,8 @@ func (s *Server) saveData(path string) error {
 			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
 			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
 			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
-			Counts: [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+			Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+			ConvergeDue: due,
 		}})
 	}
 	s.store.mu.RUnlock()
@@ -219,6 +233,9 @@ func (s *Server) loadData(path string) (bool, error) {
 			}
 			if err := st.insert(d); err != nil {
 				return false, fail(line, "%v", err)
+			}
+			if sd.ConvergeDue != 0 {
+				s.conv.restore(d, sd.ConvergeDue)
 			}
 		case sl.Job != nil:
 			sj := sl.Job
