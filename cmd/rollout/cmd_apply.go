@@ -103,6 +103,79 @@ func (f *engFlags) check(setFlags map[string]bool) error {
 	return nil
 }
 
+// newFlags returns the flag set of the command name. A bad flag or -h prints "usage: " and the usage
+// line, then the flags, to standard error.
+func newFlags(e *env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: "+usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseCommand parses a command's arguments with fs, flags before or after the positional arguments,
+// and returns those arguments and the names of the flags given. When ok is false the command ends
+// with code: exitOK after -h, exitInvalid after a bad flag, which the flag set has already reported.
+func parseCommand(fs *flag.FlagSet, args []string) (pos []string, set map[string]bool, code int, ok bool) {
+	pos, set, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, nil, exitOK, false
+	}
+	if err != nil {
+		return nil, nil, exitInvalid, false
+	}
+	return pos, set, 0, true
+}
+
+// parseOne parses the arguments of a command that takes the engine flags and exactly one argument
+// (what names it in the error), and checks the flags. It returns that argument and the names of the
+// flags given. When ok is false the command ends with code, having said why.
+func (f *engFlags) parseOne(e *env, name, usage, what string, withNoWait bool) (arg string, set map[string]bool, code int, ok bool) {
+	fs := newFlags(e, name, usage)
+	f.register(fs, e, withNoWait)
+	pos, set, code, ok := parseCommand(fs, e.args)
+	if !ok {
+		return "", nil, code, false
+	}
+	err := f.check(set)
+	if err == nil && len(pos) != 1 {
+		err = errors.New("give exactly one " + what)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+		return "", nil, exitInvalid, false
+	}
+	return pos[0], set, 0, true
+}
+
+// drive reaches the hub the flags name and runs one engine operation on it, rendering its events,
+// and turns the outcome into the exit code. store opens the rollout's state once the hub is reached
+// (an emulated hub may decide where the state lives); its error exits 4 like a hub error. Ctrl-C
+// reaches op as Options.Stop, a second one cancels its context.
+func (f *engFlags) drive(e *env, name string, set map[string]bool, store func(*engSession) (*engine.Store, error),
+	op func(context.Context, engine.Options) (*engine.Result, error)) int {
+	ctx, stop, release := interrupts(context.Background(), e)
+	defer release()
+	sess, err := f.connect(ctx, e, set)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+		return exitHub
+	}
+	defer sess.close()
+	st, err := store(sess)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+		return exitHub
+	}
+	view := newView(e, f.output)
+	res, err := op(ctx, engine.Options{Hub: sess.hub, Store: st, Quotas: sess.quotas,
+		Observer: view, NoWait: f.noWait, Stop: stop})
+	view.close()
+	return finish(e, name, st, f, res, err)
+}
+
 // parseArgs parses flags given before or after the positional arguments.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, map[string]bool, error) {
 	var pos []string
@@ -252,41 +325,22 @@ func interrupts(ctx context.Context, e *env) (context.Context, <-chan struct{}, 
 
 func runApply(e *env) int {
 	f := engFlags{keepHub: true}
-	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	f.register(fs, e, true)
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout apply [flags] PLAN (- reads standard input)")
-		fs.PrintDefaults()
-	}
-	pos, set, err := parseArgs(fs, e.args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitInvalid
-	}
-	if err == nil {
-		err = f.check(set)
-	}
-	if err == nil && len(pos) != 1 {
-		err = errors.New("give exactly one plan")
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout apply:", err)
-		return exitInvalid
+	file, set, code, ok := f.parseOne(e, "apply", "rollout apply [flags] PLAN (- reads standard input)", "plan", true)
+	if !ok {
+		return code
 	}
 	var data []byte
-	if pos[0] == "-" {
+	var err error
+	if file == "-" {
 		data, err = plan.Read(e.stdin)
 	} else {
-		data, err = plan.ReadFile(pos[0])
+		data, err = plan.ReadFile(file)
 	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout apply:", err)
 		return exitInvalid
 	}
-	p, diags := plan.Load(pos[0], data)
+	p, diags := plan.Load(file, data)
 	if diags.HasErrors() || p == nil {
 		for _, d := range diags {
 			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
@@ -294,25 +348,10 @@ func runApply(e *env) int {
 		fmt.Fprintln(e.stderr, "rollout apply: the plan is invalid; `rollout validate` shows the details")
 		return exitInvalid
 	}
-
-	ctx, stop, release := interrupts(context.Background(), e)
-	defer release()
-	sess, err := f.connect(ctx, e, set)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout apply:", err)
-		return exitHub
-	}
-	defer sess.close()
-	store, err := engine.OpenStore(sess.stateIn, p.Name)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout apply:", err)
-		return exitHub
-	}
-	view := newView(e, f.output)
-	res, err := engine.Apply(ctx, p, engine.Options{Hub: sess.hub, Store: store, Quotas: sess.quotas,
-		Observer: view, NoWait: f.noWait, Stop: stop})
-	view.close()
-	return finish(e, "apply", store, &f, res, err)
+	store := func(sess *engSession) (*engine.Store, error) { return engine.OpenStore(sess.stateIn, p.Name) }
+	return f.drive(e, "apply", set, store, func(ctx context.Context, o engine.Options) (*engine.Result, error) {
+		return engine.Apply(ctx, p, o)
+	})
 }
 
 // finish writes the report and turns a run's result into the exit code.

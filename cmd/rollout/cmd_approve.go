@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -20,20 +18,12 @@ func init() {
 // runApprove records an approval; a waiting apply (or the next cron run) continues. It works while an
 // apply runs. Exit 0, 1 for bad usage or an unknown rollout or wave, 4 when the state cannot be written.
 func runApprove(e *env) int {
-	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "approve", "rollout approve [--state DIR] NAME --wave WAVE")
 	dir := stateDirFlag(fs, e)
 	wave := fs.String("wave", "", "the wave to release (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout approve [--state DIR] NAME --wave WAVE")
-		fs.PrintDefaults()
-	}
-	pos, _, err := parseArgs(fs, e.args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitInvalid
+	pos, _, code, ok := parseCommand(fs, e.args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 || *wave == "" {
 		fs.Usage()

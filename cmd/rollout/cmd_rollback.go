@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/iot-rollout/rollout/engine"
@@ -21,52 +18,23 @@ func init() {
 // rollout, 4 for hub or state errors, 130 when stopped by Ctrl-C (run again to continue).
 func runRollback(e *env) int {
 	f := engFlags{keepHub: true}
-	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	f.register(fs, e, false)
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout rollback [flags] NAME")
-		fs.PrintDefaults()
+	name, set, code, ok := f.parseOne(e, "rollback", "rollout rollback [flags] NAME", "rollout name", false)
+	if !ok {
+		return code
 	}
-	pos, set, err := parseArgs(fs, e.args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
+	if f.emulate != "" && !set["state"] {
+		fmt.Fprintln(e.stderr, "rollout rollback: --emulate needs --state: the rollout to roll back lives in a state directory")
 		return exitInvalid
 	}
-	if err == nil {
-		err = f.check(set)
-	}
-	if err == nil && len(pos) != 1 {
-		err = errors.New("give exactly one rollout name")
-	}
-	if err == nil && f.emulate != "" && !set["state"] {
-		err = errors.New("--emulate needs --state: the rollout to roll back lives in a state directory")
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout rollback:", err)
-		return exitInvalid
-	}
-	store, err := engine.OpenStore(f.state, pos[0])
+	store, err := engine.OpenStore(f.state, name)
 	if err == nil && !store.Exists() {
-		err = fmt.Errorf("no rollout %q under %s", pos[0], f.state)
+		err = fmt.Errorf("no rollout %q under %s", name, f.state)
 	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout rollback:", err)
 		return exitInvalid
 	}
-	ctx, stop, release := interrupts(context.Background(), e)
-	defer release()
-	sess, err := f.connect(ctx, e, set)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout rollback:", err)
-		return exitHub
-	}
-	defer sess.close()
-	view := newView(e, f.output)
-	res, err := engine.Rollback(ctx, engine.Options{Hub: sess.hub, Store: store, Quotas: sess.quotas,
-		Observer: view, Stop: stop})
-	view.close()
-	return finish(e, "rollback", store, &f, res, err)
+	// The state is opened before the hub is reached: an unknown rollout never dials it.
+	opened := func(*engSession) (*engine.Store, error) { return store, nil }
+	return f.drive(e, "rollback", set, opened, engine.Rollback)
 }

@@ -29,20 +29,12 @@ func stateDirFlag(fs *flag.FlagSet, e *env) *string {
 // runStatus lists the rollouts under the state directory, or details one. It exits 0, 1 for bad
 // usage, 4 when the state cannot be read.
 func runStatus(e *env) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "status", "rollout status [--state DIR] [--output text|json] [NAME]")
 	dir := stateDirFlag(fs, e)
 	output := fs.String("output", "text", "output: text or json")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout status [--state DIR] [--output text|json] [NAME]")
-		fs.PrintDefaults()
-	}
-	pos, _, err := parseArgs(fs, e.args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitInvalid
+	pos, _, code, ok := parseCommand(fs, e.args)
+	if !ok {
+		return code
 	}
 	if len(pos) > 1 || (*output != "text" && *output != "json") {
 		fs.Usage()
@@ -50,6 +42,7 @@ func runStatus(e *env) int {
 	}
 	names := pos
 	if len(names) == 0 {
+		var err error
 		names, err = engine.Names(*dir)
 		if err != nil {
 			fmt.Fprintln(e.stderr, "rollout status:", err)
