@@ -712,62 +712,26 @@ func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.Twi
 	}
 	// Chunks are independent queries: a few run at once (the client paces them to the tier).
 	chunks := SplitIn(ids, r.maxQuery()-len(prefix))
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		firstErr error
-		next     = make(chan [2]int)
-	)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
-	for range min(4, len(chunks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for rg := range next {
-				pager := r.Hub.Query(cctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
-				for pager.More() {
-					page, err := pager.NextPage(cctx)
-					if err != nil {
-						fail(fmt.Errorf("snapshot: %w", err))
-						break
-					}
-					for _, raw := range page {
-						id, data, err := priorFromRow(raw, project, tagKeys, desiredKeys, tu)
-						if err != nil {
-							fail(err)
-							break
-						}
-						mu.Lock()
-						priors[id] = data
-						mu.Unlock()
-					}
-				}
+	var mu sync.Mutex
+	return forEach(ctx, chunks, min(4, len(chunks)), func(ctx context.Context, rg [2]int) error {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("snapshot: %w", err)
 			}
-		}()
-	}
-feed:
-	for _, rg := range chunks {
-		select {
-		case next <- rg:
-		case <-cctx.Done():
-			break feed
+			for _, raw := range page {
+				id, data, err := priorFromRow(raw, project, tagKeys, desiredKeys, tu)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				priors[id] = data
+				mu.Unlock()
+			}
 		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
+		return nil
+	})
 }
 
 // priorFromRow reads one snapshot query row: a projection (see snapshotByQuery) or a whole twin.
@@ -832,41 +796,57 @@ func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.Twi
 	if len(ids) == 0 {
 		return nil
 	}
+	var mu sync.Mutex
+	return forEach(ctx, ids, min(r.Workers, len(ids)), func(ctx context.Context, id string) error {
+		twin, err := r.Hub.GetTwin(ctx, id)
+		switch {
+		case err == nil:
+			var desired map[string]any
+			if twin.Properties != nil {
+				desired = twin.Properties.Desired
+			}
+			mu.Lock()
+			priors[id] = encodedPrior(twin.Tags, desired, tu)
+			mu.Unlock()
+		case !hubapi.IsNotFound(err):
+			return fmt.Errorf("snapshot %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// forEach runs work on every item, n items at a time (n must be at least 1 when there are items).
+// The first error work returns cancels the context every work call gets and stops handing out items;
+// once all calls have returned, forEach returns that error, or ctx's error when ctx ended first.
+func forEach[T any](ctx context.Context, items []T, n int, work func(context.Context, T) error) error {
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
 		firstErr error
-		next     = make(chan string)
+		next     = make(chan T)
 	)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range min(r.Workers, len(ids)) {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range next {
-				twin, err := r.Hub.GetTwin(cctx, id)
-				mu.Lock()
-				switch {
-				case err == nil:
-					var desired map[string]any
-					if twin.Properties != nil {
-						desired = twin.Properties.Desired
+			for it := range next {
+				if err := work(cctx, it); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
 					}
-					priors[id] = encodedPrior(twin.Tags, desired, tu)
-				case hubapi.IsNotFound(err):
-				case firstErr == nil:
-					firstErr = fmt.Errorf("snapshot %s: %w", id, err)
-					cancel()
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
 		}()
 	}
 feed:
-	for _, id := range ids {
+	for _, it := range items {
 		select {
-		case next <- id:
+		case next <- it:
 		case <-cctx.Done():
 			break feed
 		}

@@ -175,48 +175,22 @@ func (r *runner) restoreTwins(ctx context.Context, ids []string, forward []*Job)
 	if err != nil {
 		return 0, 0, err
 	}
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		next     = make(chan item)
-	)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range r.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range next {
-				_, err := r.Hub.UpdateTwin(cctx, it.id, restorePatch(it.p), "*")
-				mu.Lock()
-				switch {
-				case err == nil:
-					restored++
-				case hubapi.IsNotFound(err):
-					failed++
-				case firstErr == nil:
-					firstErr = fmt.Errorf("restore twin %s: %w", it.id, err)
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
-	for _, it := range items {
-		select {
-		case next <- it:
-		case <-cctx.Done():
-			break feed
+	var mu sync.Mutex
+	err = forEach(ctx, items, r.Workers, func(ctx context.Context, it item) error {
+		_, err := r.Hub.UpdateTwin(ctx, it.id, restorePatch(it.p), "*")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			restored++
+		case hubapi.IsNotFound(err):
+			failed++
+		default:
+			return fmt.Errorf("restore twin %s: %w", it.id, err)
 		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	return restored, failed, firstErr
+		return nil
+	})
+	return restored, failed, err
 }
 
 // compensate calls the rollback direct method, as jobs with deterministic ids, on the devices of the
