@@ -29,7 +29,7 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 	}
 	if b.Status == StatusPending {
 		if len(b.Jobs) == 0 {
-			maxCond := r.maxQuery()
+			maxCond := maxQuery(r.Quotas)
 			for part, rg := range SplitIn(ids[b.Start:b.End], maxCond) {
 				b.Jobs = append(b.Jobs, Job{ID: plan.JobID(r.p, wi, bi, part),
 					Start: b.Start + rg[0], End: b.Start + rg[1], Counts: Counts{Targeted: rg[1] - rg[0]}})
@@ -472,7 +472,7 @@ func (r *runner) deviceJobs(ctx context.Context, jobID, where string, expect int
 	var rows []hubapi.DeviceJob
 	for attempt := 0; ; attempt++ {
 		rows = rows[:0]
-		pager := r.Hub.DeviceJobs(ctx, jobID, where, r.pageSize())
+		pager := r.Hub.DeviceJobs(ctx, jobID, where, pageSize(r.Quotas))
 		for pager.More() {
 			page, err := pager.NextPage(ctx)
 			if err != nil {
@@ -684,7 +684,7 @@ func (r *runner) queryFasterThanReads() bool {
 	if math.IsInf(qpm, 1) || qpm <= 0 {
 		return true
 	}
-	return qpm/60*float64(r.pageSize()) >= reads
+	return qpm/60*float64(pageSize(r.Quotas)) >= reads
 }
 
 // snapshotByQuery reads the patched properties of ids with paged queries. When every top-level key
@@ -711,10 +711,10 @@ func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.Twi
 		prefix = "SELECT deviceId, " + strings.Join(cols, ", ") + " FROM devices WHERE "
 	}
 	// Chunks are independent queries: a few run at once (the client paces them to the tier).
-	chunks := SplitIn(ids, r.maxQuery()-len(prefix))
+	chunks := SplitIn(ids, maxQuery(r.Quotas)-len(prefix))
 	var mu sync.Mutex
 	return forEach(ctx, chunks, min(4, len(chunks)), func(ctx context.Context, rg [2]int) error {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
 		for pager.More() {
 			page, err := pager.NextPage(ctx)
 			if err != nil {

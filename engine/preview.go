@@ -403,24 +403,10 @@ func describeStep(st *State, s Step, wave string) string {
 	return string(s.Kind)
 }
 
-func (pv *previewer) pageSize() int {
-	if n := pv.Quotas.MaxPageSize; n > 0 {
-		return n
-	}
-	return hubapi.MaxPageSize
-}
-
-func (pv *previewer) maxQuery() int {
-	if n := pv.Quotas.MaxQueryLength; n > 0 {
-		return n
-	}
-	return hubapi.MaxQueryLength
-}
-
 // rows runs q and returns every row, counting each page as one query.
 func (pv *previewer) rows(ctx context.Context, q string) ([]json.RawMessage, error) {
 	var out []json.RawMessage
-	pager := pv.Hub.Query(ctx, q, pv.pageSize())
+	pager := pv.Hub.Query(ctx, q, pageSize(pv.Quotas))
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		pv.out.Queries++
@@ -657,7 +643,7 @@ func (pv *previewer) excludeByID(i, paths int) bool {
 
 // room is how many characters of a query's condition a deviceId IN [...] part of wave i may take.
 func (pv *previewer) room(i int) int {
-	room := pv.maxQuery() - len(query.Format(pv.p.Condition(i))) - 200
+	room := maxQuery(pv.Quotas) - len(query.Format(pv.p.Condition(i))) - 200
 	if v := pv.p.Waves[i].Verify; v != nil {
 		room -= len(v.Condition) + 10
 	}
@@ -742,7 +728,7 @@ func (pv *previewer) estimateSample(i, candidates int) int {
 // budget.
 func (pv *previewer) list(ctx context.Context, i, candidates int) ([]string, error) {
 	pw := pv.p.Waves[i]
-	pages := max(1, (candidates+pv.pageSize()-1)/pv.pageSize())
+	pages := max(1, (candidates+pageSize(pv.Quotas)-1)/pageSize(pv.Quotas))
 	if pv.out.Queries+pages > pv.MaxQueries {
 		return nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
 	}
@@ -802,7 +788,7 @@ func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	pager := pv.Hub.Query(ctx, "SELECT deviceId FROM devices"+where(pv.p.Condition(i)), pv.pageSize())
+	pager := pv.Hub.Query(ctx, "SELECT deviceId FROM devices"+where(pv.p.Condition(i)), pageSize(pv.Quotas))
 	for pages := 0; pages < 3 && len(ids) < pv.SampleSize && pager.More(); pages++ {
 		page, err := pager.NextPage(ctx)
 		pv.out.Queries++
@@ -827,7 +813,7 @@ func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
 // Without the ids, the jobs of a batch are estimated from the sample's id lengths.
 func (pv *previewer) batches(ids []string, n int, sample []string, b plan.Batch) []BatchPreview {
 	out := []BatchPreview{}
-	maxCond := pv.maxQuery()
+	maxCond := maxQuery(pv.Quotas)
 	avg := 12.0
 	if len(sample) > 0 {
 		total := 0

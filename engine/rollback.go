@@ -228,7 +228,7 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 		if err := r.Store.Update(func(tx *Tx) error { return tx.PutRollbackDevices(wi, bi, reached) }); err != nil {
 			return 0, 0, err
 		}
-		for part, rg := range SplitIn(reached, r.maxQuery()) {
+		for part, rg := range SplitIn(reached, maxQuery(r.Quotas)) {
 			b.RollbackJobs = append(b.RollbackJobs, Job{ID: RollbackJobID(r.st.Name, r.st.PlanHash, wi, bi, part),
 				Start: rg[0], End: rg[1]})
 		}

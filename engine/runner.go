@@ -362,15 +362,19 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 	}
 }
 
-func (r *runner) pageSize() int {
-	if n := r.Quotas.MaxPageSize; n > 0 {
+// pageSize is the query page size to ask of a hub with quotas q: its own, or IoT Hub's default when
+// q leaves it zero.
+func pageSize(q hubapi.Quotas) int {
+	if n := q.MaxPageSize; n > 0 {
 		return n
 	}
 	return hubapi.MaxPageSize
 }
 
-func (r *runner) maxQuery() int {
-	if n := r.Quotas.MaxQueryLength; n > 0 {
+// maxQuery is the longest query a hub with quotas q accepts: its own limit, or IoT Hub's default
+// when q leaves it zero.
+func maxQuery(q hubapi.Quotas) int {
+	if n := q.MaxQueryLength; n > 0 {
 		return n
 	}
 	return hubapi.MaxQueryLength
@@ -469,7 +473,7 @@ func (r *runner) queryDevices(ctx context.Context, wave, q string, taken map[str
 // queryWave is queryDevices with the taken devices as a predicate.
 func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
 	var ids []string
-	pager := r.Hub.Query(ctx, q, r.pageSize())
+	pager := r.Hub.Query(ctx, q, pageSize(r.Quotas))
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -586,8 +590,8 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 	}
 	prefix := "SELECT COUNT() AS n FROM devices WHERE (" + pw.Verify.Condition + ") AND "
 	matching := 0
-	for _, rg := range SplitIn(ids, r.maxQuery()-len(prefix)) {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), r.pageSize())
+	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
 		for pager.More() {
 			page, err := pager.NextPage(ctx)
 			if err != nil {
