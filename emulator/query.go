@@ -320,35 +320,23 @@ func (s *Server) twins() iter.Seq[*device] {
 // handleQuery serves POST /devices/query: twins, devices.jobs rows, projections and aggregates, paged
 // through stored cursors.
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) error {
-	if err := s.limits.allow(QuotaQueries); err != nil {
-		return err
-	}
-	pageSize, err := s.pageSize(r)
-	if err != nil {
-		return err
-	}
-	if tok := r.Header.Get(hubapi.HeaderContinuation); tok != "" {
-		return s.servePage(w, tok, pageSize)
-	}
-	var spec hubapi.QuerySpecification
-	if _, err := decodeBody(r, &spec); err != nil {
-		return err
-	}
-	if strings.TrimSpace(spec.Query) == "" {
-		return hubErr(hubapi.CodeArgumentNull, "The query is empty")
-	}
-	if len(spec.Query) > s.quotas.MaxQueryLength {
-		return hubErr(hubapi.CodeArgumentInvalid, "The query is %d characters long; the limit is %d", len(spec.Query), s.quotas.MaxQueryLength)
-	}
-	q, err := query.Parse(spec.Query)
-	if err != nil {
-		return hubErr(hubapi.CodeArgumentInvalid, "The query is invalid. Please check the format of the query and try again. %v", err)
-	}
-	c, err := s.runQuery(q)
-	if err != nil {
-		return err
-	}
-	return s.serveFirstPage(w, c, pageSize)
+	return s.servePaged(w, r, QuotaQueries, func() (*cursor, error) {
+		var spec hubapi.QuerySpecification
+		if _, err := decodeBody(r, &spec); err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(spec.Query) == "" {
+			return nil, hubErr(hubapi.CodeArgumentNull, "The query is empty")
+		}
+		if len(spec.Query) > s.quotas.MaxQueryLength {
+			return nil, hubErr(hubapi.CodeArgumentInvalid, "The query is %d characters long; the limit is %d", len(spec.Query), s.quotas.MaxQueryLength)
+		}
+		q, err := query.Parse(spec.Query)
+		if err != nil {
+			return nil, hubErr(hubapi.CodeArgumentInvalid, "The query is invalid. Please check the format of the query and try again. %v", err)
+		}
+		return s.runQuery(q)
+	})
 }
 
 // runQuery evaluates a query once and returns its stored result.

@@ -693,7 +693,40 @@ func (s *Server) getJob(w http.ResponseWriter, id string) error {
 // listJobs serves GET /jobs/v2/query with optional jobType and jobStatus filters (matched
 // case-insensitively, as the SDKs send them differently) and header paging.
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
-	if err := s.limits.allow(QuotaJobOps); err != nil {
+	return s.servePaged(w, r, QuotaJobOps, func() (*cursor, error) {
+		typ, status := r.URL.Query().Get("jobType"), r.URL.Query().Get("jobStatus")
+		s.jobs.mu.RLock()
+		var jobs []*job
+		for _, j := range s.jobs.order {
+			if typ != "" && !strings.EqualFold(typ, j.req.Type) {
+				continue
+			}
+			if status != "" && !strings.EqualFold(status, j.status) {
+				continue
+			}
+			jobs = append(jobs, j)
+		}
+		s.jobs.mu.RUnlock()
+		return &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: func(b []byte, from, to int) []byte {
+			s.jobs.mu.RLock()
+			defer s.jobs.mu.RUnlock()
+			for i := from; i < to; i++ {
+				if i > from {
+					b = append(b, ',')
+				}
+				jb, _ := json.Marshal(jobs[i].response())
+				b = append(b, jb...)
+			}
+			return b
+		}}, nil
+	})
+}
+
+// servePaged serves a paged listing charged to quota. A request with a continuation token gets the
+// next page of the stored cursor it names; any other runs first, which validates the request and
+// returns the whole result, and gets its first page.
+func (s *Server) servePaged(w http.ResponseWriter, r *http.Request, quota string, first func() (*cursor, error)) error {
+	if err := s.limits.allow(quota); err != nil {
 		return err
 	}
 	pageSize, err := s.pageSize(r)
@@ -703,31 +736,10 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if tok := r.Header.Get(hubapi.HeaderContinuation); tok != "" {
 		return s.servePage(w, tok, pageSize)
 	}
-	typ, status := r.URL.Query().Get("jobType"), r.URL.Query().Get("jobStatus")
-	s.jobs.mu.RLock()
-	var jobs []*job
-	for _, j := range s.jobs.order {
-		if typ != "" && !strings.EqualFold(typ, j.req.Type) {
-			continue
-		}
-		if status != "" && !strings.EqualFold(status, j.status) {
-			continue
-		}
-		jobs = append(jobs, j)
+	c, err := first()
+	if err != nil {
+		return err
 	}
-	s.jobs.mu.RUnlock()
-	c := &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: func(b []byte, from, to int) []byte {
-		s.jobs.mu.RLock()
-		defer s.jobs.mu.RUnlock()
-		for i := from; i < to; i++ {
-			if i > from {
-				b = append(b, ',')
-			}
-			jb, _ := json.Marshal(jobs[i].response())
-			b = append(b, jb...)
-		}
-		return b
-	}}
 	return s.serveFirstPage(w, c, pageSize)
 }
 
