@@ -239,50 +239,31 @@ func writeQuoted(b *strings.Builder, s string) {
 
 // And joins conditions with AND. Nested ANDs are flattened, All, true and nil parts are dropped, a false
 // part makes the whole false, and a single remaining part is returned as is; And() is All{}.
-func And(parts ...Expr) Expr {
-	var out []Expr
-	for _, p := range parts {
-		switch p := p.(type) {
-		case nil, All:
-		case Bool:
-			if !p.Value {
-				return p
-			}
-		case Logical:
-			if p.Op == OpAnd {
-				out = append(out, p.Parts...)
-			} else {
-				out = append(out, p)
-			}
-		default:
-			out = append(out, p)
-		}
-	}
-	switch len(out) {
-	case 0:
-		return All{}
-	case 1:
-		return out[0]
-	}
-	return Logical{Op: OpAnd, Parts: out}
-}
+func And(parts ...Expr) Expr { return join(OpAnd, parts) }
 
 // Or joins conditions with OR, flattening nested ORs and dropping nil and false parts. If any part is
 // All (or true) the result is that part. Or() selects nothing and is the constant false (a choice: the
 // hub documents no "no devices" condition; false is a valid condition that is never true).
-func Or(parts ...Expr) Expr {
+func Or(parts ...Expr) Expr { return join(OpOr, parts) }
+
+// join is And or Or, as op says. The two are duals: All and true are AND's identity and absorb an OR;
+// false is OR's identity and absorbs an AND; no parts at all give the identity.
+func join(op LogicalOp, parts []Expr) Expr {
+	or := op == OpOr
 	var out []Expr
 	for _, p := range parts {
 		switch p := p.(type) {
 		case nil:
 		case All:
-			return All{}
+			if or {
+				return All{}
+			}
 		case Bool:
-			if p.Value {
+			if p.Value == or {
 				return p
 			}
 		case Logical:
-			if p.Op == OpOr {
+			if p.Op == op {
 				out = append(out, p.Parts...)
 			} else {
 				out = append(out, p)
@@ -293,11 +274,14 @@ func Or(parts ...Expr) Expr {
 	}
 	switch len(out) {
 	case 0:
-		return Bool{Value: false}
+		if or {
+			return Bool{Value: false}
+		}
+		return All{}
 	case 1:
 		return out[0]
 	}
-	return Logical{Op: OpOr, Parts: out}
+	return Logical{Op: op, Parts: out}
 }
 
 // Not negates a condition. Not(All{}) (and Not(nil)) is the constant false, since "NOT *" is not a
