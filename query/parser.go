@@ -229,8 +229,14 @@ func (p *parser) parseLogical(op LogicalOp, operand func() (Expr, error)) (Expr,
 }
 
 func (p *parser) parseNot() (Expr, error) {
-	if !p.is("NOT") {
-		return p.parsePredicate()
+	return p.parsePrefix(func() bool { return p.is("NOT") }, p.parsePredicate, func(x Expr) Expr { return Negation{X: x} })
+}
+
+// parsePrefix parses a run of a prefix operator (NOT, unary minus), which isOp recognises; each one
+// deepens the tree by one and wraps what follows it. Without one, it parses an operand.
+func (p *parser) parsePrefix(isOp func() bool, operand func() (Expr, error), wrap func(Expr) Expr) (Expr, error) {
+	if !isOp() {
+		return operand()
 	}
 	if err := p.enter(); err != nil {
 		return nil, err
@@ -239,11 +245,11 @@ func (p *parser) parseNot() (Expr, error) {
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
-	x, err := p.parseNot()
+	x, err := p.parsePrefix(isOp, operand, wrap)
 	if err != nil {
 		return nil, err
 	}
-	return Negation{X: x}, nil
+	return wrap(x), nil
 }
 
 var compareOps = map[tokKind]CompareOp{tEq: Eq, tNe: Ne, tLt: Lt, tLe: Le, tGt: Gt, tGe: Ge}
@@ -329,24 +335,15 @@ func (p *parser) parseBinary(a, b tokKind, operand func() (Expr, error), more ..
 }
 
 func (p *parser) parseUnary() (Expr, error) {
-	if p.tok.kind != tMinus {
-		return p.parsePrimary()
-	}
-	if err := p.enter(); err != nil {
-		return nil, err
-	}
-	defer p.leave()
-	if err := p.advance(); err != nil {
-		return nil, err
-	}
-	x, err := p.parseUnary()
-	if err != nil {
-		return nil, err
-	}
+	return p.parsePrefix(func() bool { return p.tok.kind == tMinus }, p.parsePrimary, negate)
+}
+
+// negate is unary minus, folded into a number literal.
+func negate(x Expr) Expr {
 	if n, ok := x.(Number); ok {
-		return Number{Value: -n.Value}, nil
+		return Number{Value: -n.Value}
 	}
-	return Minus{X: x}, nil
+	return Minus{X: x}
 }
 
 // expectedValue builds the error for a missing operand.
