@@ -329,29 +329,41 @@ func runApply(e *env) int {
 	if !ok {
 		return code
 	}
-	var data []byte
-	var err error
-	if file == "-" {
-		data, err = plan.Read(e.stdin)
-	} else {
-		data, err = plan.ReadFile(file)
-	}
+	data, err := readPlan(e, file)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout apply:", err)
 		return exitInvalid
 	}
-	p, diags := plan.Load(file, data)
-	if diags.HasErrors() || p == nil {
-		for _, d := range diags {
-			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
-		}
-		fmt.Fprintln(e.stderr, "rollout apply: the plan is invalid; `rollout validate` shows the details")
+	p := loadPlan(e, "apply", file, data)
+	if p == nil {
 		return exitInvalid
 	}
 	store := func(sess *engSession) (*engine.Store, error) { return engine.OpenStore(sess.stateIn, p.Name) }
 	return f.drive(e, "apply", set, store, func(ctx context.Context, o engine.Options) (*engine.Result, error) {
 		return engine.Apply(ctx, p, o)
 	})
+}
+
+// readPlan reads the plan in file, or standard input for "-".
+func readPlan(e *env, file string) ([]byte, error) {
+	if file == "-" {
+		return plan.Read(e.stdin)
+	}
+	return plan.ReadFile(file)
+}
+
+// loadPlan loads the plan read from file for the command name. An invalid plan gives nil, after its
+// diagnostics, one a line, and a pointer to `rollout validate` went to standard error.
+func loadPlan(e *env, name, file string, data []byte) *plan.Plan {
+	p, diags := plan.Load(file, data)
+	if diags.HasErrors() || p == nil {
+		for _, d := range diags {
+			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
+		}
+		fmt.Fprintf(e.stderr, "rollout %s: the plan is invalid; `rollout validate` shows the details\n", name)
+		return nil
+	}
+	return p
 }
 
 // finish writes the report and turns a run's result into the exit code.

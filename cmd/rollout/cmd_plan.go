@@ -112,22 +112,13 @@ func runPlan(e *env) int {
 		fmt.Fprintln(e.stderr, "rollout plan:", err)
 		return exitInvalid
 	}
-	var data []byte
-	if o.file == "-" {
-		data, err = plan.Read(e.stdin)
-	} else {
-		data, err = plan.ReadFile(o.file)
-	}
+	data, err := readPlan(e, o.file)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rollout plan: %s: %v\n", o.file, err)
 		return exitInvalid
 	}
-	p, diags := plan.Load(o.file, data)
-	if diags.HasErrors() || p == nil {
-		for _, d := range diags {
-			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
-		}
-		fmt.Fprintln(e.stderr, "rollout plan: the plan is invalid; `rollout validate` shows the details")
+	p := loadPlan(e, "plan", o.file, data)
+	if p == nil {
 		return exitInvalid
 	}
 

@@ -110,13 +110,7 @@ func runValidate(e *env) int {
 }
 
 func validateOne(e *env, file string) validated {
-	var data []byte
-	var err error
-	if file == "-" {
-		data, err = plan.Read(e.stdin)
-	} else {
-		data, err = plan.ReadFile(file)
-	}
+	data, err := readPlan(e, file)
 	if err != nil {
 		return validated{file: file, diags: plan.Diagnostics{{Severity: plan.Error, File: file, Message: err.Error()}}}
 	}
