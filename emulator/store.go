@@ -126,19 +126,29 @@ func shareThreshold(s float64) uint64 {
 	return uint64(s * float64(math.MaxUint64))
 }
 
-// flagsFor decides a lone device's flags from its behaviour.
-func flagsFor(seed int64, id string, b *Behavior) uint8 {
-	var f uint8
-	for _, a := range []struct {
-		share  float64
-		aspect byte
-		flag   uint8
-	}{
+// aspectShare is one drawn aspect of a behaviour: the share of devices it hits, the aspect its hash
+// draws with, and the flag it sets.
+type aspectShare struct {
+	share  float64
+	aspect byte
+	flag   uint8
+}
+
+// aspectShares lists the drawn aspects of b. Lone devices and generated groups both draw from this
+// one list, so an aspect added here reaches both.
+func aspectShares(b *Behavior) [4]aspectShare {
+	return [4]aspectShare{
 		{b.Offline, aspectOffline, flagOffline},
 		{b.MethodFailure, aspectMethodFailure, flagMethodFailure},
 		{b.MethodTimeout, aspectMethodTimeout, flagMethodTimeout},
 		{b.ConvergeFailure, aspectConvergeFailure, flagConvergeFailure},
-	} {
+	}
+}
+
+// flagsFor decides a lone device's flags from its behaviour.
+func flagsFor(seed int64, id string, b *Behavior) uint8 {
+	var f uint8
+	for _, a := range aspectShares(b) {
 		if a.share > 0 && (a.share >= 1 || hashID(seed, a.aspect, id) < shareThreshold(a.share)) {
 			f |= a.flag
 		}
@@ -180,16 +190,7 @@ func (s *store) load(f *Fleet, now int64) error {
 			d.tags, d.desired, d.reported = g.Tags, g.Desired, g.Reported
 			s.initDevice(d, now)
 		}
-		for _, a := range []struct {
-			share  float64
-			aspect byte
-			flag   uint8
-		}{
-			{beh.Offline, aspectOffline, flagOffline},
-			{beh.MethodFailure, aspectMethodFailure, flagMethodFailure},
-			{beh.MethodTimeout, aspectMethodTimeout, flagMethodTimeout},
-			{beh.ConvergeFailure, aspectConvergeFailure, flagConvergeFailure},
-		} {
+		for _, a := range aspectShares(&beh) {
 			k := int(math.Round(a.share * float64(g.Count)))
 			if k <= 0 {
 				continue
