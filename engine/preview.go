@@ -562,24 +562,18 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.countLess(ctx, i, query.And(cond, v))
-		if err != nil {
+		if w.VerifyHolds, err = pv.countScaled(ctx, i, query.And(cond, v), w.Devices, base); err != nil {
 			return nil, err
 		}
-		n = scale(n, w.Devices, base)
-		w.VerifyHolds = &n
 	}
 	if w.Devices > 0 && pw.Action.DirectMethod != nil {
 		off, err := query.ParseCondition("connectionState = 'Disconnected'")
 		if err != nil {
 			return nil, err
 		}
-		n, err := pv.countLess(ctx, i, query.And(cond, off))
-		if err != nil {
+		if w.Offline, err = pv.countScaled(ctx, i, query.And(cond, off), w.Devices, base); err != nil {
 			return nil, err
 		}
-		n = scale(n, w.Devices, base)
-		w.Offline = &n
 	}
 	w.Estimate = pv.estimate(i, w, sw)
 	return w, nil
@@ -680,6 +674,16 @@ func (pv *previewer) includeByID(i, paths int, ids []string) bool {
 	}
 	pv.incl[i] = incl
 	return true
+}
+
+// countScaled is countLess scaled from the wave's candidates (base) to its devices.
+func (pv *previewer) countScaled(ctx context.Context, i int, c query.Expr, devices, base int) (*int, error) {
+	n, err := pv.countLess(ctx, i, c)
+	if err != nil {
+		return nil, err
+	}
+	n = scale(n, devices, base)
+	return &n, nil
 }
 
 // countLess counts what c selects of wave i: over its ids when it was listed, or less what its
