@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,6 +22,23 @@ type cursor struct {
 	n        int
 	render   func(b []byte, from, to int) []byte // appends items [from, to) separated by commas
 	lastUsed atomic.Int64                        // unix nanoseconds
+}
+
+// renderLive renders items [from, to) as the JSON of view(item), holding mu's read lock: the items
+// change as jobs run, so each page shows them as they stand when it is served.
+func renderLive[T, V any](mu *sync.RWMutex, items []T, view func(T) V) func(b []byte, from, to int) []byte {
+	return func(b []byte, from, to int) []byte {
+		mu.RLock()
+		defer mu.RUnlock()
+		for i := from; i < to; i++ {
+			if i > from {
+				b = append(b, ',')
+			}
+			jb, _ := json.Marshal(view(items[i]))
+			b = append(b, jb...)
+		}
+		return b
+	}
 }
 
 // Cursor limits: idle cursors expire, and the oldest are dropped past maxCursors.

@@ -443,18 +443,7 @@ outer:
 		}
 	}
 	s.jobs.mu.RUnlock()
-	return &cursor{itemType: hubapi.ItemTypeDeviceJob, n: len(rows), render: func(b []byte, from, to int) []byte {
-		s.jobs.mu.RLock()
-		defer s.jobs.mu.RUnlock()
-		for i := from; i < to; i++ {
-			if i > from {
-				b = append(b, ',')
-			}
-			jb, _ := json.Marshal(rows[i].deviceJob())
-			b = append(b, jb...)
-		}
-		return b
-	}}, nil
+	return &cursor{itemType: hubapi.ItemTypeDeviceJob, n: len(rows), render: renderLive(&s.jobs.mu, rows, (*deviceJobRow).deviceJob)}, nil
 }
 
 // twinFieldNames are the twin's top-level property names as the hub spells them.

@@ -707,18 +707,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 			jobs = append(jobs, j)
 		}
 		s.jobs.mu.RUnlock()
-		return &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: func(b []byte, from, to int) []byte {
-			s.jobs.mu.RLock()
-			defer s.jobs.mu.RUnlock()
-			for i := from; i < to; i++ {
-				if i > from {
-					b = append(b, ',')
-				}
-				jb, _ := json.Marshal(jobs[i].response())
-				b = append(b, jb...)
-			}
-			return b
-		}}, nil
+		return &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: renderLive(&s.jobs.mu, jobs, (*job).response)}, nil
 	})
 }
 
