@@ -53,24 +53,36 @@ type engFlags struct {
 }
 
 func (f *engFlags) register(fs *flag.FlagSet, e *env, withNoWait bool) {
-	def := e.getenv("ROLLOUT_STATE")
-	if def == "" {
-		def = ".rollout"
-	}
-	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE); with --emulate, a temporary one by default, and given, it keeps the emulated hub too")
-	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
-	fs.StringVar(&f.tier, "tier", "", "the hub's tier (F1, S1, S2, S3 or unlimited) to pace to; default S1 for a hub, unlimited with --emulate")
-	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
-	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
-	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
+	f.registerHub(fs, e,
+		"state directory (env ROLLOUT_STATE); with --emulate, a temporary one by default, and given, it keeps the emulated hub too",
+		"the hub's tier (F1, S1, S2, S3 or unlimited) to pace to; default S1 for a hub, unlimited with --emulate")
 	fs.StringVar(&f.output, "output", "text", "output: text (progress bars on a terminal, plain lines otherwise) or json (one event per line)")
 	fs.StringVar(&f.report, "report", "", "write the per-device outcome report (JSON) to this file")
-	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
-	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
-	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")
 	if withNoWait {
 		fs.BoolVar(&f.noWait, "no-wait", false, "advance as far as possible now and exit (10 while waiting for a window, bake or approval); for cron")
 	}
+}
+
+// registerHub registers the flags that say where the state lives and how to reach the hub, which
+// plan shares with apply and rollback; each command words --state and --tier for what it does.
+func (f *engFlags) registerHub(fs *flag.FlagSet, e *env, stateUsage, tierUsage string) {
+	fs.StringVar(&f.state, "state", defaultStateDir(e), stateUsage)
+	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
+	fs.StringVar(&f.tier, "tier", "", tierUsage)
+	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
+	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
+	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
+	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
+	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
+	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")
+}
+
+// defaultStateDir is the state directory when --state is not given: $ROLLOUT_STATE, else .rollout.
+func defaultStateDir(e *env) string {
+	if dir := e.getenv("ROLLOUT_STATE"); dir != "" {
+		return dir
+	}
+	return ".rollout"
 }
 
 func (f *engFlags) check(setFlags map[string]bool) error {

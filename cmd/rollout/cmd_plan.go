@@ -45,10 +45,6 @@ func parsePlan(e *env) (*planOptions, error) {
 	f := &o.hub
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	def := e.getenv("ROLLOUT_STATE")
-	if def == "" {
-		def = ".rollout"
-	}
 	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(planFormats, ", ")+" (markdown is a pull-request comment)")
 	fs.BoolVar(&o.failOnWarning, "fail-on-warning", false, "exit 2 when the preview has findings")
 	fs.IntVar(&o.maxFirstWave, "max-first-wave", 0, "policy: a finding when the first wave takes more devices than this (0: no limit)")
@@ -56,15 +52,9 @@ func parsePlan(e *env) (*planOptions, error) {
 	fs.IntVar(&o.sample, "sample", 5, "device ids shown per wave")
 	fs.StringVar(&o.estimateTier, "estimate-tier", "", "tier the duration estimate assumes (default: --tier, or S1)")
 	// The hub flags apply has, with the same meaning; connect() is shared with apply.
-	fs.StringVar(&f.state, "state", def, "state directory (env ROLLOUT_STATE): an existing rollout's state is shown, never changed")
-	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
-	fs.StringVar(&f.tier, "tier", "", "the hub's tier (F1, S1, S2, S3 or unlimited) to pace queries to; default S1 for a hub, unlimited with --emulate")
-	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
-	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
-	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
-	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
-	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
-	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")
+	f.registerHub(fs, e,
+		"state directory (env ROLLOUT_STATE): an existing rollout's state is shown, never changed",
+		"the hub's tier (F1, S1, S2, S3 or unlimited) to pace queries to; default S1 for a hub, unlimited with --emulate")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: rollout plan [flags] PLAN (- reads standard input)")
 		fs.PrintDefaults()

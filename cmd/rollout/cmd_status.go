@@ -19,11 +19,7 @@ func init() {
 
 // stateDirFlag registers --state with its environment default.
 func stateDirFlag(fs *flag.FlagSet, e *env) *string {
-	def := e.getenv("ROLLOUT_STATE")
-	if def == "" {
-		def = ".rollout"
-	}
-	return fs.String("state", def, "state directory (env ROLLOUT_STATE)")
+	return fs.String("state", defaultStateDir(e), "state directory (env ROLLOUT_STATE)")
 }
 
 // runStatus lists the rollouts under the state directory, or details one. It exits 0, 1 for bad
