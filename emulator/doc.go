@@ -43,7 +43,8 @@
 //     ends completed. A device that answers a method with any status completes; its status is in the
 //     row's outcome.
 //   - Rate quotas accept a burst of ten seconds' worth of requests before answering 429, a stand-in for
-//     the hub's traffic shaping. Job device operations are paced at the tier's rate, never refused.
+//     the hub's traffic shaping. Job device operations are paced at the tier's rate, never refused,
+//     with at most a tenth of a second's worth in hand, so no job beats count ÷ rate.
 //   - Twin values may be arrays. Sizes count keys and values as the quotas page describes; tags over
 //     8 KB, desired over 32 KB, values over 4 KB, keys with '.', '$', spaces or control characters, depth
 //     over 10 and integers beyond ±2^52 are 400 ArgumentInvalid. Bodies over 1 MiB and method payloads

@@ -51,7 +51,7 @@ func waitJob(tb testing.TB, s *emulator.Server, id string, timeout time.Duration
 		if time.Now().After(deadline) {
 			tb.Fatalf("job %s still %s after %v", id, jr.Status, timeout)
 		}
-		time.Sleep(250 * time.Millisecond) // S1 allows 100 job operations a minute
+		time.Sleep(650 * time.Millisecond) // S1 allows 100 job operations a minute: stay under it
 	}
 }
 

@@ -64,7 +64,10 @@ func newLimits(q hubapi.Quotas) *limits {
 		}
 		burst := int(math.Ceil(r * 10))
 		if name == QuotaJobDeviceOps {
-			burst = max(1, int(math.Ceil(r))) // job pacing: one second's worth
+			// Job device operations are the hub's own job runner working at the documented rate, not
+			// client traffic it shapes, so they get no idle burst to speak of: a tenth of a second's
+			// worth absorbs timer jitter without letting a job finish faster than count ÷ rate.
+			burst = max(1, int(math.Ceil(r/10)))
 		}
 		l.buckets[name] = rate.NewLimiter(rate.Limit(r), max(burst, 1))
 	}
