@@ -113,16 +113,9 @@ func (j *job) setRow(r *deviceJobRow, st uint8) {
 
 // response renders a job as the hub reports it; callers hold mu (read).
 func (j *job) response() *hubapi.JobResponse {
-	tm := func(ns int64) *hubapi.Time {
-		if ns == 0 {
-			return nil
-		}
-		t := hubapi.NewTime(time.Unix(0, ns))
-		return &t
-	}
 	r := &hubapi.JobResponse{
 		JobID: j.id, QueryCondition: j.req.QueryCondition, Type: j.req.Type, Status: j.status,
-		CreatedTime: tm(j.created), StartTime: tm(j.start), EndTime: tm(j.end),
+		CreatedTime: optTime(j.created), StartTime: optTime(j.start), EndTime: optTime(j.end),
 		MaxExecutionTimeInSeconds: j.req.MaxExecutionTimeInSeconds,
 		CloudToDeviceMethod:       j.req.CloudToDeviceMethod, UpdateTwin: j.req.UpdateTwin,
 		FailureReason: j.failure,
@@ -142,13 +135,6 @@ func (j *job) response() *hubapi.JobResponse {
 
 // deviceJob renders a row; callers hold mu (read).
 func (r *deviceJobRow) deviceJob() *hubapi.DeviceJob {
-	tm := func(ns int64) *hubapi.Time {
-		if ns == 0 {
-			return nil
-		}
-		t := hubapi.NewTime(time.Unix(0, ns))
-		return &t
-	}
 	last := r.end
 	if last == 0 {
 		last = r.start
@@ -158,13 +144,22 @@ func (r *deviceJobRow) deviceJob() *hubapi.DeviceJob {
 	}
 	dj := &hubapi.DeviceJob{
 		DeviceID: r.dev.id, JobID: r.job.id, JobType: r.job.req.Type, Status: rowStatus[r.status],
-		StartTimeUTC: tm(r.start), EndTimeUTC: tm(r.end), CreatedDateTimeUTC: tm(r.job.began),
-		LastUpdatedDateTimeUTC: tm(last), Outcome: &hubapi.DeviceJobOutcome{DeviceMethodResponse: r.result},
+		StartTimeUTC: optTime(r.start), EndTimeUTC: optTime(r.end), CreatedDateTimeUTC: optTime(r.job.began),
+		LastUpdatedDateTimeUTC: optTime(last), Outcome: &hubapi.DeviceJobOutcome{DeviceMethodResponse: r.result},
 	}
 	if r.errCode != "" {
 		dj.Error = &hubapi.DeviceJobError{Code: r.errCode, Description: r.errDesc}
 	}
 	return dj
+}
+
+// optTime is a job time in unix nanoseconds as the wire carries it: nil (omitted) when not yet set.
+func optTime(ns int64) *hubapi.Time {
+	if ns == 0 {
+		return nil
+	}
+	t := hubapi.NewTime(time.Unix(0, ns))
+	return &t
 }
 
 // validJobID enforces the job id rules: 1-64 US-ASCII letters, digits and '-'.
