@@ -55,6 +55,25 @@ func waitJob(tb testing.TB, s *emulator.Server, id string, timeout time.Duration
 	}
 }
 
+// awaitJobStatus waits until the job timeline shows the job reaching status. It reads Stats rather
+// than GET /jobs/v2, so polling spends none of the tier's job operations, and it waits for the event
+// itself rather than a fixed time, which a loaded machine may overrun.
+func awaitJobStatus(tb testing.TB, s *emulator.Server, id, status string, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, e := range s.Stats().Jobs {
+			if e.JobID == id && e.Status == status {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("job %s did not become %s within %v", id, status, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestTwinJob(t *testing.T) {
 	s := start(t, emulator.Options{})
 	jr := createJob(t, s, `{"jobId":"twin-1","type":"scheduleUpdateTwin","queryCondition":"tags.ring = 'canary'",
@@ -151,7 +170,7 @@ func TestJobLifecycle(t *testing.T) {
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	createJob(t, s, `{"jobId":"later","type":"scheduleDeviceMethod","queryCondition":"*","startTime":"`+future+`",
 		"cloudToDeviceMethod":{"methodName":"m"}}`)
-	time.Sleep(50 * time.Millisecond)
+	awaitJobStatus(t, s, "later", "scheduled", 5*time.Second)
 	if jr := getJob(t, s, "later"); jr.Status != "scheduled" {
 		t.Errorf("future job is %s, want scheduled", jr.Status)
 	}
@@ -178,7 +197,7 @@ func TestJobLifecycle(t *testing.T) {
 	}
 	// A running job refuses to be cancelled: 21 devices on S1 run at 10/s.
 	createJob(t, s, `{"jobId":"running","type":"scheduleUpdateTwin","queryCondition":"tags.ring = 'canary' OR deviceId = 'Device-1'","updateTwin":{"etag":"*","tags":{"a":"b"}}}`)
-	time.Sleep(200 * time.Millisecond)
+	awaitJobStatus(t, s, "running", "running", 5*time.Second)
 	resp, body = do(t, s, "POST", "/jobs/v2/running/cancel", "")
 	wantError(t, resp, body, 400, "InvalidOperation")
 	began := time.Now()
