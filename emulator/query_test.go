@@ -122,7 +122,9 @@ func TestQueryErrors(t *testing.T) {
 }
 
 func TestQueryLag(t *testing.T) {
-	s := start(t, emulator.Options{QueryLag: 300 * time.Millisecond})
+	// The lag is the time the first query has to arrive in to see the old twin: generous, so that a
+	// loaded machine cannot overrun it between the patch and the query.
+	s := start(t, emulator.Options{QueryLag: 1500 * time.Millisecond})
 	do(t, s, "PATCH", "/twins/Device-1", `{"tags":{"building":"44"}}`)
 	count := func() string {
 		items, _, _ := queryAll(t, s, "SELECT COUNT() AS n FROM devices WHERE tags.building = '44'", 10)
@@ -131,7 +133,7 @@ func TestQueryLag(t *testing.T) {
 	if got := count(); got != `{"n":0}` {
 		t.Errorf("right after the patch the query saw %s, want the old twin", got)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1600 * time.Millisecond)
 	if got := count(); got != `{"n":1}` {
 		t.Errorf("after the lag the query saw %s, want the new twin", got)
 	}
