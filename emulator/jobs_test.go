@@ -106,14 +106,21 @@ func TestTwinJob(t *testing.T) {
 	}
 	// Convergence: 18 of 20 canaries are online and not in the 10% converge-failure share... the shares
 	// are independent, so count the devices that report and check against the stats.
-	time.Sleep(400 * time.Millisecond)
-	items, _, _ = queryAll(t, s, "SELECT COUNT() AS n FROM devices WHERE properties.reported.firmware.version = '2.4.0'", 10)
 	want := 0
 	for i := range 20 {
 		ds, _ := s.DeviceStats(emulator.GroupDeviceID(&emulator.Group{IDPrefix: "canary-", Count: 20}, i))
 		if !ds.Offline && !ds.ConvergeFailure {
 			want++
 		}
+	}
+	// The reports come 100 ms after the patch; poll for them rather than guess how long a loaded
+	// machine takes to deliver them.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		items, _, _ = queryAll(t, s, "SELECT COUNT() AS n FROM devices WHERE properties.reported.firmware.version = '2.4.0'", 10)
+		if string(items[0]) == fmt.Sprintf(`{"n":%d}`, want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if string(items[0]) != fmt.Sprintf(`{"n":%d}`, want) || want < 15 || want > 18 {
 		t.Errorf("converged: %s, want %d", items[0], want)
