@@ -23,9 +23,9 @@ import (
 // a twin update would change on them, what looks wrong, and how long the rollout would take. It asks
 // the hub only read-only queries, and as few as it can.
 //
-// Wave resolution is the engine's own: the runner's resolveQuery gives the query apply pages through
+// Wave resolution is the engine's own: the runner's resolveSets gives the query apply pages through
 // (the plan's composed condition, plan.Condition) and the devices earlier waves took, and its
-// queryDevices keeps what is not taken and falls in the wave's stable sample (InSample). A wave without
+// queryWave keeps what is not taken and falls in the wave's stable sample (InSample). A wave without
 // percent whose candidates no earlier percent wave can have sampled takes exactly what its condition
 // selects, so the preview counts it with COUNT, groups its twin values with GROUP BY and never lists
 // it. A full wave that earlier samples overlap subtracts them: their ids are known, so it counts and
@@ -726,7 +726,7 @@ func (pv *previewer) estimateSample(i, candidates int) int {
 	return int(math.Round(max(0, f) * math.Min(pv.p.Waves[i].Percent, 100) / 100))
 }
 
-// list resolves wave i as apply does, with the engine's own resolveQuery and queryDevices: it pages
+// list resolves wave i as apply does, with the engine's own resolveSets and queryWave: it pages
 // through the ids its composed condition selects and keeps those no earlier wave took that fall in its
 // sample. It refuses with ErrQueryBudget, before sending anything, when the pages would exceed the
 // budget.
@@ -736,11 +736,11 @@ func (pv *previewer) list(ctx context.Context, i, candidates int) ([]string, err
 	if pv.out.Queries+pages > pv.MaxQueries {
 		return nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
 	}
-	q, taken, err := pv.r.resolveQuery(i)
+	q, taken, err := pv.r.resolveSets(i)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := pv.r.queryDevices(ctx, pw.Name, q, taken, pw.Percent)
+	ids, err := pv.r.queryWave(ctx, pw.Name, q, taken.has, pw.Percent)
 	pv.out.Queries += pages
 	if err != nil {
 		return nil, err
@@ -788,7 +788,7 @@ func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
 	// Earlier samples took some of what the condition selects, or the wave takes a sample of it: skip
 	// the ids it does not take, as apply would, reading at most a few pages (the sample may then be
 	// short).
-	_, taken, err := pv.r.resolveQuery(i)
+	_, taken, err := pv.r.resolveSets(i)
 	if err != nil {
 		return nil, err
 	}
@@ -804,7 +804,7 @@ func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !taken[id] && InSample(pv.p.Name, id, pw.Percent) && len(ids) < pv.SampleSize {
+			if !taken.has(id) && InSample(pv.p.Name, id, pw.Percent) && len(ids) < pv.SampleSize {
 				ids = append(ids, id)
 			}
 		}

@@ -424,22 +424,6 @@ func (t taken) has(id string) bool {
 	return false
 }
 
-// resolveQuery gives the query that selects a wave's candidates and the devices earlier waves took, as
-// a set (the preview's form; the runner uses resolveSets).
-func (r *runner) resolveQuery(wi int) (string, map[string]bool, error) {
-	q, t, err := r.resolveSets(wi)
-	if err != nil {
-		return "", nil, err
-	}
-	set := map[string]bool{}
-	for _, ids := range t {
-		for _, id := range ids {
-			set[id] = true
-		}
-	}
-	return q, set, nil
-}
-
 // resolveSets gives the query that selects a wave's candidates (fleet AND target) and the devices
 // earlier waves took.
 func (r *runner) resolveSets(wi int) (string, taken, error) {
@@ -464,13 +448,8 @@ func (r *runner) resolveSets(wi int) (string, taken, error) {
 	return q, t, nil
 }
 
-// queryDevices runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
+// queryWave runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
 // reads the hub and its arguments, so it may run in the background.
-func (r *runner) queryDevices(ctx context.Context, wave, q string, taken map[string]bool, percent float64) ([]string, error) {
-	return r.queryWave(ctx, wave, q, func(id string) bool { return taken[id] }, percent)
-}
-
-// queryWave is queryDevices with the taken devices as a predicate.
 func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
 	var ids []string
 	pager := r.Hub.Query(ctx, q, pageSize(r.Quotas))
@@ -480,14 +459,12 @@ func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(str
 			return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
 		}
 		for _, raw := range page {
-			var row struct {
-				DeviceID string `json:"deviceId"`
+			id, err := rowID(raw)
+			if err != nil {
+				return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
 			}
-			if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
-				return nil, fmt.Errorf("resolve wave %s: unexpected query row %s", wave, raw)
-			}
-			if !isTaken(row.DeviceID) && InSample(r.p.Name, row.DeviceID, percent) {
-				ids = append(ids, row.DeviceID)
+			if !isTaken(id) && InSample(r.p.Name, id, percent) {
+				ids = append(ids, id)
 			}
 		}
 	}
