@@ -316,42 +316,25 @@ func (r *runner) pollInterval(pending, running int, observed float64) time.Durat
 	return min(d, 5*time.Second)
 }
 
-// startJob creates job j, recording the intent first. A job whose intent a previous run recorded is
-// looked up by id before anything is created: it may exist although the previous run never heard back.
+// startJob creates job j through ensureJob, which records the intent first and re-attaches a job a
+// previous run may have created without hearing back.
 func (r *runner) startJob(ctx context.Context, wi, bi int, j *Job, pw *plan.Wave) error {
 	ids, err := r.waveDevices(wi)
 	if err != nil {
 		return err
 	}
-	if j.Intent {
-		resp, err := r.Hub.GetJob(ctx, j.ID)
-		switch {
-		case err == nil:
-			j.Created, j.Status = true, resp.Status
-			r.emit(Event{Type: EventJobAttached, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
-			return r.save()
-		case !hubapi.IsNotFound(err):
-			return fmt.Errorf("job %s: %w", j.ID, err)
-		}
-	} else {
-		j.Intent = true
-		if err := r.save(); err != nil {
-			return err
-		}
-	}
-	req := forwardJob(j.ID, InCondition(ids[j.Start:j.End]), pw)
-	resp, err := r.Hub.CreateJob(ctx, req)
-	event := EventJobCreated
-	if hubapi.IsAlreadyExists(err) {
-		event = EventJobAttached
-		resp, err = r.Hub.GetJob(ctx, j.ID)
-	}
+	existed, err := r.ensureJob(ctx, j, func() *hubapi.JobRequest {
+		return forwardJob(j.ID, InCondition(ids[j.Start:j.End]), pw)
+	})
 	if err != nil {
-		return fmt.Errorf("create job %s: %w", j.ID, err)
+		return err
 	}
-	j.Created, j.Status = true, resp.Status
+	event := EventJobCreated
+	if existed {
+		event = EventJobAttached
+	}
 	r.emit(Event{Type: event, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
-	return r.save()
+	return nil
 }
 
 // forwardJob is the job request that applies a wave's action to the devices of cond.

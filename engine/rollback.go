@@ -248,12 +248,13 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 	for i := range b.RollbackJobs {
 		j := &b.RollbackJobs[i]
 		if !j.Created {
-			req := &hubapi.JobRequest{JobID: j.ID, Type: hubapi.JobTypeDeviceMethod,
-				QueryCondition: InCondition(reached[j.Start:j.End]), CloudToDeviceMethod: methodCall(m),
-				MaxExecutionTimeInSeconds: int64(rollbackJobTimeout(m) / time.Second)}
-			start := hubapi.NewTime(time.Now().UTC())
-			req.StartTime = &start
-			if err := r.ensureJob(ctx, j, req); err != nil {
+			req := func() *hubapi.JobRequest {
+				start := hubapi.NewTime(time.Now().UTC())
+				return &hubapi.JobRequest{JobID: j.ID, Type: hubapi.JobTypeDeviceMethod, StartTime: &start,
+					QueryCondition: InCondition(reached[j.Start:j.End]), CloudToDeviceMethod: methodCall(m),
+					MaxExecutionTimeInSeconds: int64(rollbackJobTimeout(m) / time.Second)}
+			}
+			if _, err := r.ensureJob(ctx, j, req); err != nil {
 				return 0, 0, err
 			}
 		}
@@ -275,25 +276,37 @@ func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
 	return d
 }
 
-// ensureJob creates job j unless it exists: intent first, then a lookup by id if a previous run
-// recorded the intent, then the create (a duplicate id means it exists).
-func (r *runner) ensureJob(ctx context.Context, j *Job, req *hubapi.JobRequest) error {
+// ensureJob creates job j with the request req builds, unless it exists, and reports whether it
+// existed: intent first, then a lookup by id if a previous run recorded the intent (it may have created
+// the job without hearing back), then the create (a duplicate id means it exists). It is the one way
+// the engine creates jobs, so a crash at any point never runs a job's devices twice.
+func (r *runner) ensureJob(ctx context.Context, j *Job, req func() *hubapi.JobRequest) (existed bool, err error) {
 	if j.Intent {
-		if _, err := r.Hub.GetJob(ctx, j.ID); err == nil {
-			j.Created = true
-			return r.save()
-		} else if !hubapi.IsNotFound(err) {
-			return fmt.Errorf("job %s: %w", j.ID, err)
+		resp, err := r.Hub.GetJob(ctx, j.ID)
+		switch {
+		case err == nil:
+			j.Created, j.Status = true, resp.Status
+			return true, r.save()
+		case !hubapi.IsNotFound(err):
+			return false, fmt.Errorf("job %s: %w", j.ID, err)
 		}
 	} else {
 		j.Intent = true
 		if err := r.save(); err != nil {
-			return err
+			return false, err
 		}
 	}
-	if _, err := r.Hub.CreateJob(ctx, req); err != nil && !hubapi.IsAlreadyExists(err) {
-		return fmt.Errorf("create job %s: %w", j.ID, err)
+	resp, err := r.Hub.CreateJob(ctx, req())
+	switch {
+	case err == nil:
+		if resp != nil {
+			j.Status = resp.Status
+		}
+	case hubapi.IsAlreadyExists(err):
+		existed = true
+	default:
+		return false, fmt.Errorf("create job %s: %w", j.ID, err)
 	}
 	j.Created = true
-	return r.save()
+	return existed, r.save()
 }
