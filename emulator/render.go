@@ -16,9 +16,9 @@ func appendTwin(b []byte, d *device) []byte {
 	b = append(b, `{"deviceId":`...)
 	b = appendString(b, d.id)
 	b = append(b, `,"etag":"`...)
-	b = append(b, twinETag(d.version)...)
+	b = appendTwinETag(b, d.version)
 	b = append(b, `","deviceEtag":"`...)
-	b = append(b, deviceETag(d.deviceETag)...)
+	b = appendDeviceETag(b, d.deviceETag)
 	b = append(b, `","status":"`...)
 	b = append(b, d.status()...)
 	b = append(b, '"')
@@ -27,11 +27,11 @@ func appendTwin(b []byte, d *device) []byte {
 		b = appendString(b, d.statusReason)
 	}
 	b = append(b, `,"statusUpdateTime":"`...)
-	b = append(b, hubTime(d.statusAt)...)
+	b = appendHubTime(b, d.statusAt)
 	b = append(b, `","connectionState":"`...)
 	b = append(b, d.connectionState()...)
 	b = append(b, `","lastActivityTime":"`...)
-	b = append(b, hubTime(d.lastActivity)...)
+	b = appendHubTime(b, d.lastActivity)
 	b = append(b, `","cloudToDeviceMessageCount":0,"authenticationType":"sas","x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"modelId":`...)
 	b = appendString(b, d.modelID)
 	b = append(b, `,"version":`...)
@@ -61,8 +61,9 @@ func appendSection(b []byte, m map[string]any, meta []metaEntry, at, created, ve
 		b = append(b, ',')
 	}
 	b = append(b, `"$metadata":{"$lastUpdated":"`...)
-	b = append(b, hubTime(at)...)
+	b = appendHubTime(b, at)
 	b = append(b, '"')
+	var atBuf [32]byte
 	for _, k := range keys {
 		t, v := created, int64(1)
 		if i, ok := slices.BinarySearchFunc(meta, k, func(e metaEntry, k string) int {
@@ -79,7 +80,7 @@ func appendSection(b []byte, m map[string]any, meta []metaEntry, at, created, ve
 		b = append(b, ',')
 		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendMeta(b, m[k], hubTime(t), v, withVersion, 1)
+		b = appendMeta(b, m[k], appendHubTime(atBuf[:0], t), v, withVersion, 1)
 	}
 	b = append(b, `},"$version":`...)
 	b = strconv.AppendInt(b, ver, 10)
@@ -87,7 +88,7 @@ func appendSection(b []byte, m map[string]any, meta []metaEntry, at, created, ve
 	return b
 }
 
-func appendMeta(b []byte, v any, at string, ver int64, withVersion bool, depth int) []byte {
+func appendMeta(b []byte, v any, at []byte, ver int64, withVersion bool, depth int) []byte {
 	b = append(b, `{"$lastUpdated":"`...)
 	b = append(b, at...)
 	b = append(b, '"')

@@ -281,15 +281,22 @@ func touchMeta(entries []metaEntry, patch map[string]any, at, ver int64) []metaE
 }
 
 // twinETag renders the twin etag the way the hub does: base64 of an 8-byte big-endian counter.
-func twinETag(n int64) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	return base64.StdEncoding.EncodeToString(b[:])
+func twinETag(n int64) string { return string(appendTwinETag(nil, n)) }
+
+// appendTwinETag appends twinETag(n) without allocating, for rendering twins by the page.
+func appendTwinETag(b []byte, n int64) []byte {
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], uint64(n))
+	return base64.StdEncoding.AppendEncode(b, raw[:])
 }
 
 // deviceETag renders a device-identity etag: base64 of a decimal number.
-func deviceETag(n int64) string {
-	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
+func deviceETag(n int64) string { return string(appendDeviceETag(nil, n)) }
+
+// appendDeviceETag appends deviceETag(n) without allocating.
+func appendDeviceETag(b []byte, n int64) []byte {
+	var dec [20]byte
+	return base64.StdEncoding.AppendEncode(b, strconv.AppendInt(dec[:0], n, 10))
 }
 
 // parseIfMatch reads an If-Match header: "" and "*" (quoted or not) are unconditional.
@@ -306,9 +313,12 @@ func parseIfMatch(h string) (etag string, conditional bool) {
 }
 
 // hubTime formats a time as the hub writes twin and job times: 7 fractional digits and Z.
-func hubTime(ns int64) string {
+func hubTime(ns int64) string { return string(appendHubTime(nil, ns)) }
+
+// appendHubTime appends hubTime(ns) without allocating.
+func appendHubTime(b []byte, ns int64) []byte {
 	if ns == 0 {
-		return "0001-01-01T00:00:00Z"
+		return append(b, "0001-01-01T00:00:00Z"...)
 	}
-	return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.0000000Z")
+	return time.Unix(0, ns).UTC().AppendFormat(b, "2006-01-02T15:04:05.0000000Z")
 }
