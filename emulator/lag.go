@@ -20,7 +20,7 @@ type lagEntry struct {
 }
 
 // record remembers d's state before a change; a nil log records nothing.
-func (l *lagLog) record(d *device, _ bool) {
+func (l *lagLog) record(d *device) {
 	if l == nil {
 		return
 	}

@@ -284,7 +284,7 @@ func (s *store) remove(id string, ifMatch string) error {
 	if etag, cond := parseIfMatch(ifMatch); cond && etag != deviceETag(d.deviceETag) {
 		return hubErr(hubapi.CodePreconditionFailed, "ETag mismatch for device ID '%s'", id)
 	}
-	s.lag.record(d, true)
+	s.lag.record(d)
 	d.deleted = true
 	delete(s.byID, id)
 	s.ndeleted++
@@ -451,7 +451,7 @@ func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo,
 			return hubErr(hubapi.CodeArgumentInvalid, "Twin desired properties are invalid: %v", err)
 		}
 	}
-	s.lag.record(d, false)
+	s.lag.record(d)
 	d.twinPatches++
 	changed := false
 	if w.hasTags {
@@ -481,7 +481,7 @@ func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo,
 // report merges the device's desired values into its reported properties, as a simulated device does
 // once it has applied them.
 func (s *store) report(d *device, memo *reportMemo, now int64) {
-	s.lag.record(d, false)
+	s.lag.record(d)
 	d.reported = memo.apply(d.reported, d.desired)
 	d.reportedVer++
 	d.reportedAt = now
