@@ -279,6 +279,18 @@ func TestDeviceRegistry(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
 		t.Errorf("get: %d etag %q %s", resp.StatusCode, resp.Header.Get("ETag"), body)
 	}
+	// An update is held to the key rule as a create is, and the refusal never echoes the key.
+	for _, hdr := range [][]string{nil, {"If-Match", "*"}} {
+		id := "bad-key-1"
+		if hdr != nil {
+			id = "new-1"
+		}
+		resp, body = do(t, s, "PUT", "/devices/"+id, `{"deviceId":"`+id+`","authentication":{"type":"sas","symmetricKey":{"primaryKey":"c2hvcnQtc2VjcmV0","secondaryKey":""}}}`, hdr...)
+		wantError(t, resp, body, 400, "ArgumentInvalid")
+		if strings.Contains(string(body), "c2hvcnQtc2VjcmV0") {
+			t.Errorf("key refusal echoes the key: %s", body)
+		}
+	}
 	resp, body = do(t, s, "GET", "/devices/", "")
 	var list []hubapi.Device
 	if err := json.Unmarshal(body, &list); err != nil || resp.StatusCode != 200 {

@@ -329,15 +329,10 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 	if req.Capabilities != nil {
 		d.iotEdge = req.Capabilities.IoTEdge
 	}
+	if err := checkKeys(req); err != nil {
+		return device{}, err
+	}
 	if a := req.Authentication; a != nil && a.SymmetricKey != nil {
-		for _, k := range []string{a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey} {
-			if k == "" {
-				continue
-			}
-			if b, err := base64.StdEncoding.DecodeString(k); err != nil || len(b) < 16 || len(b) > 64 {
-				return device{}, hubErr(hubapi.CodeArgumentInvalid, "The symmetric key must be base64 of 16 to 64 bytes")
-			}
-		}
 		d.primaryKey, d.secondaryKey = a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey
 	}
 	if d.primaryKey != "" || d.secondaryKey != "" {
@@ -362,9 +357,30 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 	return *d, nil
 }
 
+// checkKeys holds the symmetric keys a registry write gives (empty ones are generated) to the hub's
+// rule: base64 of 16 to 64 bytes. The error never repeats a key.
+func checkKeys(req *hubapi.Device) error {
+	a := req.Authentication
+	if a == nil || a.SymmetricKey == nil {
+		return nil
+	}
+	for _, k := range []string{a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey} {
+		if k == "" {
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(k); err != nil || len(b) < 16 || len(b) > 64 {
+			return hubErr(hubapi.CodeArgumentInvalid, "The symmetric key must be base64 of 16 to 64 bytes")
+		}
+	}
+	return nil
+}
+
 // updateDevice replaces the mutable identity fields of an existing device (PUT /devices/{id} with an
 // If-Match header, or on an existing id).
 func (s *store) updateDevice(req *hubapi.Device, ifMatch string, now int64) (device, error) {
+	if err := checkKeys(req); err != nil {
+		return device{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.get(req.DeviceID)
