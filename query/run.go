@@ -104,7 +104,7 @@ func (q *Query) Run(docs iter.Seq[Object]) []map[string]any {
 		accs    []accumulator
 	}
 	var order []*group
-	groups := map[string]*group{}
+	groups := map[groupID]*group{}
 	newGroup := func() *group {
 		g := &group{accs: make([]accumulator, len(q.items))}
 		order = append(order, g)
@@ -181,27 +181,35 @@ func toMap(doc Object) map[string]any {
 	return m
 }
 
-// groupKey identifies a GROUP BY value: values of different types never share a group.
-func groupKey(raw any, ok bool) string {
+// groupID identifies a GROUP BY value: its type and, for strings, the string itself, so that grouping
+// by a string property (the common case) allocates nothing per document.
+type groupID struct {
+	k kind
+	s string
+}
+
+// groupKey identifies a GROUP BY value: values of different types never share a group. Objects and
+// arrays group by their JSON; a value that cannot be marshalled groups with other such values.
+func groupKey(raw any, ok bool) groupID {
 	if !ok {
-		return "u"
+		return groupID{k: kUndef}
 	}
 	v := toValue(raw)
 	switch v.k {
 	case kNull:
-		return "n"
+		return groupID{k: kNull}
 	case kBool:
-		return "b" + strconv.FormatBool(v.b)
+		return groupID{k: kBool, s: strconv.FormatBool(v.b)}
 	case kNum:
-		return "d" + strconv.FormatFloat(v.n, 'g', -1, 64)
+		return groupID{k: kNum, s: strconv.FormatFloat(v.n, 'g', -1, 64)}
 	case kStr:
-		return "s" + v.s
+		return groupID{k: kStr, s: v.s}
 	}
 	data, err := json.Marshal(raw)
 	if err != nil {
-		return "?"
+		return groupID{k: kObj, s: "?"}
 	}
-	return "j" + string(data)
+	return groupID{k: kObj, s: string(data)}
 }
 
 type accumulator struct {
