@@ -75,8 +75,11 @@ func (v *barView) Event(ev engine.Event) {
 		v.bars[ev.Wave] = wb
 	case engine.EventBatchProgress:
 		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
-			wb.succeeded.Store(int64(wb.base.Succeeded + ev.Counts.Succeeded))
-			wb.fails.Store(int64(wb.base.Failed + wb.base.TimedOut + wb.base.Unreachable + ev.Counts.Failed))
+			// A running batch's counts include its collected jobs' timed-out and unreachable devices,
+			// which the finished batches' failures count too.
+			c := wb.base.Add(*ev.Counts)
+			wb.succeeded.Store(int64(c.Succeeded))
+			wb.fails.Store(int64(c.Failed + c.TimedOut + c.Unreachable))
 			wb.bar.EwmaSetCurrent(int64(wb.doneBefore+ev.Done), 150*time.Millisecond)
 		}
 	case engine.EventBatchDone:
