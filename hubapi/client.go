@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -440,7 +441,7 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	for _, k := range []string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
 		if v := h.Get(k); v != "" {
 			if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-				return time.Duration(ms * float64(time.Millisecond))
+				return scaled(ms, time.Millisecond)
 			}
 		}
 	}
@@ -450,7 +451,7 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil {
 		if s > 0 {
-			return time.Duration(s * float64(time.Second))
+			return scaled(s, time.Second)
 		}
 		return 0
 	}
@@ -458,6 +459,15 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// scaled converts a positive count of units to a duration, saturating instead of overflowing for a
+// huge or infinite value such as "1e300" or "Inf", so the caller's cap applies.
+func scaled(n float64, unit time.Duration) time.Duration {
+	if n >= float64(math.MaxInt64)/float64(unit) {
+		return math.MaxInt64
+	}
+	return time.Duration(n * float64(unit))
 }
 
 // decode reads a success body into out; a body that is not the expected JSON gives a typed *Error.

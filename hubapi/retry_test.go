@@ -88,6 +88,8 @@ func TestRetryAfter(t *testing.T) {
 		{"http date", map[string]string{"Retry-After": t0.Add(12 * time.Second).Format(http.TimeFormat)}, 12 * time.Second},
 		{"milliseconds", map[string]string{"x-ms-retry-after-ms": "1500"}, 1500 * time.Millisecond},
 		{"capped", map[string]string{"Retry-After": "86400"}, 5 * time.Minute},
+		{"huge seconds capped, not overflowed", map[string]string{"Retry-After": "1e300"}, 5 * time.Minute},
+		{"infinite milliseconds capped", map[string]string{"Retry-After-Ms": "Inf"}, 5 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
