@@ -157,7 +157,9 @@ func TestDataFileKeepsPendingReports(t *testing.T) {
 				}
 			}
 			if tt.down > 0 {
-				if took := time.Since(restarted); took > time.Second {
+				// Generous for a loaded machine: what it guards against is reports waiting for a
+				// second full delay or a later event, not milliseconds.
+				if took := time.Since(restarted); took > 3*time.Second {
 					t.Errorf("reports already due took %v to arrive after the restart", took)
 				}
 			}
