@@ -18,6 +18,7 @@ import (
 // never re-runs the query, and a page can be fetched again with the same token.
 type cursor struct {
 	id       string
+	source   string // the quota of the listing that made it: a token is good for that listing only
 	itemType string
 	n        int
 	render   func(b []byte, from, to int) []byte // appends items [from, to) separated by commas
@@ -124,11 +125,11 @@ func (s *Server) serveFirstPage(w http.ResponseWriter, c *cursor, pageSize int) 
 }
 
 // servePage answers the page a continuation token names.
-func (s *Server) servePage(w http.ResponseWriter, token string, pageSize int) error {
+func (s *Server) servePage(w http.ResponseWriter, token, source string, pageSize int) error {
 	id, off, ok := strings.Cut(token, ".")
 	from, err := strconv.Atoi(off)
 	c := s.cursors.get(id)
-	if !ok || err != nil || c == nil || from < 0 || from > c.n {
+	if !ok || err != nil || c == nil || c.source != source || from < 0 || from > c.n {
 		return hubErr(hubapi.CodeArgumentInvalid, "The continuation token is invalid or has expired; run the query again")
 	}
 	return s.writePage(w, c, from, pageSize)

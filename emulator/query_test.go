@@ -161,3 +161,31 @@ func TestQueryQuota(t *testing.T) {
 		t.Errorf("stats say %d throttled, saw %d", q.Throttled, throttled)
 	}
 }
+
+// TestContinuationTokenBelongsToItsListing replays a job listing's continuation token on a twin query:
+// the hub's tokens continue the listing that issued them, so the emulator refuses it rather than
+// answering job pages to a twin query.
+func TestContinuationTokenBelongsToItsListing(t *testing.T) {
+	fleet, err := emulator.ParseFleet("three.yaml", []byte("groups: [{name: d, count: 3, idPrefix: d-}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, emulator.Options{Fleet: fleet})
+	for i := range 3 {
+		createJob(t, s, fmt.Sprintf(`{"jobId":"j-%d","type":"scheduleUpdateTwin","queryCondition":"*",
+			"updateTwin":{"etag":"*","tags":{"n":%d}}}`, i, i))
+	}
+	resp, _ := do(t, s, "GET", "/jobs/v2/query", "", "x-ms-max-item-count", "1")
+	token := resp.Header.Get("x-ms-continuation")
+	if resp.StatusCode != 200 || token == "" {
+		t.Fatalf("job listing: %d, continuation %q", resp.StatusCode, token)
+	}
+	body, _ := json.Marshal(hubapi.QuerySpecification{Query: "SELECT * FROM devices"})
+	resp, b := do(t, s, "POST", "/devices/query", string(body), "x-ms-continuation", token)
+	if resp.StatusCode != 400 || resp.Header.Get("iothub-errorcode") != "ArgumentInvalid" {
+		t.Errorf("twin query with a job listing's token: %d %s, want 400 ArgumentInvalid", resp.StatusCode, b)
+	}
+	if resp, _ := do(t, s, "GET", "/jobs/v2/query", "", "x-ms-max-item-count", "1", "x-ms-continuation", token); resp.StatusCode != 200 {
+		t.Errorf("the token no longer continues its own listing: %d", resp.StatusCode)
+	}
+}

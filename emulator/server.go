@@ -723,12 +723,13 @@ func (s *Server) servePaged(w http.ResponseWriter, r *http.Request, quota string
 		return err
 	}
 	if tok := r.Header.Get(hubapi.HeaderContinuation); tok != "" {
-		return s.servePage(w, tok, pageSize)
+		return s.servePage(w, tok, quota, pageSize)
 	}
 	c, err := first()
 	if err != nil {
 		return err
 	}
+	c.source = quota
 	return s.serveFirstPage(w, c, pageSize)
 }
 
