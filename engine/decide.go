@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
 )
 
 // This file holds the engine's decisions as pure functions: no I/O, and the time is always an
@@ -237,13 +238,6 @@ func RollbackJobID(name, planHash string, wave, batch, part int) string {
 	return id
 }
 
-// quote returns s as a single-quoted query literal.
-func quote(s string) string {
-	return "'" + quoteEscaper.Replace(s) + "'"
-}
-
-var quoteEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
-
 // SplitIn splits ids into consecutive [start, end) ranges whose condition `deviceId IN [...]` (as
 // InCondition writes it) is at most max characters; an id too long on its own still gets a range.
 func SplitIn(ids []string, max int) [][2]int {
@@ -251,14 +245,14 @@ func SplitIn(ids []string, max int) [][2]int {
 	var out [][2]int
 	start, length := 0, overhead
 	for i, id := range ids {
-		n := len(quote(id))
+		n := len(query.Quote(id))
 		if i > start {
 			n++ // comma
 		}
 		if i > start && length+n > max {
 			out = append(out, [2]int{start, i})
 			start, length = i, overhead
-			n = len(quote(id))
+			n = len(query.Quote(id))
 		}
 		length += n
 	}
@@ -276,7 +270,7 @@ func InCondition(ids []string) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(quote(id))
+		b.WriteString(query.Quote(id))
 	}
 	b.WriteByte(']')
 	return b.String()

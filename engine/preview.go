@@ -822,7 +822,7 @@ func (pv *previewer) batches(ids []string, n int, sample []string, b plan.Batch)
 	if len(sample) > 0 {
 		total := 0
 		for _, id := range sample {
-			total += len(quote(id)) + 1
+			total += len(query.Quote(id)) + 1
 		}
 		avg = float64(total) / float64(len(sample))
 	}
