@@ -466,7 +466,8 @@ func TestApprovalGate(t *testing.T) {
 	if res := r.apply(t, p); res.Step != engine.StepWaitApproval {
 		t.Fatalf("second run: %+v", res)
 	}
-	if err := engine.Approve(r.store, "nope", "tester", time.Now()); err == nil || !strings.Contains(err.Error(), "canary, eu, rest") {
+	var unknown *engine.UnknownWaveError
+	if err := engine.Approve(r.store, "nope", "tester", time.Now()); !errors.As(err, &unknown) || !strings.Contains(err.Error(), "canary, eu, rest") {
 		t.Errorf("Approve of an unknown wave: %v", err)
 	}
 	// A blocking apply waits, and continues once another process approves.

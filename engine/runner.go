@@ -147,7 +147,8 @@ func Rollback(ctx context.Context, o Options) (*Result, error) {
 	return r.rollback(ctx)
 }
 
-// Approve releases the approval gate of wave in the rollout of store s. It works while an apply runs.
+// Approve releases the approval gate of wave in the rollout of store s (a *UnknownWaveError when the
+// rollout has no such wave). It works while an apply runs.
 func Approve(s *Store, wave, by string, now time.Time) error {
 	st, err := s.Load()
 	if err != nil {
@@ -160,7 +161,18 @@ func Approve(s *Store, wave, by string, now time.Time) error {
 		}
 		names = append(names, w.Name)
 	}
-	return fmt.Errorf("rollout %s has no wave %q (waves: %s)", st.Name, wave, strings.Join(names, ", "))
+	return &UnknownWaveError{Rollout: st.Name, Wave: wave, Waves: names}
+}
+
+// UnknownWaveError is returned by Approve for a wave the rollout does not have; its other errors are
+// state errors.
+type UnknownWaveError struct {
+	Rollout, Wave string
+	Waves         []string // the rollout's waves, in order
+}
+
+func (e *UnknownWaveError) Error() string {
+	return fmt.Sprintf("rollout %s has no wave %q (waves: %s)", e.Rollout, e.Wave, strings.Join(e.Waves, ", "))
 }
 
 // Approvals reads the released approval gates of the rollout in s, by wave name.

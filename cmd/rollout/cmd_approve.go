@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -44,7 +45,11 @@ func runApprove(e *env) int {
 	host, _ := os.Hostname()
 	if err := engine.Approve(store, *wave, user+"@"+host, time.Now()); err != nil {
 		fmt.Fprintln(e.stderr, "rollout approve:", err)
-		return exitInvalid
+		var unknown *engine.UnknownWaveError
+		if errors.As(err, &unknown) {
+			return exitInvalid
+		}
+		return exitHub
 	}
 	fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", *wave, pos[0])
 	return exitOK
