@@ -835,3 +835,48 @@ func TestFaultsGiveTheSameTwins(t *testing.T) {
 		t.Errorf("twins differ:\nclean  %v\nfaults %v", cleanTwins, faultTwins)
 	}
 }
+
+func TestNoWaitReturnsWhileRollbackJobsRun(t *testing.T) {
+	// Half the devices fail the install, so the gate fails; slow devices keep both the install job and
+	// the compensating job running after a poll, and --no-wait runs must return instead of waiting.
+	fleet := `
+groups:
+  - {name: gw, count: 4, idPrefix: gw-, behavior: {methodLatency: 300ms, methodFailure: 50%}}
+`
+	srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+	p := enginetest.Plan(t, `
+version: 1
+name: slow-undo
+action:
+  directMethod: {name: install, payload: {}}
+defaults:
+  success: {minSuccessRate: 100%, minDevices: 1}
+waves:
+  - {name: all, target: "*"}
+onFailure: rollback
+rollback:
+  directMethod: {name: revert, payload: {}}
+`)
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	r.opts.NoWait = true
+	res := r.apply(t, p)
+	sawRollingBack := false
+	for i := 0; i < 200 && res.Status != engine.StatusRolledBack; i++ {
+		if res.Status == engine.StatusRollingBack {
+			sawRollingBack = true
+		}
+		time.Sleep(50 * time.Millisecond)
+		res = r.apply(t, p)
+	}
+	if res.Status != engine.StatusRolledBack {
+		t.Fatalf("never rolled back: %+v", res)
+	}
+	if !sawRollingBack {
+		t.Error("no run returned while the rollback's jobs ran: --no-wait waited for them")
+	}
+	for id, d := range srv.Stats().Device {
+		if d.MethodInvocations != 2 {
+			t.Errorf("%s invoked %d times over the runs, want the install and the revert once each", id, d.MethodInvocations)
+		}
+	}
+}

@@ -40,6 +40,11 @@ func (r *runner) rollback(ctx context.Context) (*Result, error) {
 				return res, ErrStopped
 			}
 			if err := r.rollbackBatch(ctx, wi, bi); err != nil {
+				if errors.Is(err, errJobsOpen) {
+					// --no-wait: the hub is still working on this batch's jobs; the rollback
+					// progresses without us and the next run continues it.
+					return r.result(Step{Kind: StepRollback}), nil
+				}
 				return nil, err
 			}
 		}
@@ -104,7 +109,11 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 	return nil
 }
 
-// awaitJobs polls jobs until each has ended and, when collectOutcomes is set, collects its outcomes.
+// errJobsOpen is awaitJobs' answer, with NoWait, while jobs are still running on the hub.
+var errJobsOpen = errors.New("jobs are still running on the hub")
+
+// awaitJobs polls jobs until each has ended (with NoWait: polls once, and gives errJobsOpen while any
+// runs) and, when collectOutcomes is set, collects its outcomes.
 func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collectOutcomes bool) error {
 	for {
 		pending, open := 0, 0
@@ -141,6 +150,9 @@ func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collect
 		}
 		if open == 0 {
 			return nil
+		}
+		if r.NoWait {
+			return errJobsOpen
 		}
 		if err := r.sleep(ctx, r.pollInterval(pending, open, 0)); err != nil {
 			return err
