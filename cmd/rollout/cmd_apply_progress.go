@@ -49,6 +49,17 @@ type waveBar struct {
 	doneBefore       int           // devices of finished batches
 	succeeded, fails atomic.Int64  // read by the render goroutine
 	base             engine.Counts // counts of finished batches
+	last             time.Time     // when the bar last moved, for the ETA's rate
+}
+
+// advance moves the bar to done devices, telling the ETA how long the move took.
+func (wb *waveBar) advance(done int, at time.Time) {
+	d := at.Sub(wb.last)
+	if wb.last.IsZero() || d <= 0 {
+		d = time.Millisecond
+	}
+	wb.last = at
+	wb.bar.EwmaSetCurrent(int64(done), d)
 }
 
 func newBarView(f *os.File) *barView {
@@ -61,7 +72,7 @@ func (v *barView) Event(ev engine.Event) {
 	defer v.mu.Unlock()
 	switch ev.Type {
 	case engine.EventWaveStarted:
-		wb := &waveBar{total: ev.Devices}
+		wb := &waveBar{total: ev.Devices, last: ev.Time}
 		// A bar made with total 0 completes only when told, so every bar stays live until close and
 		// mpb keeps flushing the lines written above the bars.
 		wb.bar = v.p.AddBar(0,
@@ -80,7 +91,7 @@ func (v *barView) Event(ev engine.Event) {
 			c := wb.base.Add(*ev.Counts)
 			wb.succeeded.Store(int64(c.Succeeded))
 			wb.fails.Store(int64(c.Failed + c.TimedOut + c.Unreachable))
-			wb.bar.EwmaSetCurrent(int64(wb.doneBefore+ev.Done), 150*time.Millisecond)
+			wb.advance(wb.doneBefore+ev.Done, ev.Time)
 		}
 	case engine.EventBatchDone:
 		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
@@ -88,7 +99,7 @@ func (v *barView) Event(ev engine.Event) {
 			wb.doneBefore += ev.Devices
 			wb.succeeded.Store(int64(wb.base.Succeeded))
 			wb.fails.Store(int64(wb.base.Failed + wb.base.TimedOut + wb.base.Unreachable))
-			wb.bar.EwmaSetCurrent(int64(wb.doneBefore), 150*time.Millisecond)
+			wb.advance(wb.doneBefore, ev.Time)
 		}
 	case engine.EventWaveDone:
 		if wb := v.bars[ev.Wave]; wb != nil {
