@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/iot-rollout/rollout/query"
 )
 
@@ -32,6 +34,11 @@ func (c *checker) condition(r ref, what string) {
 	e, err := query.ParseCondition(s)
 	if err == nil {
 		c.conds[n] = e
+		// Constructs that parse but probably do not select what the author meant, such as a bare
+		// word where a quoted string was intended or double quotes a hub query may refuse.
+		for _, w := range query.Warnings(s) {
+			c.conditionProblem(Warning, n, r, "", w)
+		}
 		return
 	}
 	var qe *query.Error
@@ -39,10 +46,20 @@ func (c *checker) condition(r ref, what string) {
 		c.add(Error, r.node, r.path, "", "invalid %s: %v", what, err)
 		return
 	}
+	c.conditionProblem(Error, n, r, "invalid "+what, qe)
+}
+
+// conditionProblem reports qe, positioned inside the condition's scalar n, at its place in the file,
+// after prefix ("invalid target: ..."; none for a warning, whose path already names the condition).
+func (c *checker) conditionProblem(sev Severity, n *yaml.Node, r ref, prefix string, qe *query.Error) {
 	line, col, exact := c.valuePos(n, qe.Offset)
 	hint := ""
 	if !exact {
 		hint = "the line and column are where the string starts; count the column inside the condition from there"
 	}
-	c.addAt(Error, line, col, r.path, hint, fmt.Sprintf("invalid %s: %s (column %d of the condition)", what, qe.Msg, qe.Offset+1))
+	msg := fmt.Sprintf("%s (column %d of the condition)", qe.Msg, qe.Offset+1)
+	if prefix != "" {
+		msg = prefix + ": " + msg
+	}
+	c.addAt(sev, line, col, r.path, hint, msg)
 }
