@@ -16,9 +16,9 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
 
-// SwaggerPath is where the official IoT Hub data-plane swagger (api-version 2021-04-12) is kept,
-// relative to the repository root's parent.
-const SwaggerPath = "../shared/reference/iothub-dataplane-2021-04-12.json"
+// SwaggerFile is the official IoT Hub data-plane swagger (api-version 2021-04-12), kept in
+// hubapi/testdata (see hubapi/testdata/README.md for its source and licence).
+const SwaggerFile = "iothub-dataplane-2021-04-12.json"
 
 // Swagger holds requests to the official IoT Hub service swagger: each request's path and method must
 // be an operation of the file, its api-version right, its query and x-ms-/If-Match headers declared
@@ -60,13 +60,13 @@ var standardHeaders = map[string]bool{
 	"Content-Length": true, "Request-Id": true, "X-Ms-Client-Request-Id": true, "Connection": true,
 }
 
-// LoadSwagger reads the swagger file at path (empty: SwaggerPath found from this source file's
-// location) and fails tb when it cannot.
+// LoadSwagger reads the swagger file at path (empty: SwaggerFile in hubapi/testdata, found from this
+// source file's location, so it works from any package's test) and fails tb when it cannot.
 func LoadSwagger(tb testing.TB, path string) *Swagger {
 	tb.Helper()
 	if path == "" {
 		_, file, _, _ := runtime.Caller(0)
-		path = filepath.Join(filepath.Dir(file), "..", "..", SwaggerPath)
+		path = filepath.Join(filepath.Dir(file), "..", "testdata", SwaggerFile)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
