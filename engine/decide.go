@@ -74,29 +74,70 @@ func InSample(name, id string, percent float64) bool {
 type Verdict struct {
 	Pass   bool
 	Judged bool   // false when the rate was not judged because fewer than minDevices were targeted
+	Halt   bool   // a failure that halts whatever onFailure says: nothing was changed that failed
 	Reason string // why it failed (or why the rate was not judged)
 }
 
-// Judge applies the success gate to the outcomes of a wave so far. maxFailures counts failed and timed
-// out devices (unreachable ones never received the change, so they only lower the success rate), and is
-// judged at any count; the success rate (succeeded / targeted) is judged only once at least minDevices
-// devices were targeted.
+// Judge applies the success gate to the outcomes of a wave's batches so far. maxFailures counts failed
+// and timed out devices (unreachable ones never received the change, so they only lower the success
+// rate), and is judged at any count; the success rate (succeeded / targeted) is judged only once at
+// least minDevices devices were targeted, so one unlucky device in a first batch does not fail a wave.
+// The wave's end gate is JudgeWave.
 func Judge(c Counts, s plan.Success) Verdict {
-	failures := c.Failed + c.TimedOut
-	if s.MaxFailures >= 0 && failures > s.MaxFailures {
-		return Verdict{Judged: true, Reason: fmt.Sprintf("%d devices failed or timed out, more than maxFailures %d",
-			failures, s.MaxFailures)}
+	if v, failed := judgeFailures(c, s); failed {
+		return v
 	}
 	if c.Targeted == 0 || c.Targeted < s.MinDevices {
-		return Verdict{Pass: true, Reason: fmt.Sprintf("success rate not judged: %d devices targeted, minDevices is %d",
-			c.Targeted, s.MinDevices)}
+		return Verdict{Pass: true, Reason: fmt.Sprintf("success rate not judged yet: %s targeted, minDevices is %d",
+			plural(c.Targeted, "device"), s.MinDevices)}
 	}
+	return judgeRate(c, s)
+}
+
+// JudgeWave is the gate at the end of wave w, over all its devices. A wave that selected no device
+// fails it unless it allows that (an empty canary would let every later wave through unjudged), and
+// halts the rollout: nothing was applied that failed. A wave of fewer devices than minDevices is
+// judged on all of them, so each must succeed as far as the rate demands; minDevices only defers the
+// rate while a wave's first batches run.
+func JudgeWave(w plan.Wave, condition string, c Counts) Verdict {
+	if c.Targeted == 0 {
+		if w.AllowEmpty {
+			return Verdict{Pass: true, Reason: "the wave selects no device (allowEmpty)"}
+		}
+		return Verdict{Halt: true, Judged: true, Reason: fmt.Sprintf(
+			"selects no device (condition %s); fix the plan's target or fleet, or set allowEmpty: true on the wave if that is expected",
+			condition)}
+	}
+	if v, failed := judgeFailures(c, w.Success); failed {
+		return v
+	}
+	return judgeRate(c, w.Success)
+}
+
+func judgeFailures(c Counts, s plan.Success) (Verdict, bool) {
+	failures := c.Failed + c.TimedOut
+	if s.MaxFailures >= 0 && failures > s.MaxFailures {
+		return Verdict{Judged: true, Reason: fmt.Sprintf("%s failed or timed out, more than maxFailures %d",
+			plural(failures, "device"), s.MaxFailures)}, true
+	}
+	return Verdict{}, false
+}
+
+func judgeRate(c Counts, s plan.Success) Verdict {
 	rate := float64(c.Succeeded) / float64(c.Targeted)
 	if rate+1e-9 < s.MinSuccessRate {
 		return Verdict{Judged: true, Reason: fmt.Sprintf("success rate %s (%d of %d) is below minSuccessRate %s",
 			pct(rate), c.Succeeded, c.Targeted, pct(s.MinSuccessRate))}
 	}
 	return Verdict{Pass: true, Judged: true}
+}
+
+// plural counts n of noun: "1 device", "2 devices".
+func plural(n int, noun string) string {
+	if n != 1 {
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
 }
 
 func pct(f float64) string {

@@ -104,6 +104,38 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+func TestJudgeWave(t *testing.T) {
+	wave := func(allowEmpty bool, s plan.Success) plan.Wave {
+		return plan.Wave{Name: "canary", AllowEmpty: allowEmpty, Success: s}
+	}
+	s := plan.Success{MinSuccessRate: 1, MaxFailures: -1, MinDevices: 5}
+	tests := []struct {
+		name       string
+		w          plan.Wave
+		c          Counts
+		pass, halt bool
+		reason     string
+	}{
+		{"empty wave halts", wave(false, s), Counts{}, false, true, `selects no device (condition tags.ring = canary)`},
+		{"empty wave allowed", wave(true, s), Counts{}, true, false, "allowEmpty"},
+		{"fewer than minDevices, all succeeded", wave(false, s), Counts{Targeted: 3, Succeeded: 3}, true, false, ""},
+		{"fewer than minDevices, one failed", wave(false, s), Counts{Targeted: 3, Succeeded: 2, Failed: 1}, false, false, "below minSuccessRate 100%"},
+		{"fewer than minDevices, one unreachable", wave(false, s), Counts{Targeted: 2, Succeeded: 1, Unreachable: 1}, false, false, "50%"},
+		{"small wave at its rate", wave(false, plan.Success{MinSuccessRate: 0.5, MaxFailures: -1, MinDevices: 10}),
+			Counts{Targeted: 2, Succeeded: 1, Failed: 1}, true, false, ""},
+		{"maxFailures", wave(false, plan.Success{MinSuccessRate: 0, MaxFailures: 0, MinDevices: 10}),
+			Counts{Targeted: 4, Succeeded: 3, TimedOut: 1}, false, false, "1 device failed or timed out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := JudgeWave(tt.w, "tags.ring = canary", tt.c)
+			if v.Pass != tt.pass || v.Halt != tt.halt || !strings.Contains(v.Reason, tt.reason) {
+				t.Errorf("JudgeWave(%+v) = %+v, want pass=%v halt=%v reason containing %q", tt.c, v, tt.pass, tt.halt, tt.reason)
+			}
+		})
+	}
+}
+
 func TestScheduleOpen(t *testing.T) {
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {

@@ -521,11 +521,16 @@ func (r *runner) waveDevices(wi int) ([]string, error) {
 
 // failWave records a failed gate and decides, per the plan, between halt and rollback.
 func (r *runner) failWave(wi int, reason string) error {
+	return r.failWaveAs(wi, reason, r.p.OnFailure)
+}
+
+// failWaveAs records a failed gate and halts or rolls back as onFailure says.
+func (r *runner) failWaveAs(wi int, reason string, onFailure plan.FailurePolicy) error {
 	w := &r.st.Waves[wi]
 	w.Status = StatusFailed
 	r.st.Reason = fmt.Sprintf("wave %s: %s", w.Name, reason)
 	r.emit(Event{Type: EventGateFailed, Wave: wi, Reason: reason, Counts: &w.Counts})
-	if r.p.OnFailure == plan.Halt {
+	if onFailure == plan.Halt {
 		r.st.Status = StatusHalted
 		if err := r.save(); err != nil {
 			return err
@@ -539,9 +544,13 @@ func (r *runner) failWave(wi int, reason string) error {
 
 func (r *runner) waveGate(wi int) error {
 	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	v := Judge(w.Counts, pw.Success)
+	v := JudgeWave(pw, query.Format(r.p.Condition(wi)), w.Counts)
 	if !v.Pass {
-		return r.failWave(wi, v.Reason)
+		onFailure := r.p.OnFailure
+		if v.Halt {
+			onFailure = plan.Halt
+		}
+		return r.failWaveAs(wi, v.Reason, onFailure)
 	}
 	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: -1, Counts: &w.Counts, Reason: v.Reason})
 	w.Status, w.BakeStart = StatusBaking, r.now().UTC()

@@ -270,6 +270,8 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 	}
 	approval := deref(w.get("approval").node)
 	wave.Approval = approval != nil && (approval.Value == "required" || approval.ShortTag() == "!!bool" && approval.Value == "true")
+	allowEmpty := deref(w.get("allowEmpty").node)
+	wave.AllowEmpty = allowEmpty != nil && allowEmpty.Value == "true"
 
 	// Action: the wave's own, else the plan's.
 	a := pick(w.get("action"), topAction)

@@ -41,12 +41,16 @@ type Wave struct {
 	Target   string  // condition as written; "*" selects every fleet device
 	Percent  float64 // 0 < Percent <= 100; 100 when the wave takes all its target selects
 	Approval bool    // the wave waits for `rollout approve`
-	Action   Action
-	Timeout  time.Duration // maxExecutionTimeInSeconds of each job
-	Batch    Batch
-	Success  Success
-	Bake     time.Duration // 0: no bake
-	Verify   *Verify       // nil: no verify
+	// AllowEmpty lets the wave select no device; otherwise an empty wave halts the rollout before any
+	// later wave, since an empty canary would gate nothing. Left out of the plan hash when false, so
+	// plans written before it keep their hash (and their rollouts).
+	AllowEmpty bool `json:",omitempty"`
+	Action     Action
+	Timeout    time.Duration // maxExecutionTimeInSeconds of each job
+	Batch      Batch
+	Success    Success
+	Bake       time.Duration // 0: no bake
+	Verify     *Verify       // nil: no verify
 }
 
 // Action is the change a wave applies: exactly one of TwinUpdate and DirectMethod is set.
