@@ -132,7 +132,7 @@ func judgeRate(c Counts, s plan.Success) Verdict {
 	return Verdict{Pass: true, Judged: true}
 }
 
-// plural counts n of noun: "1 device", "2 devices".
+// plural counts n of a regular noun for a person: "1 device", "2 devices".
 func plural(n int, noun string) string {
 	if n != 1 {
 		noun += "s"

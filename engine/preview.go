@@ -1111,7 +1111,7 @@ func (pv *previewer) findings() {
 			add(FindingEmptyWave, w.Name, "the wave takes no devices")
 		}
 		if i == 0 && pv.MaxFirstWave > 0 && w.Devices > pv.MaxFirstWave {
-			add(FindingFirstWave, w.Name, "the first wave takes %d devices, more than the limit of %d", w.Devices, pv.MaxFirstWave)
+			add(FindingFirstWave, w.Name, "the first wave takes %s, more than the limit of %d", plural(w.Devices, "device"), pv.MaxFirstWave)
 		}
 		if w.VerifyHolds != nil && w.Devices > 0 {
 			rate := float64(*w.VerifyHolds) / float64(w.Devices)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 )
 
 // Exit codes, as the README documents them.
@@ -71,4 +72,16 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Exit codes: 0 done, 1 invalid plan or usage, 2 halted, 3 rolled back, 4 hub/auth/state error, 10 waiting (--no-wait).")
+}
+
+// plural counts n of noun for a person: "1 batch", "2 batches", "0 devices".
+func plural(n int, noun string) string {
+	switch {
+	case n == 1:
+	case strings.HasSuffix(noun, "ch") || strings.HasSuffix(noun, "s") || strings.HasSuffix(noun, "x"):
+		noun += "es"
+	default:
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
 }

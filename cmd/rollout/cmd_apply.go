@@ -490,7 +490,7 @@ func describe(ev engine.Event) string {
 	}
 	switch ev.Type {
 	case engine.EventStarted:
-		return fmt.Sprintf("rollout %s: %d waves", ev.Rollout, ev.Waves)
+		return fmt.Sprintf("rollout %s: %s", ev.Rollout, plural(ev.Waves, "wave"))
 	case engine.EventWaiting:
 		switch ev.Reason {
 		case "approval":
@@ -499,9 +499,9 @@ func describe(ev engine.Event) string {
 			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
 		}
 	case engine.EventWaveStarted:
-		return fmt.Sprintf("%s: %d devices in %d batches", wave, ev.Devices, ev.Batches)
+		return fmt.Sprintf("%s: %s in %s", wave, plural(ev.Devices, "device"), plural(ev.Batches, "batch"))
 	case engine.EventJobCreated:
-		return fmt.Sprintf("%s: job %s created for %d devices", batch, ev.Job, ev.Devices)
+		return fmt.Sprintf("%s: job %s created for %s", batch, ev.Job, plural(ev.Devices, "device"))
 	case engine.EventJobAttached:
 		return fmt.Sprintf("%s: job %s re-attached", batch, ev.Job)
 	case engine.EventBatchDone:
@@ -523,9 +523,9 @@ func describe(ev engine.Event) string {
 		return fmt.Sprintf("rolling back: %s", ev.Reason)
 	case engine.EventRollbackBatch:
 		c := ev.Counts
-		return fmt.Sprintf("%s rolled back: %d devices restored, %d failed", batch, c.Succeeded, c.Failed)
+		return fmt.Sprintf("%s rolled back: %s restored, %d failed", batch, plural(c.Succeeded, "device"), c.Failed)
 	case engine.EventRolledBack:
-		return fmt.Sprintf("rolled back %d devices", ev.Devices)
+		return fmt.Sprintf("rolled back %s", plural(ev.Devices, "device"))
 	case engine.EventDone:
 		return "rollout done"
 	case engine.EventStopped:

@@ -119,7 +119,7 @@ func runEmulator(e *env) int {
 		limits = fmt.Sprintf("%d concurrent jobs, %g job device ops/s, %g queries/min, pages of %d",
 			q.ConcurrentJobs, q.JobDeviceOpsPerSec, q.QueriesPerMinute, q.MaxPageSize)
 	}
-	fmt.Fprintf(e.stderr, "rollout emulator: %d devices on %s, tier %s (%s)\n", st.Devices, srv.URL(), q.Tier, limits)
+	fmt.Fprintf(e.stderr, "rollout emulator: %s on %s, tier %s (%s)\n", plural(st.Devices, "device"), srv.URL(), q.Tier, limits)
 	fmt.Fprintf(e.stdout, "IOTHUB_CONNECTION_STRING=%s\n", srv.ConnectionString())
 	if ca := srv.CAFile(); ca != "" {
 		abs, err := filepath.Abs(ca)

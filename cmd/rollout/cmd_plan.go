@@ -195,7 +195,7 @@ func percentText(p float64) string {
 }
 
 func devicesText(w engine.WavePreview) string {
-	s := fmt.Sprintf("%d devices", w.Devices)
+	s := plural(w.Devices, "device")
 	if !w.Exact {
 		s = "about " + s
 	}
@@ -251,12 +251,6 @@ func estimateText(e engine.Estimate) string {
 	return s
 }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
 
 func estimateParts(e engine.Estimate) string {
 	return fmt.Sprintf("resolve %s, snapshot %s, jobs %s, bake %s", e.Resolve, e.Snapshot, e.Jobs, e.Bake)
@@ -273,7 +267,7 @@ func queriesText(pv *engine.Preview) string {
 func writePlanText(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 	w := &errWriter{w: out}
 	w.printf("Rollout %s (plan %.8s), %s\n", pv.Rollout, pv.PlanHash, kindText(pv.Kind))
-	w.printf("Fleet: %s: %d devices\n", pv.Fleet, pv.FleetDevices)
+	w.printf("Fleet: %s: %s\n", pv.Fleet, plural(pv.FleetDevices, "device"))
 	if s := pv.State; s != nil {
 		w.printf("State: %s; %s\n", s.Status, s.Summary)
 	}
@@ -342,7 +336,7 @@ func writePlanMarkdown(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 	w := &errWriter{w: out}
 	w.printf("### rollout plan: `%s`\n\n", pv.Rollout)
 	kind := kindText(pv.Kind)
-	w.printf("%s%s, plan `%.8s`; fleet `%s`: %d devices.", strings.ToUpper(kind[:1]), kind[1:], pv.PlanHash, mdCell(pv.Fleet), pv.FleetDevices)
+	w.printf("%s%s, plan `%.8s`; fleet `%s`: %s.", strings.ToUpper(kind[:1]), kind[1:], pv.PlanHash, mdCell(pv.Fleet), plural(pv.FleetDevices, "device"))
 	w.printf(" Estimate on %s: **%s**.\n\n", pv.Tier, estimateText(pv.Estimate))
 	if s := pv.State; s != nil {
 		w.printf("**State:** %s; %s\n\n", s.Status, s.Summary)
@@ -413,7 +407,7 @@ func writePlanGithub(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 	for _, wv := range pv.Waves {
 		total += wv.Devices
 	}
-	w.printf("rollout plan %s: %d devices in %d waves, %d finding(s), estimate %s\n", pv.Rollout, total,
-		len(pv.Waves), len(pv.Findings), estimateText(pv.Estimate))
+	w.printf("rollout plan %s: %s in %s, %s, estimate %s\n", pv.Rollout, plural(total, "device"),
+		plural(len(pv.Waves), "wave"), plural(len(pv.Findings), "finding"), estimateText(pv.Estimate))
 	return w.err
 }

@@ -113,11 +113,11 @@ func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Appr
 		c := wv.Counts
 		fmt.Fprintf(w, "  wave %-14s %-10s", wv.Name, wv.Status)
 		if wv.Resolved {
-			fmt.Fprintf(w, " %d devices, %d batches: %d succeeded, %d failed, %d timed out, %d unreachable",
-				wv.DeviceCount, len(wv.Batches), c.Succeeded, c.Failed, c.TimedOut, c.Unreachable)
+			fmt.Fprintf(w, " %s, %s: %d succeeded, %d failed, %d timed out, %d unreachable",
+				plural(wv.DeviceCount, "device"), plural(len(wv.Batches), "batch"), c.Succeeded, c.Failed, c.TimedOut, c.Unreachable)
 		}
 		if wv.VerifyReads > 0 {
-			fmt.Fprintf(w, "; verify %.1f%% after %d reads", wv.VerifyRate*100, wv.VerifyReads)
+			fmt.Fprintf(w, "; verify %.1f%% after %s", wv.VerifyRate*100, plural(wv.VerifyReads, "read"))
 		}
 		if a, ok := approvals[wv.Name]; ok {
 			fmt.Fprintf(w, "; approved by %s at %s", a.By, a.At.Format("2006-01-02 15:04:05Z07:00"))
@@ -127,7 +127,7 @@ func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Appr
 			if b.Status == engine.StatusPending && len(b.Jobs) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "    batch %d/%d %-8s %d devices", bi+1, len(wv.Batches), b.Status, b.End-b.Start)
+			fmt.Fprintf(w, "    batch %d/%d %-8s %s", bi+1, len(wv.Batches), b.Status, plural(b.End-b.Start, "device"))
 			for _, j := range b.Jobs {
 				fmt.Fprintf(w, "  job %s", j.ID)
 				if j.Status != "" {
@@ -145,6 +145,6 @@ func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Appr
 		if rb.Done {
 			state = "done"
 		}
-		fmt.Fprintf(w, "  rollback %s: %d devices restored, %d failed\n", state, rb.Devices, rb.Failed)
+		fmt.Fprintf(w, "  rollback %s: %s restored, %d failed\n", state, plural(rb.Devices, "device"), rb.Failed)
 	}
 }
