@@ -155,7 +155,8 @@ func IsAlreadyExists(err error) bool {
 }
 
 // IsRetryable reports whether err is transient: a retryable *Error, or a transport failure such as a
-// refused or reset connection. Certificate errors, a cancelled context and bad input are not.
+// refused or reset connection. Certificate errors, a host name that does not resolve, a cancelled
+// context and bad input are not.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
