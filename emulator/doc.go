@@ -26,6 +26,18 @@
 // HostName=localhost) and NODE_EXTRA_CA_CERTS. The development policy (DevelopmentPolicyName,
 // DevelopmentPolicyKey) is public, like Azurite's well-known account; override it for anything shared.
 //
+// # The tier in every response
+//
+// Every response, errors and /_emulator/ endpoints included, states the emulated tier in two headers a
+// real IoT Hub never sends, so that a client paces itself to the emulator without flags:
+//
+//	X-Emulator-Tier: S3        (hubapi.HeaderEmulatorTier: F1, S1, S2, S3 or unlimited)
+//	X-Emulator-Units: 10       (hubapi.HeaderEmulatorUnits: purchased units; 1 for unlimited)
+//
+// hubapi's Client.Probe reads them. GET /statistics/devices and GET /statistics/service are served as
+// the swagger defines them (RegistryStatistics, ServiceStatistics) and charged to no quota, so a first
+// contact never provokes a 429.
+//
 // # Choices where the hub's behaviour is undocumented
 //
 // The reference marks these unconfirmed; the emulator chooses, and rollout's engine is tested against

@@ -257,6 +257,7 @@ func (s *Server) Close() error {
 
 // ServeHTTP answers IoT Hub service REST requests and the emulator's own /_emulator/ endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stateTier(w.Header())
 	if strings.HasPrefix(r.URL.Path, "/_emulator/") {
 		s.serveEmulator(w, r)
 		return
@@ -397,6 +398,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 			return s.deleteDevice(w, r, seg[1])
 		}
 		return errMethod(r)
+	case len(seg) == 2 && seg[0] == "statistics" && (seg[1] == "devices" || seg[1] == "service"):
+		if r.Method != http.MethodGet {
+			return errMethod(r)
+		}
+		if seg[1] == "devices" {
+			return s.registryStatistics(w)
+		}
+		return s.serviceStatistics(w)
 	case len(seg) == 2 && seg[0] == "twins":
 		switch r.Method {
 		case http.MethodGet:

@@ -257,6 +257,9 @@ type call struct {
 	class      opClass
 	idempotent bool
 	timeout    time.Duration // 0: the client's RequestTimeout
+	// contactBudget, when positive, stops retrying failures with no answer from the hub (noAnswer)
+	// once the next attempt would start this long after the first.
+	contactBudget time.Duration
 }
 
 func (cl *call) op() string { return cl.method + " " + cl.path }
@@ -281,6 +284,7 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 	reauthed := false
 	var last error
 	tries := 0
+	start := c.clk.Now()
 	for attempt := 0; ; attempt++ {
 		if err := c.pace.wait(ctx, cl.class); err != nil {
 			return nil, stopped(err, last)
@@ -314,7 +318,10 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 			case e.Retryable():
 				retry = cl.idempotent || !sent
 			}
-		} else if err != nil {
+		} else if ce, ok := asContactError(err); ok {
+			ce.Attempts, ce.Elapsed = tries, c.clk.Now().Sub(start)
+			retry = ce.Retryable() // nothing reached the hub
+		} else {
 			var te *transportError
 			if errors.As(err, &te) && transient(te.err) {
 				retry = cl.idempotent || !sent
@@ -324,6 +331,9 @@ func (c *Client) do(ctx context.Context, cl *call) (*response, error) {
 			return nil, err
 		}
 		wait := c.backoff(attempt, err)
+		if cl.contactBudget > 0 && noAnswer(err) && c.clk.Now().Add(wait).Sub(start) > cl.contactBudget {
+			return nil, err
+		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return nil, err // the context would end before the retry; say why now
 		}
@@ -408,7 +418,11 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, wrote *atom
 	}
 	hr, err := c.http.Do(req)
 	if err != nil {
-		return nil, &transportError{op: cl.op(), err: unwrapURL(err)}
+		err = unwrapURL(err)
+		if ce := c.contactError(cl.op(), err); ce != nil {
+			return nil, ce
+		}
+		return nil, &transportError{op: cl.op(), err: err}
 	}
 	defer hr.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(hr.Body, maxBodyBytes+1))

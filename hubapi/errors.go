@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,7 +17,8 @@ import (
 
 // Error is every error the hub answers with (and every response rollout could not read), carrying the
 // HTTP status, IoT Hub's error code, the tracking id support asks for, and the hub's message. Errors of
-// the transport (a refused connection, a reset) are not *Error; see IsRetryable.
+// the transport are not *Error: see ContactError (a host that does not resolve, a refused connection,
+// an untrusted certificate) and IsRetryable.
 type Error struct {
 	StatusCode int       // HTTP status; 200 for a success response whose body could not be read
 	Code       ErrorCode // from the body or the iothub-errorcode header; zero when the hub gave none
@@ -107,6 +109,12 @@ func asError(err error) (*Error, bool) {
 	return e, ok
 }
 
+func asContactError(err error) (*ContactError, bool) {
+	var e *ContactError
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
 // IsThrottled reports whether err is a hub 429: a rate quota, the concurrent-job limit, or a backlog.
 func IsThrottled(err error) bool {
 	e, ok := asError(err)
@@ -147,7 +155,8 @@ func IsAlreadyExists(err error) bool {
 }
 
 // IsRetryable reports whether err is transient: a retryable *Error, or a transport failure such as a
-// refused or reset connection. Certificate errors, a cancelled context and bad input are not.
+// refused or reset connection. Certificate errors, a host name that does not resolve, a cancelled
+// context and bad input are not.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
@@ -157,6 +166,9 @@ func IsRetryable(err error) bool {
 	}
 	if errors.Is(err, context.Canceled) {
 		return false
+	}
+	if ce, ok := asContactError(err); ok {
+		return ce.Retryable()
 	}
 	// Checked before DeadlineExceeded: one attempt running out of time is worth another.
 	var te *transportError
@@ -175,8 +187,9 @@ type transportError struct {
 func (e *transportError) Error() string { return "iothub: " + e.op + ": " + e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
-// transient reports whether a transport failure may pass: everything but certificate problems and
-// talking HTTP to an HTTPS port (or the reverse), which repeat identically.
+// transient reports whether a transport failure may pass: everything but certificate problems, a
+// name that does not resolve, and talking HTTP to an HTTPS port (or the reverse), which repeat
+// identically.
 func transient(err error) bool {
 	var (
 		cv  *tls.CertificateVerificationError
@@ -184,9 +197,12 @@ func transient(err error) bool {
 		he  x509.HostnameError
 		ci  x509.CertificateInvalidError
 		rhe tls.RecordHeaderError
+		dns *net.DNSError
 	)
 	switch {
 	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &rhe):
+		return false
+	case errors.As(err, &dns) && dns.IsNotFound:
 		return false
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return false

@@ -277,3 +277,22 @@ const (
 	HeaderItemType     = "x-ms-item-type"
 	HeaderErrorCode    = "iothub-errorcode"
 )
+
+// Headers the emulator adds to every response to state the tier it emulates, so that a client paces
+// itself to it without being told. A real IoT Hub sends neither.
+const (
+	HeaderEmulatorTier  = "X-Emulator-Tier"  // "F1", "S1", "S2", "S3" or "unlimited"
+	HeaderEmulatorUnits = "X-Emulator-Units" // purchased units, a positive decimal integer (1 for unlimited)
+)
+
+// RegistryStatistics is the answer of GET /statistics/devices (swagger definition RegistryStatistics).
+type RegistryStatistics struct {
+	TotalDeviceCount    int64 `json:"totalDeviceCount"`
+	EnabledDeviceCount  int64 `json:"enabledDeviceCount"`
+	DisabledDeviceCount int64 `json:"disabledDeviceCount"`
+}
+
+// ServiceStatistics is the answer of GET /statistics/service (swagger definition ServiceStatistics).
+type ServiceStatistics struct {
+	ConnectedDeviceCount int64 `json:"connectedDeviceCount"`
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,10 +18,14 @@ import (
 
 func init() {
 	commands["emulator"] = command{
-		summary: "serve a local IoT Hub (REST API, simulated devices, tier quotas)",
+		summary: "serve a local IoT Hub (REST API, simulated devices, tier quotas); `emulator token` signs a SAS token for it",
 		run:     runEmulator,
 	}
 }
+
+// defaultEmulatorListen is where `rollout emulator` listens, and so the host `rollout emulator token`
+// signs for, unless told otherwise.
+const defaultEmulatorListen = "127.0.0.1:8443"
 
 // emulatorOptions is what `rollout emulator` was asked to do.
 type emulatorOptions struct {
@@ -36,7 +41,7 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&o.fleet, "fleet", "", "fleet file: generated groups and explicit twins (default: an empty hub)")
-	fs.StringVar(&o.opts.Addr, "listen", "127.0.0.1:8443", "address to listen on; 127.0.0.1:443 with HostName=localhost serves the unmodified Node SDK")
+	fs.StringVar(&o.opts.Addr, "listen", defaultEmulatorListen, "address to listen on; 127.0.0.1:443 with HostName=localhost serves the unmodified Node SDK")
 	fs.StringVar(&o.opts.Tier, "tier", "unlimited", "quotas to enforce: F1, S1, S2, S3 or unlimited")
 	fs.IntVar(&o.opts.Units, "units", 1, "purchased units of the tier")
 	fs.DurationVar(&o.opts.QueryLag, "query-lag", 0, "twin queries see twins as they were this long ago")
@@ -51,6 +56,7 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 	fs.BoolVar(&verbose, "verbose", false, "log every request (method, path, status, error code, duration) to standard error")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: rollout emulator [--fleet FLEET] [--listen 127.0.0.1:PORT] [--tier S1|S2|S3|unlimited] [flags]")
+		fmt.Fprintln(e.stderr, "       rollout emulator token [--host HOST:PORT] [--policy NAME] [--key BASE64] [--ttl 1h]   (a SAS token, e.g. for curl)")
 		fmt.Fprintln(e.stderr, "The policy key is the documented development key unless ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.")
 		fs.PrintDefaults()
 	}
@@ -90,6 +96,11 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 // runEmulator serves until interrupted (or --duration), then closes the emulator, which writes the data
 // file when --data is set.
 func runEmulator(e *env) int {
+	if len(e.args) > 0 && e.args[0] == "token" {
+		sub := *e
+		sub.args = e.args[1:]
+		return runEmulatorToken(&sub)
+	}
 	o, err := parseEmulator(e)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -129,6 +140,7 @@ func runEmulator(e *env) int {
 		fmt.Fprintf(e.stdout, "SSL_CERT_FILE=%s\n", ca)
 		fmt.Fprintf(e.stdout, "NODE_EXTRA_CA_CERTS=%s\n", ca)
 	}
+	fmt.Fprintf(e.stderr, "rollout emulator: try %s\n", curlExample(srv, o.opts.PolicyName))
 	fmt.Fprintf(e.stderr, "rollout emulator: observability at %s/_emulator/stats; Ctrl-C stops\n", srv.URL())
 	var timeout <-chan time.Time
 	if o.duration > 0 {
@@ -143,5 +155,91 @@ func runEmulator(e *env) int {
 		return exitHub
 	}
 	fmt.Fprintln(e.stderr, "rollout emulator: stopped")
+	return exitOK
+}
+
+// curlExample is a command line that reads the emulator's registry statistics with a token from
+// `rollout emulator token`, so that no token (a credential once the key is not the development one)
+// is printed.
+func curlExample(srv *emulator.Server, policy string) string {
+	host := defaultEmulatorListen
+	if cs, err := hubapi.ParseConnectionString(srv.ConnectionString()); err == nil {
+		host = cs.HostName
+	}
+	token := "rollout emulator token --host " + host
+	if policy != emulator.DevelopmentPolicyName {
+		token += " --policy " + policy
+	}
+	cacert := ""
+	if ca := srv.CAFile(); ca != "" {
+		if abs, err := filepath.Abs(ca); err == nil {
+			ca = abs
+		}
+		cacert = "--cacert '" + ca + "' "
+	}
+	return fmt.Sprintf("curl %s-H \"Authorization: $(%s)\" '%s/statistics/devices?api-version=%s'", cacert, token, srv.URL(), hubapi.APIVersion)
+}
+
+// emulatorTokenOptions is what `rollout emulator token` was asked to sign.
+type emulatorTokenOptions struct {
+	cs  hubapi.ConnectionString
+	ttl time.Duration
+}
+
+func parseEmulatorToken(e *env) (emulatorTokenOptions, error) {
+	var o emulatorTokenOptions
+	var host, policy, key string
+	fs := flag.NewFlagSet("emulator token", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&host, "host", defaultEmulatorListen, "the emulator's host (the connection string's HostName), with its port")
+	fs.StringVar(&policy, "policy", emulator.DevelopmentPolicyName, "shared access policy name")
+	fs.StringVar(&key, "key", "", "the policy's key, base64 (default: ROLLOUT_EMULATOR_POLICY_KEY, else the public development key)")
+	fs.DurationVar(&o.ttl, "ttl", time.Hour, "how long the token is valid")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: rollout emulator token [--host HOST:PORT] [--policy NAME] [--key BASE64] [--ttl 1h]")
+		fmt.Fprintln(e.stderr, "Prints a service SAS token for the emulator, for an Authorization header:")
+		fmt.Fprintf(e.stderr, "  curl -H \"Authorization: $(rollout emulator token)\" 'https://%s/statistics/devices?api-version=%s'\n", defaultEmulatorListen, hubapi.APIVersion)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(e.args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.ttl <= 0 {
+		return o, errors.New("--ttl must be positive")
+	}
+	if key == "" {
+		key = e.getenv("ROLLOUT_EMULATOR_POLICY_KEY")
+	}
+	if key == "" {
+		key = emulator.DevelopmentPolicyKey
+	}
+	if strings.ContainsAny(host, ";") || strings.ContainsAny(policy, ";") || policy == "" {
+		return o, errors.New("--host and --policy must be non-empty and hold no ';'")
+	}
+	cs, err := hubapi.ParseConnectionString("HostName=" + host + ";SharedAccessKeyName=" + policy + ";SharedAccessKey=" + key)
+	if err != nil {
+		// The parser's messages name connection-string parts; say which flag they come from.
+		msg := strings.TrimPrefix(err.Error(), "connection string: ")
+		msg = strings.NewReplacer("HostName", "--host", "SharedAccessKeyName", "--policy", "SharedAccessKey", "--key").Replace(msg)
+		return o, errors.New(msg)
+	}
+	o.cs = cs
+	return o, nil
+}
+
+// runEmulatorToken prints a service SAS token for the emulator's policy, valid for --ttl from now.
+func runEmulatorToken(e *env) int {
+	o, err := parseEmulatorToken(e)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(e.stderr, "rollout emulator token:", err)
+		}
+		return exitInvalid
+	}
+	fmt.Fprintln(e.stdout, o.cs.SASToken(time.Now().Add(o.ttl)))
 	return exitOK
 }
