@@ -45,12 +45,17 @@ type Options struct {
 
 // Result is where a run of Apply or Rollback left the rollout.
 type Result struct {
-	Status  Status   // the rollout's status when the run returned
-	Step    StepKind // the step the run stopped at
-	Waiting bool     // with NoWait: stopped at a wait (approval, schedule, bake, verify)
-	Stopped bool     // stopped at a safe point because Stop was closed
-	Reason  string   // why the rollout halted or rolled back
-	Until   time.Time
+	Status  Status    // the rollout's status when the run returned
+	Step    StepKind  // the step the run stopped at
+	Waiting bool      // with NoWait: stopped at a wait (approval, schedule, bake, verify)
+	Stopped bool      // stopped at a safe point because Stop was closed
+	Reason  string    // why the rollout halted or rolled back
+	Until   time.Time // the end of the wait, when the step waits for a time (bake, window, verify)
+	Wave    int       // the wave of a step that has one
+	// WaveName names Wave.
+	WaveName string
+	// Progress is the last progress of the running batch, when a NoWait run left it running.
+	Progress *Event
 }
 
 // PlanChangedError is returned when the plan's hash differs from the one the rollout started with.
@@ -74,6 +79,8 @@ type runner struct {
 	now func() time.Time
 	// devices caches resolved wave devices.
 	devices map[int][]string
+	// progress is the last batch progress emitted, for the Result of a run that leaves jobs running.
+	progress *Event
 }
 
 func newRunner(o Options, p *plan.Plan) *runner {
@@ -252,6 +259,9 @@ func (r *runner) emit(e Event) {
 	if e.Wave >= 0 && e.Wave < len(r.st.Waves) && e.WaveName == "" {
 		e.WaveName = r.st.Waves[e.Wave].Name
 	}
+	if e.Type == EventBatchProgress {
+		r.progress = &e
+	}
 	r.Observer.Event(e)
 }
 
@@ -292,7 +302,11 @@ func (r *runner) approved(wave string) bool {
 }
 
 func (r *runner) result(step Step) *Result {
-	return &Result{Status: r.st.Status, Step: step.Kind, Reason: r.st.Reason, Until: step.Until}
+	res := &Result{Status: r.st.Status, Step: step.Kind, Reason: r.st.Reason, Until: step.Until, Wave: step.Wave}
+	if step.Wave >= 0 && step.Wave < len(r.st.Waves) {
+		res.WaveName = r.st.Waves[step.Wave].Name
+	}
+	return res
 }
 
 func (r *runner) loop(ctx context.Context) (*Result, error) {
@@ -347,7 +361,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			waiting, err = r.runBatch(ctx, step.Wave, step.Batch)
 			if err == nil && waiting && r.NoWait {
 				// Jobs are running on the hub: the rollout progresses normally without us.
-				return r.result(step), nil
+				res := r.result(step)
+				res.Progress = r.progress
+				return res, nil
 			}
 		case StepWaveGate:
 			err = r.waveGate(step.Wave)
@@ -355,6 +371,11 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			var waiting bool
 			waiting, err = r.verify(ctx, step.Wave)
 			if err == nil && waiting {
+				step.Until = r.st.Waves[step.Wave].BakeStart.Add(r.p.Waves[step.Wave].Verify.Within)
+				if step != announced {
+					r.emit(Event{Type: EventWaiting, Wave: step.Wave, Reason: "verify", Until: step.Until})
+					announced = step
+				}
 				if r.NoWait {
 					res := r.result(step)
 					res.Waiting = true

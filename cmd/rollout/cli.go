@@ -15,6 +15,9 @@ const (
 	exitRolledBack = 3  // rolled back
 	exitHub        = 4  // hub, auth or state error
 	exitWaiting    = 10 // waiting for a schedule window, bake or approval (with --no-wait)
+	// exitInterrupted: Ctrl-C stopped a run at a safe point (128 + SIGINT, the shell convention);
+	// running the same command again continues.
+	exitInterrupted = 130
 )
 
 // env is what every command gets from Main: its arguments and its standard streams. Commands never

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
@@ -27,10 +26,6 @@ func init() {
 		run:     runApply,
 	}
 }
-
-// exitInterrupted is returned when Ctrl-C stopped a run at a safe point (128 + SIGINT, the shell
-// convention); running the same command again continues.
-const exitInterrupted = 130
 
 // engFlags are the flags shared by apply and rollback: where the state lives, how to reach the hub,
 // and how to report.
@@ -170,8 +165,19 @@ func (f *engFlags) drive(e *env, name string, set map[string]bool, store func(*e
 	op func(context.Context, engine.Options) (*engine.Result, error)) int {
 	ctx, stop, release := interrupts(context.Background(), e)
 	defer release()
+	if f.report != "" {
+		if err := checkReportPath(f.report); err != nil {
+			fmt.Fprintf(e.stderr, "rollout %s: --report: %v\n", name, err)
+			return exitInvalid
+		}
+	}
 	sess, err := f.connect(ctx, e, set)
-	if err != nil {
+	var fe *fleetError
+	switch {
+	case errors.As(err, &fe):
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+		return exitInvalid
+	case err != nil:
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
 		return exitHub
 	}
@@ -181,11 +187,17 @@ func (f *engFlags) drive(e *env, name string, set map[string]bool, store func(*e
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
 		return exitHub
 	}
-	view := newView(e, f.output)
+	h := newHints(sess.stateIn, f.emulate)
+	view := newView(e, f.output, h)
 	res, err := op(ctx, engine.Options{Hub: sess.hub, Store: st, Quotas: sess.quotas,
 		Observer: view, NoWait: f.noWait, Stop: stop})
 	view.close()
-	return finish(e, name, st, f, res, err)
+	code := finish(e, name, st, f, h, res, err)
+	if sess.stateTemp && st.Exists() {
+		fmt.Fprintf(e.stderr, "rollout %s: the state (and the emulated hub) lived in a temporary directory and is gone with this run; "+
+			"give --state DIR to keep them for status, approve, rollback and the next run\n", name)
+	}
+	return code
 }
 
 // parseArgs parses flags given before or after the positional arguments.
@@ -206,100 +218,6 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, map[string]bool, erro
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return pos, set, nil
-}
-
-// engSession is a connected hub with its quotas, and what to close at the end.
-type engSession struct {
-	hub     engine.Hub
-	quotas  hubapi.Quotas
-	stateIn string
-	cleanup []func()
-}
-
-func (s *engSession) close() {
-	for i := len(s.cleanup) - 1; i >= 0; i-- {
-		s.cleanup[i]()
-	}
-}
-
-// connect reaches the hub the flags name: the in-process emulator, a connection string from the
-// environment, or Microsoft Entra. Secrets never appear in its errors.
-func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool) (*engSession, error) {
-	s := &engSession{stateIn: f.state}
-	tier := f.tier
-	if f.emulate != "" {
-		fleet, err := emulator.LoadFleet(f.emulate)
-		if err != nil {
-			return nil, err
-		}
-		if tier == "" {
-			tier = "unlimited"
-		}
-		faults, _ := emulator.ParseFaults(f.faults)
-		opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
-		if setFlags["state"] && f.keepHub {
-			// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
-			// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
-			if err := os.MkdirAll(f.state, 0o700); err != nil {
-				return nil, err
-			}
-			opts.DataFile = filepath.Join(f.state, "emulator-hub.json")
-		}
-		srv, err := emulator.Start(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("start the emulator: %w", err)
-		}
-		s.cleanup = append(s.cleanup, func() { srv.Close() })
-		s.quotas = srv.Quotas()
-		c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{PlainHTTP: true, Quotas: &s.quotas})
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.hub = c
-		if !setFlags["state"] {
-			dir, err := os.MkdirTemp("", "rollout-state-")
-			if err != nil {
-				s.close()
-				return nil, err
-			}
-			s.stateIn = dir
-			s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
-		}
-		return s, nil
-	}
-	if tier == "" {
-		// The most conservative tier: a hub of a higher tier is only paced more slowly than it could be.
-		tier = "S1"
-	}
-	q, err := hubapi.TierQuotas(tier, f.units)
-	if err != nil {
-		return nil, err
-	}
-	s.quotas = q
-	opts := hubapi.Options{CAFile: f.caFile, Quotas: &s.quotas}
-	if f.hub != "" {
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("Microsoft Entra credential: %w", err)
-		}
-		c, err := hubapi.NewWithCredential(f.hub, cred, opts)
-		if err != nil {
-			return nil, err
-		}
-		s.hub = c
-		return s, nil
-	}
-	cs := e.getenv("IOTHUB_CONNECTION_STRING")
-	if cs == "" {
-		return nil, errors.New("no hub: set IOTHUB_CONNECTION_STRING, or give --hub HOST (Microsoft Entra) or --emulate FLEET")
-	}
-	c, err := hubapi.NewFromConnectionString(cs, opts)
-	if err != nil {
-		return nil, err
-	}
-	s.hub = c
-	return s, nil
 }
 
 // interrupts turns the first Ctrl-C (or SIGTERM) into a stop at the next safe point and the second into
@@ -379,13 +297,13 @@ func loadPlan(e *env, name, file string, data []byte) *plan.Plan {
 }
 
 // finish writes the report and turns a run's result into the exit code.
-func finish(e *env, cmd string, store *engine.Store, f *engFlags, res *engine.Result, err error) int {
+func finish(e *env, cmd string, store *engine.Store, f *engFlags, h hints, res *engine.Result, err error) int {
 	if f.report != "" && store.Exists() {
+		// The rollout's outcome stands whatever happens to its report: a report that cannot be
+		// written is said, never turned into a hub error. The state keeps every outcome.
 		if rerr := writeReport(store, f.report); rerr != nil {
-			fmt.Fprintf(e.stderr, "rollout %s: report: %v\n", cmd, rerr)
-			if err == nil {
-				err = rerr
-			}
+			fmt.Fprintf(e.stderr, "rollout %s: the report could not be written (%v); the state keeps every outcome: `rollout status %s --output json%s`\n",
+				cmd, rerr, store.Name(), h.state)
 		}
 	}
 	var pc *engine.PlanChangedError
@@ -403,19 +321,96 @@ func finish(e *env, cmd string, store *engine.Store, f *engFlags, res *engine.Re
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
 		return exitHub
 	}
+	code, where := outcome(e, cmd, store.Name(), h, res)
+	if f.noWait {
+		// A cron log's last line: where the rollout stands and why this run exits as it does.
+		if code == exitOK && where != "done" {
+			where += " (exit 0, progressing)"
+		} else {
+			where += fmt.Sprintf(" (exit %d)", code)
+		}
+		fmt.Fprintf(e.stderr, "rollout %s: %s\n", cmd, where)
+	}
+	return code
+}
+
+// outcome turns where a run left the rollout into the exit code, saying what a person does next, and
+// words where the rollout stands for --no-wait's last line.
+func outcome(e *env, cmd, name string, h hints, res *engine.Result) (code int, where string) {
 	switch {
 	case res.Status == engine.StatusHalted:
 		fmt.Fprintf(e.stderr, "rollout %s: halted: %s\n", cmd, res.Reason)
-		fmt.Fprintf(e.stderr, "rollout %s: undo what was applied with `rollout rollback %s`; a halted rollout does not resume\n",
-			cmd, store.Name())
-		return exitHalted
+		fmt.Fprintf(e.stderr, "rollout %s: undo what was applied with `rollout rollback %s%s`; a halted rollout does not resume\n",
+			cmd, name, h.hub)
+		return exitHalted, "halted"
+	case res.Status == engine.StatusRolledBack && cmd == "rollback":
+		fmt.Fprintf(e.stderr, "rollout %s: rolled back: %s\n", cmd, res.Reason)
+		return exitOK, "rolled back"
 	case res.Status == engine.StatusRolledBack:
 		fmt.Fprintf(e.stderr, "rollout %s: rolled back: %s\n", cmd, res.Reason)
-		return exitRolledBack
+		return exitRolledBack, "rolled back"
 	case res.Waiting:
-		return exitWaiting
+		return exitWaiting, waitingFor(res, name, h)
+	case res.Status == engine.StatusDone:
+		return exitOK, "done"
+	case res.Status == engine.StatusRollingBack:
+		return exitOK, "rolling back; its jobs run on the hub"
 	}
-	return exitOK
+	return exitOK, progressText(res)
+}
+
+// waitingFor words what a --no-wait run that exits 10 waits for.
+func waitingFor(res *engine.Result, name string, h hints) string {
+	wave := "wave " + res.WaveName + " "
+	switch res.Step {
+	case engine.StepWaitApproval:
+		return fmt.Sprintf("%swaiting for approval: rollout approve %s --wave %s%s", wave, name, res.WaveName, h.state)
+	case engine.StepWaitSchedule:
+		if res.Until.IsZero() {
+			return wave + "waiting for a schedule window; none opens again"
+		}
+		return fmt.Sprintf("%swaiting for the schedule window at %s", wave, clock(res.Until))
+	case engine.StepWaitBake:
+		return fmt.Sprintf("%sbaking until %s", wave, clock(res.Until))
+	case engine.StepVerify:
+		return fmt.Sprintf("%swaiting for verify until %s", wave, clock(res.Until))
+	}
+	return "waiting"
+}
+
+// progressText words where a run that left jobs running stands.
+func progressText(res *engine.Result) string {
+	p := res.Progress
+	if res.Step != engine.StepBatch || p == nil {
+		return "progressing"
+	}
+	return fmt.Sprintf("wave %s batch %d/%d running, %d/%d done", p.WaveName, p.Batch+1, p.Batches, p.Done, p.Devices)
+}
+
+// clock renders t as a person's local time of day, with the date when it is not today.
+func clock(t time.Time) string {
+	t = t.Local()
+	if y, m, d := t.Date(); y == time.Now().Year() && m == time.Now().Month() && d == time.Now().Day() {
+		return t.Format("15:04:05")
+	}
+	return t.Format("2006-01-02 15:04:05 MST")
+}
+
+// checkReportPath checks, before the hub is dialled, that a report can be written at path: a file
+// name (not a directory) ending in .json, in a directory that exists and takes new files.
+func checkReportPath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory; give a file name such as %s", path, filepath.Join(path, "report.json"))
+	}
+	if ext := filepath.Ext(path); ext != ".json" {
+		return fmt.Errorf("%s: the report's format comes from its extension, and .json is the one there is", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".rollout-report-*")
+	if err != nil {
+		return fmt.Errorf("cannot write to %s: %w", filepath.Dir(path), errors.Unwrap(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 func writeReport(store *engine.Store, path string) error {
@@ -443,6 +438,7 @@ func (v jsonView) Event(ev engine.Event) { _ = v.enc.Encode(ev) }
 // lineView writes one plain line per notable event; verify reads only when the rate changed.
 type lineView struct {
 	w        io.Writer
+	hints    hints
 	lastRate map[int]float64
 }
 
@@ -453,13 +449,13 @@ func (v *lineView) Event(ev engine.Event) {
 		}
 		v.lastRate[ev.Wave] = ev.Rate
 	}
-	if line := describe(ev); line != "" {
+	if line := describe(ev, v.hints); line != "" {
 		fmt.Fprintf(v.w, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
 	}
 }
 
 // describe renders an event as a plain line; "" for events too frequent for a log.
-func describe(ev engine.Event) string {
+func describe(ev engine.Event, h hints) string {
 	wave := fmt.Sprintf("wave %s", ev.WaveName)
 	batch := fmt.Sprintf("%s batch %d", wave, ev.Batch+1)
 	if ev.Batches > 0 {
@@ -494,7 +490,7 @@ func describe(ev engine.Event) string {
 	case engine.EventWaiting:
 		switch ev.Reason {
 		case "approval":
-			return fmt.Sprintf("%s: waiting for approval (rollout approve %s --wave %s)", wave, ev.Rollout, ev.WaveName)
+			return fmt.Sprintf("%s: waiting for approval (rollout approve %s --wave %s%s)", wave, ev.Rollout, ev.WaveName, h.state)
 		default:
 			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
 		}

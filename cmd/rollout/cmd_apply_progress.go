@@ -24,14 +24,14 @@ type plainView struct{ engine.Observer }
 
 func (plainView) close() {}
 
-func newView(e *env, output string) view {
+func newView(e *env, output string, h hints) view {
 	if output == "json" {
 		return plainView{jsonView{json.NewEncoder(e.stdout)}}
 	}
 	if f, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return newBarView(f)
+		return newBarView(f, h)
 	}
-	return plainView{&lineView{w: e.stdout, lastRate: map[int]float64{}}}
+	return plainView{&lineView{w: e.stdout, hints: h, lastRate: map[int]float64{}}}
 }
 
 // barView shows a bar per wave (devices done of total, successes, failures, ETA) and writes the other
@@ -41,6 +41,7 @@ type barView struct {
 	mu       sync.Mutex
 	bars     map[int]*waveBar
 	lastRate map[int]float64
+	hints    hints
 }
 
 type waveBar struct {
@@ -62,9 +63,9 @@ func (wb *waveBar) advance(done int, at time.Time) {
 	wb.bar.EwmaSetCurrent(int64(done), d)
 }
 
-func newBarView(f *os.File) *barView {
+func newBarView(f *os.File, h hints) *barView {
 	return &barView{p: mpb.New(mpb.WithOutput(f), mpb.WithRefreshRate(150*time.Millisecond)),
-		bars: map[int]*waveBar{}, lastRate: map[int]float64{}}
+		bars: map[int]*waveBar{}, lastRate: map[int]float64{}, hints: h}
 }
 
 func (v *barView) Event(ev engine.Event) {
@@ -111,7 +112,7 @@ func (v *barView) Event(ev engine.Event) {
 		}
 		v.lastRate[ev.Wave] = ev.Rate
 	}
-	line := describe(ev)
+	line := describe(ev, v.hints)
 	if line == "" || ev.Type == engine.EventBatchDone {
 		return
 	}

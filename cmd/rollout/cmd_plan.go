@@ -251,7 +251,6 @@ func estimateText(e engine.Estimate) string {
 	return s
 }
 
-
 func estimateParts(e engine.Estimate) string {
 	return fmt.Sprintf("resolve %s, snapshot %s, jobs %s, bake %s", e.Resolve, e.Snapshot, e.Jobs, e.Bake)
 }

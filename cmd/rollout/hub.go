@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/engine"
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// engSession is a connected hub with its quotas, and what to close at the end.
+type engSession struct {
+	hub     engine.Hub
+	quotas  hubapi.Quotas
+	stateIn string
+	// stateTemp is set when the state lives in a temporary directory that the run throws away
+	// (--emulate without --state).
+	stateTemp bool
+	cleanup   []func()
+}
+
+func (s *engSession) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+}
+
+// fleetError marks a fleet file that could not be loaded: a usage error (exit 1), not a hub error.
+type fleetError struct{ err error }
+
+func (e *fleetError) Error() string { return e.err.Error() }
+func (e *fleetError) Unwrap() error { return e.err }
+
+// connect reaches the hub the flags name: the in-process emulator, a connection string from the
+// environment, or Microsoft Entra. It makes the first contact with the hub before it returns, so a
+// hub that cannot be reached fails here, before any rollout state exists. Secrets never appear in
+// its errors.
+func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool) (*engSession, error) {
+	if f.emulate != "" {
+		return f.emulated(ctx, setFlags)
+	}
+	s := &engSession{stateIn: f.state}
+	var dial func(hubapi.Options) (*hubapi.Client, error)
+	switch cs := e.getenv("IOTHUB_CONNECTION_STRING"); {
+	case f.hub != "":
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("Microsoft Entra credential: %w", err)
+		}
+		dial = func(o hubapi.Options) (*hubapi.Client, error) { return hubapi.NewWithCredential(f.hub, cred, o) }
+	case cs != "":
+		dial = func(o hubapi.Options) (*hubapi.Client, error) { return hubapi.NewFromConnectionString(cs, o) }
+	default:
+		return nil, errors.New("no hub: set IOTHUB_CONNECTION_STRING, or give --hub HOST (Microsoft Entra) or --emulate FLEET")
+	}
+	// The first contact learns the tier when the hub states it (an emulator does); the client that
+	// runs the rollout is then built paced to the tier: the pacing is fixed when a client is made.
+	first, err := dial(hubapi.Options{CAFile: f.caFile})
+	if err != nil {
+		return nil, err
+	}
+	info, err := first.Probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q, err := f.quotas(e, info)
+	if err != nil {
+		return nil, err
+	}
+	s.quotas = q
+	c, err := dial(hubapi.Options{CAFile: f.caFile, Quotas: &s.quotas})
+	if err != nil {
+		return nil, err
+	}
+	s.hub = c
+	return s, nil
+}
+
+// quotas decides the tier to pace to: --tier when given, else the one the hub states, else S1, the
+// most conservative (a hub of a higher tier is only paced more slowly than it could be), said once on
+// standard error with the flags that say otherwise.
+func (f *engFlags) quotas(e *env, info hubapi.HubInfo) (hubapi.Quotas, error) {
+	if f.tier != "" {
+		return hubapi.TierQuotas(f.tier, f.units)
+	}
+	if info.Tier != "" {
+		q, err := info.Quotas()
+		if err != nil {
+			return hubapi.Quotas{}, err
+		}
+		return *q, nil
+	}
+	fmt.Fprintln(e.stderr, "rollout: pacing to tier S1 (1 concurrent job, 10 job device operations a second); "+
+		"give the hub's tier with --tier S2|S3 and --units N to go faster")
+	return hubapi.TierQuotas("S1", f.units)
+}
+
+// emulated starts the in-process emulator on the --emulate fleet and connects to it.
+func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*engSession, error) {
+	s := &engSession{stateIn: f.state}
+	fleet, err := emulator.LoadFleet(f.emulate)
+	if err != nil {
+		return nil, &fleetError{err}
+	}
+	tier := f.tier
+	if tier == "" {
+		tier = "unlimited"
+	}
+	faults, _ := emulator.ParseFaults(f.faults)
+	opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
+	if setFlags["state"] && f.keepHub {
+		// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
+		// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
+		if err := os.MkdirAll(f.state, 0o700); err != nil {
+			return nil, err
+		}
+		opts.DataFile = filepath.Join(f.state, "emulator-hub.json")
+	}
+	srv, err := emulator.Start(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("start the emulator: %w", err)
+	}
+	s.cleanup = append(s.cleanup, func() { srv.Close() })
+	s.quotas = srv.Quotas()
+	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{PlainHTTP: true, Quotas: &s.quotas})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.hub = c
+	if !setFlags["state"] {
+		dir, err := os.MkdirTemp("", "rollout-state-")
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.stateIn, s.stateTemp = dir, true
+		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+	}
+	return s, nil
+}
