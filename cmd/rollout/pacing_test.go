@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+)
+
+// TestApplyPacesToTheTierTheHubStates points apply by connection string at an emulator of tier
+// S3 × 10 without --tier: it must pace to S3 × 10 (500 job device operations a second, 10 jobs at once)
+// as the emulator states it, not assume S1. 2,000 devices over four waves take a few seconds at the
+// emulator's pace and over three minutes at S1's 10 a second, so the bound below tells them apart
+// with a wide margin on a loaded machine.
+func TestApplyPacesToTheTierTheHubStates(t *testing.T) {
+	dir := t.TempDir()
+	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(`
+groups:
+  - {name: canary, count: 20, idPrefix: canary-, tags: {ring: canary}}
+  - {name: fleet, count: 1980, idPrefix: dev-, tags: {ring: main}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, Tier: "S3", Units: 10, TLS: true, CertDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(`
+version: 1
+name: paced
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  batch: {size: 200, growth: 2}
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: one, target: "*", percent: 25}
+  - {name: two, target: "*", percent: 50}
+  - {name: rest, target: "*"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	e := map[string]string{"IOTHUB_CONNECTION_STRING": srv.ConnectionString()}
+	start := time.Now()
+	code := mainEnv([]string{"apply", "--state", filepath.Join(dir, "state"), "--ca-file", srv.CAFile(), planFile},
+		nil, &stdout, &stderr, func(k string) string { return e[k] })
+	took := time.Since(start)
+	if code != exitOK {
+		t.Fatalf("apply exited %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	if strings.Contains(stderr.String(), "pacing to tier S1") {
+		t.Errorf("apply assumed S1 against a hub that states S3 × 10:\n%s", stderr.String())
+	}
+	if took > 60*time.Second {
+		t.Errorf("apply of 2,000 devices on S3 × 10 took %s; at the emulator's pace it takes seconds", took)
+	}
+	t.Logf("2,000 devices, 4 waves, S3 × 10 without --tier: %s", took)
+}
