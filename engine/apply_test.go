@@ -467,7 +467,7 @@ func TestApprovalGate(t *testing.T) {
 		t.Fatalf("second run: %+v", res)
 	}
 	var unknown *engine.UnknownWaveError
-	if err := engine.Approve(r.store, "nope", "tester", time.Now()); !errors.As(err, &unknown) || !strings.Contains(err.Error(), "canary, eu, rest") {
+	if _, err := engine.Approve(r.store, "nope", engine.Approval{By: "tester", At: time.Now()}); !errors.As(err, &unknown) || !strings.Contains(err.Error(), "canary, eu, rest") {
 		t.Errorf("Approve of an unknown wave: %v", err)
 	}
 	// A blocking apply waits, and continues once another process approves.
@@ -481,7 +481,7 @@ func TestApprovalGate(t *testing.T) {
 		done <- res
 	}()
 	time.Sleep(100 * time.Millisecond)
-	if err := engine.Approve(r.store, "eu", "tester", time.Now()); err != nil {
+	if _, err := engine.Approve(r.store, "eu", engine.Approval{By: "tester", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -46,3 +46,24 @@ func (s *Store) Lock(now time.Time) (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// Holder reports who holds the rollout's lock, read from the lock file without taking the lock (so
+// status never gets in an apply's way). A holder on this host is checked to be alive: a SIGKILLed
+// apply leaves its record behind, but the kernel has released its lock. A holder on another host
+// sharing the state directory is reported as the file names it.
+func (s *Store) Holder() (h Holder, held bool, err error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, s.name+".lock"))
+	if errors.Is(err, os.ErrNotExist) || err == nil && len(data) == 0 {
+		return Holder{}, false, nil
+	}
+	if err != nil {
+		return Holder{}, false, err
+	}
+	if err := json.Unmarshal(data, &h); err != nil || h.PID == 0 {
+		return Holder{}, false, nil
+	}
+	if host, _ := os.Hostname(); h.Host == host && !alive(h.PID) {
+		return h, false, nil
+	}
+	return h, true, nil
+}

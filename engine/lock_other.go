@@ -9,3 +9,6 @@ import "os"
 func flock(f *os.File) error { return nil }
 
 func funlock(f *os.File) {}
+
+// alive cannot tell here; a recorded holder is taken as alive.
+func alive(pid int) bool { return true }

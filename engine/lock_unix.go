@@ -17,3 +17,10 @@ func flock(f *os.File) error {
 }
 
 func funlock(f *os.File) { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
+
+// alive reports whether process pid exists (signal 0 checks without sending; EPERM means it exists
+// under another user).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

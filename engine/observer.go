@@ -10,6 +10,7 @@ type EventType string
 const (
 	EventStarted         EventType = "started"         // a rollout started or resumed (Waves)
 	EventWaiting         EventType = "waiting"         // waiting for approval, a schedule window or the bake (Reason, Until)
+	EventApproved        EventType = "approved"        // a wave's approval gate was released (By, At, Reason)
 	EventWaveStarted     EventType = "waveStarted"     // a wave's devices were resolved (Devices, Batches)
 	EventSnapshot        EventType = "snapshot"        // a batch's prior twin values were captured (Devices)
 	EventJobCreated      EventType = "jobCreated"      // a job was created (Job, Devices)
@@ -45,6 +46,8 @@ type Event struct {
 	Rate     float64   `json:"rate,omitempty"`
 	Until    time.Time `json:"until,omitzero"`
 	Reason   string    `json:"reason,omitempty"`
+	By       string    `json:"by,omitempty"` // who approved
+	At       time.Time `json:"at,omitzero"`  // when they approved
 }
 
 // Observer receives a rollout's events. Event is called from the engine's goroutine, in order, and

@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -154,56 +153,6 @@ func Rollback(ctx context.Context, o Options) (*Result, error) {
 	return r.rollback(ctx)
 }
 
-// Approve releases the approval gate of wave in the rollout of store s (a *UnknownWaveError when the
-// rollout has no such wave). It works while an apply runs.
-func Approve(s *Store, wave, by string, now time.Time) error {
-	st, err := s.Load()
-	if err != nil {
-		return err
-	}
-	var names []string
-	for _, w := range st.Waves {
-		if w.Name == wave {
-			return s.Update(func(tx *Tx) error { return tx.PutApproval(wave, Approval{By: by, At: now.UTC()}) })
-		}
-		names = append(names, w.Name)
-	}
-	return &UnknownWaveError{Rollout: st.Name, Wave: wave, Waves: names}
-}
-
-// UnknownWaveError is returned by Approve for a wave the rollout does not have; its other errors are
-// state errors.
-type UnknownWaveError struct {
-	Rollout, Wave string
-	Waves         []string // the rollout's waves, in order
-}
-
-func (e *UnknownWaveError) Error() string {
-	return fmt.Sprintf("rollout %s has no wave %q (waves: %s)", e.Rollout, e.Wave, strings.Join(e.Waves, ", "))
-}
-
-// Approvals reads the released approval gates of the rollout in s, by wave name.
-func Approvals(s *Store) (map[string]Approval, error) {
-	out := map[string]Approval{}
-	err := s.View(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
-		}
-		for _, w := range st.Waves {
-			a, ok, err := tx.Approval(w.Name)
-			if err != nil {
-				return err
-			}
-			if ok {
-				out[w.Name] = a
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
 // kindOf names a wave's action.
 func kindOf(w plan.Wave) string {
 	if w.Action.DirectMethod != nil {
@@ -231,7 +180,7 @@ func (r *runner) load() error {
 			st.RollbackMethod = m
 		}
 		for _, w := range r.p.Waves {
-			st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending})
+			st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
 		}
 		r.st = st
 		return r.save()
@@ -244,12 +193,19 @@ func (r *runner) load() error {
 	if len(st.Waves) != len(r.p.Waves) {
 		return fmt.Errorf("state of rollout %s has %d waves, the plan %d", st.Name, len(st.Waves), len(r.p.Waves))
 	}
+	for i := range st.Waves {
+		// The same plan (the hashes agree); state written before waves recorded their gate learns it.
+		st.Waves[i].Gated = r.p.Waves[i].Approval
+	}
 	r.st = st
 	return nil
 }
 
 func (r *runner) save() error {
 	r.st.Updated = r.now().UTC()
+	if r.st.Status != StatusRunning {
+		r.st.Waiting = nil // a rollout that is over or rolling back waits for nothing
+	}
 	return r.Store.Update(func(tx *Tx) error { return tx.PutState(r.st) })
 }
 
@@ -293,12 +249,17 @@ func (r *runner) sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (r *runner) approved(wave string) bool {
-	ok := false
+	_, ok := r.approval(wave)
+	return ok
+}
+
+// approval reads wave's approval; a state error reads as none, and the gate stays closed.
+func (r *runner) approval(wave string) (a Approval, ok bool) {
 	_ = r.Store.View(func(tx *Tx) error {
-		_, ok, _ = tx.Approval(wave)
+		a, ok, _ = tx.Approval(wave)
 		return nil
 	})
-	return ok
+	return a, ok
 }
 
 func (r *runner) result(step Step) *Result {
@@ -341,7 +302,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 		case StepWaitApproval, StepWaitSchedule, StepWaitBake:
 			if step != announced {
 				reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake"}[step.Kind]
-				r.emit(Event{Type: EventWaiting, Wave: step.Wave, Reason: reason, Until: step.Until})
+				if err := r.waiting(step, reason); err != nil {
+					return nil, err
+				}
 				announced = step
 			}
 			if r.NoWait {
@@ -355,6 +318,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			}
 			err = r.sleep(ctx, d)
 		case StepResolve:
+			r.st.Waiting = nil
 			err = r.resolve(ctx, step.Wave)
 		case StepBatch:
 			var waiting bool
@@ -373,7 +337,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			if err == nil && waiting {
 				step.Until = r.st.Waves[step.Wave].BakeStart.Add(r.p.Waves[step.Wave].Verify.Within)
 				if step != announced {
-					r.emit(Event{Type: EventWaiting, Wave: step.Wave, Reason: "verify", Until: step.Until})
+					if err := r.waiting(step, "verify"); err != nil {
+						return nil, err
+					}
 					announced = step
 				}
 				if r.NoWait {
@@ -384,6 +350,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				err = r.sleep(ctx, r.verifyPoll(step.Wave))
 			}
 		case StepFinishWave:
+			r.st.Waiting = nil
 			w := &r.st.Waves[step.Wave]
 			w.Status, w.Done = StatusDone, r.now().UTC()
 			err = r.save()
@@ -393,6 +360,21 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
+}
+
+// waiting records that the rollout waits at step, for reason, so that status can say so from the
+// state alone, and announces it.
+func (r *runner) waiting(step Step, reason string) error {
+	w := &Waiting{Reason: reason, Wave: r.st.Waves[step.Wave].Name, Until: step.Until.UTC(), Since: r.now().UTC()}
+	if reason == "verify" {
+		w.MinRate = r.p.Waves[step.Wave].Verify.MinRate
+	}
+	r.st.Waiting = w
+	if err := r.save(); err != nil {
+		return err
+	}
+	r.emit(Event{Type: EventWaiting, Wave: step.Wave, Reason: reason, Until: step.Until})
+	return nil
 }
 
 // pageSize is the query page size to ask of a hub with quotas q: its own, or IoT Hub's default when
@@ -425,6 +407,11 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 	w.Status, w.Started = StatusRunning, r.now().UTC()
 	if err := r.save(); err != nil {
 		return err
+	}
+	if r.p.Waves[wi].Approval {
+		if a, ok := r.approval(w.Name); ok {
+			r.emit(Event{Type: EventApproved, Wave: wi, By: a.By, At: a.At, Reason: a.Reason})
+		}
 	}
 	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: w.DeviceCount, Batches: len(w.Batches)})
 	return nil

@@ -48,6 +48,17 @@ type State struct {
 	// plan file.
 	RollbackMethod *plan.DirectMethod `json:"rollbackMethod,omitempty"`
 	Requested      bool               `json:"rollbackRequested,omitempty"`
+	// Waiting is what the rollout last waited for, until a later step moves it on.
+	Waiting *Waiting `json:"waiting,omitempty"`
+}
+
+// Waiting is a wait the rollout is in: for an approval, a schedule window, the bake, or verify.
+type Waiting struct {
+	Reason  string    `json:"reason"` // approval, schedule, bake or verify
+	Wave    string    `json:"wave"`
+	Until   time.Time `json:"until,omitzero"`    // the bake's end, the window's opening, verify's deadline
+	Since   time.Time `json:"since"`             // when the wait began
+	MinRate float64   `json:"minRate,omitempty"` // verify: the share of devices that must satisfy it
 }
 
 // Wave is one wave's record.
@@ -55,7 +66,8 @@ type Wave struct {
 	Name        string    `json:"name"`
 	Kind        string    `json:"kind,omitempty"` // the wave's action: "twinUpdate" or "directMethod"
 	Status      Status    `json:"status"`
-	Resolved    bool      `json:"resolved"` // devices resolved and stored under devices/<wave>
+	Resolved    bool      `json:"resolved"`           // devices resolved and stored under devices/<wave>
+	Gated       bool      `json:"approval,omitempty"` // the wave waits for an approval before it starts
 	DeviceCount int       `json:"deviceCount"`
 	Started     time.Time `json:"started,omitzero"`
 	BakeStart   time.Time `json:"bakeStart,omitzero"` // the wave's end gate passed
@@ -148,12 +160,6 @@ type Prior map[string]PriorValue
 type PriorValue struct {
 	Absent bool            `json:"absent,omitempty"`
 	Value  json.RawMessage `json:"value,omitempty"`
-}
-
-// Approval records who released a wave's approval gate, and when.
-type Approval struct {
-	By string    `json:"by"`
-	At time.Time `json:"at"`
 }
 
 // Holder names the process that holds a rollout's lock.

@@ -494,6 +494,12 @@ func describe(ev engine.Event, h hints) string {
 		default:
 			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
 		}
+	case engine.EventApproved:
+		s := fmt.Sprintf("%s: approved by %s at %s", wave, ev.By, ev.At.Local().Format(time.RFC3339))
+		if ev.Reason != "" {
+			s += ": " + ev.Reason
+		}
+		return s
 	case engine.EventWaveStarted:
 		return fmt.Sprintf("%s: %s in %s", wave, plural(ev.Devices, "device"), plural(ev.Batches, "batch"))
 	case engine.EventJobCreated:

@@ -17,11 +17,14 @@ func init() {
 }
 
 // runApprove records an approval; a waiting apply (or the next cron run) continues. It works while an
-// apply runs. Exit 0, 1 for bad usage or an unknown rollout or wave, 4 when the state cannot be written.
+// apply runs. Exit 0; 1 for bad usage, an unknown rollout or wave, or an approval that would mean
+// nothing (no gate, approved already, rollout over); 4 when the state cannot be written.
 func runApprove(e *env) int {
-	fs := newFlags(e, "approve", "rollout approve [--state DIR] NAME --wave WAVE")
+	fs := newFlags(e, "approve", "rollout approve [--state DIR] NAME --wave WAVE [--by WHO] [--reason WHY]")
 	dir := stateDirFlag(fs, e)
 	wave := fs.String("wave", "", "the wave to release (required)")
+	by := fs.String("by", "", "who approves (default: $GITHUB_ACTOR, $BUILD_REQUESTEDFOR, else $USER@host)")
+	reason := fs.String("reason", "", "why, for the record (shown by status and in apply's log)")
 	pos, _, code, ok := parseCommand(fs, e.args)
 	if !ok {
 		return code
@@ -38,19 +41,40 @@ func runApprove(e *env) int {
 		fmt.Fprintln(e.stderr, "rollout approve:", err)
 		return exitInvalid
 	}
+	who := *by
+	if who == "" {
+		who = approver(e)
+	}
+	rec, err := engine.Approve(store, *wave, engine.Approval{By: who, At: time.Now(), Reason: *reason})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout approve:", err)
+		var unknown *engine.UnknownWaveError
+		var refused *engine.RefusedError
+		if errors.As(err, &unknown) || errors.As(err, &refused) {
+			return exitInvalid
+		}
+		return exitHub
+	}
+	if rec.Early {
+		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s in advance: its gate opens when the rollout reaches it\n", *wave, pos[0])
+	} else {
+		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", *wave, pos[0])
+	}
+	return exitOK
+}
+
+// approver names the person or pipeline approving: the CI system's requester when there is one, else
+// the OS user at this host.
+func approver(e *env) string {
+	for _, k := range []string{"GITHUB_ACTOR", "BUILD_REQUESTEDFOR"} {
+		if v := e.getenv(k); v != "" {
+			return v
+		}
+	}
 	user := e.getenv("USER")
 	if user == "" {
 		user = "unknown"
 	}
 	host, _ := os.Hostname()
-	if err := engine.Approve(store, *wave, user+"@"+host, time.Now()); err != nil {
-		fmt.Fprintln(e.stderr, "rollout approve:", err)
-		var unknown *engine.UnknownWaveError
-		if errors.As(err, &unknown) {
-			return exitInvalid
-		}
-		return exitHub
-	}
-	fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", *wave, pos[0])
-	return exitOK
+	return user + "@" + host
 }

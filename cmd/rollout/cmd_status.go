@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/iot-rollout/rollout/engine"
 )
@@ -49,18 +50,9 @@ func runStatus(e *env) int {
 			return exitOK
 		}
 	}
-	var states []*engine.State
-	var approvals map[string]engine.Approval
+	var views []statusView
 	for _, name := range names {
-		store, err := engine.OpenStore(*dir, name)
-		if err == nil {
-			var st *engine.State
-			st, err = store.Load()
-			states = append(states, st)
-			if err == nil && len(pos) == 1 {
-				approvals, err = engine.Approvals(store)
-			}
-		}
+		v, err := readStatus(*dir, name, len(pos) == 1)
 		if errors.Is(err, engine.ErrNoState) {
 			fmt.Fprintf(e.stderr, "rollout status: no rollout %q under %s\n", name, *dir)
 			return exitInvalid
@@ -69,33 +61,79 @@ func runStatus(e *env) int {
 			fmt.Fprintln(e.stderr, "rollout status:", err)
 			return exitHub
 		}
+		views = append(views, v)
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if len(pos) == 1 {
-			_ = enc.Encode(states[0])
+			_ = enc.Encode(views[0].State)
 		} else {
+			var states []*engine.State
+			for _, v := range views {
+				states = append(states, v.State)
+			}
 			_ = enc.Encode(states)
 		}
 		return exitOK
 	}
+	h := newHints(*dir, "")
 	if len(pos) == 0 {
-		for _, st := range states {
-			fmt.Fprintf(e.stdout, "%-40s %-12s %s\n", st.Name, st.Status, where(st))
+		for _, v := range views {
+			fmt.Fprintf(e.stdout, "%-40s %-12s %s\n", v.Name, v.status(), v.where(h))
 		}
 		return exitOK
 	}
-	writeStatus(e.stdout, states[0], approvals)
+	writeStatus(e.stdout, views[0], h)
 	return exitOK
 }
 
-// where summarizes a rollout's position in a few words.
-func where(st *engine.State) string {
-	if st.Reason != "" && st.Status != engine.StatusRunning {
-		return st.Reason
+// statusView is a rollout's state with what status reads beside it: who holds its lock, and its
+// approvals.
+type statusView struct {
+	*engine.State
+	holder    engine.Holder
+	held      bool
+	approvals map[string]engine.Approval
+}
+
+func readStatus(dir, name string, detail bool) (statusView, error) {
+	store, err := engine.OpenStore(dir, name)
+	if err != nil {
+		return statusView{}, err
 	}
-	for _, w := range st.Waves {
+	if !store.Exists() {
+		return statusView{}, engine.ErrNoState
+	}
+	v := statusView{}
+	if v.State, err = store.Load(); err != nil {
+		return v, err
+	}
+	if v.holder, v.held, err = store.Holder(); err != nil {
+		return v, err
+	}
+	v.approvals, err = engine.Approvals(store)
+	return v, err
+}
+
+// status is the rollout's status as a person reads it: a rollout recorded as running that no apply
+// runs is stopped where it stands.
+func (v statusView) status() string {
+	if (v.Status == engine.StatusRunning || v.Status == engine.StatusRollingBack) && !v.held {
+		return "stopped"
+	}
+	return string(v.Status)
+}
+
+// where summarizes a rollout's position in a few words.
+func (v statusView) where(h hints) string {
+	if v.Reason != "" && v.Status != engine.StatusRunning {
+		return v.Reason
+	}
+	if w := v.waiting(h); w != "" {
+		return w
+	}
+	for _, w := range v.Waves {
 		if w.Status != engine.StatusDone {
 			return fmt.Sprintf("wave %s %s", w.Name, w.Status)
 		}
@@ -103,12 +141,58 @@ func where(st *engine.State) string {
 	return "every wave done"
 }
 
-func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Approval) {
-	fmt.Fprintf(w, "rollout %s: %s (plan %.12s, %s)\n", st.Name, st.Status, st.PlanHash, st.Kind)
+// waiting says what the rollout waits for and until when, from the wait its last run recorded; ""
+// when it waits for nothing.
+func (v statusView) waiting(h hints) string {
+	wt := v.Waiting
+	if wt == nil {
+		return ""
+	}
+	switch wt.Reason {
+	case "approval":
+		if a, ok := v.approvals[wt.Wave]; ok {
+			return fmt.Sprintf("wave %s approved by %s at %s; the next apply starts it", wt.Wave, a.By, stamp(a.At))
+		}
+		return fmt.Sprintf("wave %s waits for approval: rollout approve %s --wave %s%s", wt.Wave, v.Name, wt.Wave, h.state)
+	case "schedule":
+		if wt.Until.IsZero() {
+			return fmt.Sprintf("wave %s waits for a schedule window; none opens again", wt.Wave)
+		}
+		return fmt.Sprintf("wave %s waits for its schedule window, which opens at %s", wt.Wave, stamp(wt.Until))
+	case "bake":
+		return fmt.Sprintf("wave %s bakes until %s", wt.Wave, stamp(wt.Until))
+	case "verify":
+		for _, w := range v.Waves {
+			if w.Name == wt.Wave {
+				return fmt.Sprintf("wave %s verifies: %.1f%% of %s satisfy it, %.0f%% needed by %s", wt.Wave,
+					w.VerifyRate*100, plural(w.DeviceCount, "device"), wt.MinRate*100, stamp(wt.Until))
+			}
+		}
+	}
+	return fmt.Sprintf("wave %s waits (%s)", wt.Wave, wt.Reason)
+}
+
+// stamp renders a recorded time for status.
+func stamp(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05Z07:00") }
+
+func writeStatus(w io.Writer, v statusView, h hints) {
+	st := v.State
+	fmt.Fprintf(w, "rollout %s: %s (plan %.12s, %s)\n", st.Name, v.status(), st.PlanHash, st.Kind)
+	switch {
+	case v.held:
+		fmt.Fprintf(w, "  applied now by pid %d on %s since %s\n", v.holder.PID, v.holder.Host, stamp(v.holder.Since))
+	case v.status() == "stopped":
+		fmt.Fprintf(w, "  no apply is running: `rollout apply %s%s` continues it\n", planArg(st), h.state)
+	}
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
 	}
-	fmt.Fprintf(w, "  started %s, updated %s\n", st.Created.Format("2006-01-02 15:04:05Z07:00"), st.Updated.Format("2006-01-02 15:04:05Z07:00"))
+	if st.Status == engine.StatusRunning {
+		if wt := v.waiting(h); wt != "" {
+			fmt.Fprintf(w, "  waiting: %s\n", wt)
+		}
+	}
+	fmt.Fprintf(w, "  started %s, updated %s\n", stamp(st.Created), stamp(st.Updated))
 	for _, wv := range st.Waves {
 		c := wv.Counts
 		fmt.Fprintf(w, "  wave %-14s %-10s", wv.Name, wv.Status)
@@ -119,8 +203,16 @@ func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Appr
 		if wv.VerifyReads > 0 {
 			fmt.Fprintf(w, "; verify %.1f%% after %s", wv.VerifyRate*100, plural(wv.VerifyReads, "read"))
 		}
-		if a, ok := approvals[wv.Name]; ok {
-			fmt.Fprintf(w, "; approved by %s at %s", a.By, a.At.Format("2006-01-02 15:04:05Z07:00"))
+		if a, ok := v.approvals[wv.Name]; ok {
+			fmt.Fprintf(w, "; approved by %s at %s", a.By, stamp(a.At))
+			if a.Early {
+				fmt.Fprint(w, " (in advance, before the rollout reached the gate)")
+			}
+			if a.Reason != "" {
+				fmt.Fprintf(w, ": %s", a.Reason)
+			}
+		} else if wv.Gated && wv.Status == engine.StatusPending {
+			fmt.Fprint(w, "; needs approval")
 		}
 		fmt.Fprintln(w)
 		for bi, b := range wv.Batches {
@@ -147,4 +239,12 @@ func writeStatus(w io.Writer, st *engine.State, approvals map[string]engine.Appr
 		}
 		fmt.Fprintf(w, "  rollback %s: %s restored, %d failed\n", state, plural(rb.Devices, "device"), rb.Failed)
 	}
+}
+
+// planArg names the plan file a rollout was started from, for a hint, or PLAN when it is unknown.
+func planArg(st *engine.State) string {
+	if st.PlanFile == "" || st.PlanFile == "-" {
+		return "PLAN"
+	}
+	return shellQuote(st.PlanFile)
 }
