@@ -139,9 +139,12 @@ func parseCommand(fs *flag.FlagSet, args []string) (pos []string, set map[string
 // parseOne parses the arguments of a command that takes the engine flags and exactly one argument
 // (what names it in the error), and checks the flags. It returns that argument and the names of the
 // flags given. When ok is false the command ends with code, having said why.
-func (f *engFlags) parseOne(e *env, name, usage, what string, withNoWait bool) (arg string, set map[string]bool, code int, ok bool) {
+func (f *engFlags) parseOne(e *env, name, usage, what string, withNoWait bool, more ...func(*flag.FlagSet)) (arg string, set map[string]bool, code int, ok bool) {
 	fs := newFlags(e, name, usage)
 	f.register(fs, e, withNoWait)
+	for _, m := range more {
+		m(fs)
+	}
 	pos, set, code, ok := parseCommand(fs, e.args)
 	if !ok {
 		return "", nil, code, false

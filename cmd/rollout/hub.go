@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/iot-rollout/rollout/emulator"
@@ -119,10 +120,18 @@ func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*eng
 		if err := os.MkdirAll(f.state, 0o700); err != nil {
 			return nil, err
 		}
+		// One run at a time owns the kept hub, from loading its file to saving it: a rollout's lock
+		// is released before the hub is saved, and the next run must see what this one left.
+		unlock, err := lockKeptHub(ctx, f.state)
+		if err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, unlock)
 		opts.DataFile = filepath.Join(f.state, "emulator-hub.json")
 	}
 	srv, err := emulator.Start(ctx, opts)
 	if err != nil {
+		s.close()
 		return nil, fmt.Errorf("start the emulator: %w", err)
 	}
 	s.cleanup = append(s.cleanup, func() { srv.Close() })
@@ -143,4 +152,29 @@ func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*eng
 		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
 	}
 	return s, nil
+}
+
+// lockKeptHub takes the lock of the emulated hub kept in the state directory dir, waiting up to a
+// minute for a run that is saving it.
+func lockKeptHub(ctx context.Context, dir string) (unlock func(), err error) {
+	store, err := engine.OpenStore(dir, "emulator-hub")
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		unlock, err := store.Lock(time.Now())
+		var held *engine.LockedError
+		if !errors.As(err, &held) {
+			return unlock, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the emulated hub kept in %s is in use by another run (pid %d on %s)", dir, held.Holder.PID, held.Holder.Host)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
