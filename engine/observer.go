@@ -9,6 +9,7 @@ type EventType string
 // The events, in the order a rollout meets them.
 const (
 	EventStarted         EventType = "started"         // a rollout started or resumed (Waves)
+	EventReplanned       EventType = "replanned"       // the plan was edited before any job existed: the rollout starts over with it (Reason: what changed)
 	EventWaiting         EventType = "waiting"         // waiting for approval, a schedule window or the bake (Reason, Until)
 	EventApproved        EventType = "approved"        // a wave's approval gate was released (By, At, Reason)
 	EventWaveStarted     EventType = "waveStarted"     // a wave's devices were resolved (Devices, Batches)

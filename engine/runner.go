@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -57,15 +58,25 @@ type Result struct {
 	Progress *Event
 }
 
-// PlanChangedError is returned when the plan's hash differs from the one the rollout started with.
+// PlanChangedError is returned when the plan's hash differs from the one the rollout started with
+// and the rollout already created a job; before that, an edited plan starts the rollout over.
 type PlanChangedError struct {
 	Name, Was, Now string
+	Changes        []string // what changed: "wave eu changed", "schedule changed" (see plan.Changes)
+	Known          bool     // the state recorded the plan's parts, so Changes is complete
 }
 
 func (e *PlanChangedError) Error() string {
-	return fmt.Sprintf("plan %s changed since its rollout started (plan hash %.12s, was %.12s); "+
+	what := ""
+	switch {
+	case len(e.Changes) > 0 && e.Known:
+		what = ": " + strings.Join(e.Changes, ", ")
+	case !e.Known:
+		what = " (what changed is not recorded for rollouts started before this version)"
+	}
+	return fmt.Sprintf("plan %s changed since its rollout created its first job (plan hash %.12s, was %.12s)%s; "+
 		"restore the original plan to continue, run `rollout rollback %s` to undo what was applied, "+
-		"or give the edited plan a new name to start a new rollout", e.Name, e.Now, e.Was, e.Name)
+		"or give the edited plan a new name to start a new rollout", e.Name, e.Now, e.Was, what, e.Name)
 }
 
 // ErrStopped is returned with a Result when the run stopped at a safe point on request.
@@ -173,22 +184,19 @@ func (r *runner) load() error {
 	st, err := r.Store.Load()
 	switch {
 	case errors.Is(err, ErrNoState):
-		now := r.now().UTC()
-		st = &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanFile: r.p.File, Kind: kindOf(r.p.Waves[0]), Status: StatusRunning,
-			Created: now}
-		if m := r.p.Rollback.DirectMethod; m != nil {
-			st.RollbackMethod = m
-		}
-		for _, w := range r.p.Waves {
-			st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
-		}
-		r.st = st
-		return r.save()
+		return r.start(r.now().UTC())
 	case err != nil:
 		return err
 	}
 	if st.PlanHash != r.p.Hash {
-		return &PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: r.p.Hash}
+		changes := plan.Changes(st.PlanParts, plan.Parts(r.p))
+		if st.Status == StatusRunning && !st.anyJob() {
+			// Nothing reached the hub yet: the edited plan starts the rollout over.
+			r.st = st
+			r.emit(Event{Type: EventReplanned, Wave: -1, Reason: strings.Join(changes, ", ")})
+			return r.start(st.Created)
+		}
+		return &PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: r.p.Hash, Changes: changes, Known: st.PlanParts != nil}
 	}
 	if len(st.Waves) != len(r.p.Waves) {
 		return fmt.Errorf("state of rollout %s has %d waves, the plan %d", st.Name, len(st.Waves), len(r.p.Waves))
@@ -197,8 +205,40 @@ func (r *runner) load() error {
 		// The same plan (the hashes agree); state written before waves recorded their gate learns it.
 		st.Waves[i].Gated = r.p.Waves[i].Approval
 	}
+	if st.PlanParts == nil {
+		st.PlanParts = plan.Parts(r.p)
+	}
 	r.st = st
 	return nil
+}
+
+// start records a new rollout of the plan, created at created.
+func (r *runner) start(created time.Time) error {
+	st := &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanParts: plan.Parts(r.p), PlanFile: r.p.File,
+		Kind: kindOf(r.p.Waves[0]), Status: StatusRunning, Created: created}
+	if m := r.p.Rollback.DirectMethod; m != nil {
+		st.RollbackMethod = m
+	}
+	for _, w := range r.p.Waves {
+		st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
+	}
+	r.st = st
+	return r.save()
+}
+
+// anyJob reports whether the rollout recorded the intent of any job: from then on the hub may hold
+// what the plan did, and the plan must stay the one it started with.
+func (st *State) anyJob() bool {
+	for _, w := range st.Waves {
+		for _, b := range w.Batches {
+			for _, j := range b.Jobs {
+				if j.Intent || j.Created {
+					return true
+				}
+			}
+		}
+	}
+	return st.Rollback != nil
 }
 
 func (r *runner) save() error {
@@ -248,9 +288,11 @@ func (r *runner) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// approved reports whether wave's gate is released: by an approval given for this plan (one given
+// for another version of the plan does not count).
 func (r *runner) approved(wave string) bool {
-	_, ok := r.approval(wave)
-	return ok
+	a, ok := r.approval(wave)
+	return ok && (a.PlanHash == "" || a.PlanHash == r.p.Hash)
 }
 
 // approval reads wave's approval; a state error reads as none, and the gate stays closed.

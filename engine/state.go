@@ -34,16 +34,18 @@ const (
 // and their batches. Device lists, twin snapshots, outcomes and approvals live in their own buckets so
 // that a step rewrites only what it changed.
 type State struct {
-	Name     string    `json:"name"`
-	PlanHash string    `json:"planHash"`
-	PlanFile string    `json:"planFile,omitempty"`
-	Kind     string    `json:"kind"` // the first wave's action: "twinUpdate" or "directMethod"
-	Status   Status    `json:"status"`
-	Reason   string    `json:"reason,omitempty"` // why the rollout halted or rolled back
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-	Waves    []Wave    `json:"waves"`
-	Rollback *Progress `json:"rollback,omitempty"` // set once a rollback started
+	Name     string `json:"name"`
+	PlanHash string `json:"planHash"`
+	// PlanParts digests the plan's parts (plan.Parts), so an edit can be said in words.
+	PlanParts map[string]string `json:"planParts,omitempty"`
+	PlanFile  string            `json:"planFile,omitempty"`
+	Kind      string            `json:"kind"` // the first wave's action: "twinUpdate" or "directMethod"
+	Status    Status            `json:"status"`
+	Reason    string            `json:"reason,omitempty"` // why the rollout halted or rolled back
+	Created   time.Time         `json:"created"`
+	Updated   time.Time         `json:"updated"`
+	Waves     []Wave            `json:"waves"`
+	Rollback  *Progress         `json:"rollback,omitempty"` // set once a rollback started
 	// RollbackMethod is the plan's compensating direct method, kept so that `rollout rollback` needs no
 	// plan file.
 	RollbackMethod *plan.DirectMethod `json:"rollbackMethod,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/iot-rollout/rollout/query"
@@ -26,26 +27,35 @@ func (l *loader) resolve(p *Plan) *Plan {
 // writing a default out explicitly leave the hash unchanged; any edit that changes what the rollout
 // does changes it. Description and File are left out: they do not change what the rollout does.
 func Hash(p *Plan) string {
-	type window struct {
-		Days       []time.Weekday
-		Start, End time.Duration
-		Zone       string
-	}
-	type schedule struct {
-		NotBefore string
-		Windows   []window
-	}
-	canon := struct {
-		Version   int
-		Name      string
-		Fleet     string
-		Waves     []Wave
-		OnFailure FailurePolicy
-		Rollback  Rollback
-		Schedule  *schedule
-	}{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil}
+	return digest(canonical(p))
+}
+
+// canonPlan is a plan's canonical form, which Hash digests.
+type canonPlan struct {
+	Version   int
+	Name      string
+	Fleet     string
+	Waves     []Wave
+	OnFailure FailurePolicy
+	Rollback  Rollback
+	Schedule  *canonSchedule
+}
+
+type canonWindow struct {
+	Days       []time.Weekday
+	Start, End time.Duration
+	Zone       string
+}
+
+type canonSchedule struct {
+	NotBefore string
+	Windows   []canonWindow
+}
+
+func canonical(p *Plan) canonPlan {
+	canon := canonPlan{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil}
 	if s := p.Schedule; s != nil {
-		cs := &schedule{}
+		cs := &canonSchedule{}
 		if !s.NotBefore.IsZero() {
 			cs.NotBefore = s.NotBefore.UTC().Format(time.RFC3339Nano)
 		}
@@ -54,18 +64,60 @@ func Hash(p *Plan) string {
 			if w.Location != nil {
 				zone = w.Location.String()
 			}
-			cs.Windows = append(cs.Windows, window{w.Days, w.Start, w.End, zone})
+			cs.Windows = append(cs.Windows, canonWindow{w.Days, w.Start, w.End, zone})
 		}
 		canon.Schedule = cs
 	}
-	b, err := json.Marshal(canon)
+	return canon
+}
+
+// digest is the hex SHA-256 of v's JSON.
+func digest(v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
 		// Only a payload that is not JSON can fail here, and Load never produces one; hash its
 		// description instead so the result stays deterministic.
-		b = fmt.Appendf(nil, "%#v", canon)
+		b = fmt.Appendf(nil, "%#v", v)
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// Parts digests the parts of p's canonical form apart, keyed by what a person calls them ("fleet",
+// "onFailure", "rollback", "schedule", "wave order", "wave NAME"), so that Changes can say which parts
+// of a plan an edit touched.
+func Parts(p *Plan) map[string]string {
+	c := canonical(p)
+	parts := map[string]string{"fleet": digest(c.Fleet), "onFailure": digest(c.OnFailure),
+		"rollback": digest(c.Rollback), "schedule": digest(c.Schedule)}
+	var order []string
+	for _, w := range c.Waves {
+		parts["wave "+w.Name] = digest(w)
+		order = append(order, w.Name)
+	}
+	parts["wave order"] = digest(order)
+	return parts
+}
+
+// Changes lists the parts (see Parts) that differ between was and now, sorted: "wave eu changed",
+// "wave us added", "schedule changed".
+func Changes(was, now map[string]string) []string {
+	var out []string
+	for k, v := range now {
+		switch w, ok := was[k]; {
+		case !ok:
+			out = append(out, k+" added")
+		case w != v:
+			out = append(out, k+" changed")
+		}
+	}
+	for k := range was {
+		if _, ok := now[k]; !ok {
+			out = append(out, k+" removed")
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // JobID returns the IoT Hub job id for a batch of a wave: the plan name, the first 8 hex digits of

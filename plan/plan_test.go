@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -386,5 +387,37 @@ func BenchmarkLoadExample(b *testing.B) {
 		if p, ds := plan.Load("multi-wave-batches.yaml", data); p == nil {
 			b.Fatal(ds.Error())
 		}
+	}
+}
+
+func TestChanges(t *testing.T) {
+	const base = `version: 1
+name: fw
+action:
+  twinUpdate: {desired: {fw: "2"}}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: rest, target: "*"}
+`
+	was := plan.Parts(mustLoad(t, "a.yaml", base))
+	tests := []struct {
+		name, edit string
+		want       []string
+	}{
+		{"reformatted", strings.Replace(base, "twinUpdate: {desired: {fw: \"2\"}}", "twinUpdate:\n    desired:\n      fw: '2'", 1), nil},
+		{"a wave's target", strings.Replace(base, "'canary'", "'ring0'", 1), []string{"wave canary changed"}},
+		{"the action", strings.Replace(base, `"2"`, `"3"`, 1), []string{"wave canary changed", "wave rest changed"}},
+		{"onFailure", base + "onFailure: halt\n", []string{"onFailure changed"}},
+		{"a wave added", strings.Replace(base, "  - {name: rest", "  - {name: eu, target: \"tags.region = 'eu'\"}\n  - {name: rest", 1),
+			[]string{"wave eu added", "wave order changed"}},
+		{"a wave removed", strings.Replace(base, "  - {name: rest, target: \"*\"}\n", "", 1), []string{"wave order changed", "wave rest removed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := plan.Changes(was, plan.Parts(mustLoad(t, "b.yaml", tt.edit)))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Changes = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

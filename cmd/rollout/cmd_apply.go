@@ -313,6 +313,9 @@ func finish(e *env, cmd string, store *engine.Store, f *engFlags, h hints, res *
 	switch {
 	case errors.As(err, &pc):
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+		if h.hub != "" {
+			fmt.Fprintf(e.stderr, "rollout %s: to undo what was applied: rollout rollback %s%s\n", cmd, pc.Name, h.hub)
+		}
 		return exitInvalid
 	case errors.Is(err, engine.ErrStopped):
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
@@ -497,6 +500,8 @@ func describe(ev engine.Event, h hints) string {
 		default:
 			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
 		}
+	case engine.EventReplanned:
+		return fmt.Sprintf("the plan was edited before any job was created (%s): the rollout starts over with it", ev.Reason)
 	case engine.EventApproved:
 		s := fmt.Sprintf("%s: approved by %s at %s", wave, ev.By, ev.At.Local().Format(time.RFC3339))
 		if ev.Reason != "" {
