@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Report is the per-device outcome report of a rollout (`rollout apply --report FILE`).
 type Report struct {
@@ -23,6 +26,8 @@ type ReportRow struct {
 	MethodStatus int     `json:"methodStatus,omitempty"`
 	ErrorCode    string  `json:"errorCode,omitempty"`
 	RolledBack   bool    `json:"rolledBack,omitempty"`
+	// Verify is the device's verify result in a wave whose verify failed: satisfied or notSatisfied.
+	Verify string `json:"verify,omitempty"`
 }
 
 // Pending is the outcome of a device whose job has not ended yet.
@@ -45,6 +50,10 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 			if err != nil {
 				return err
 			}
+			unverified, err := tx.Unverified(wi)
+			if err != nil {
+				return err
+			}
 			for bi, b := range w.Batches {
 				for _, j := range b.Jobs {
 					for _, id := range ids[j.Start:j.End] {
@@ -57,6 +66,12 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 							}
 							if ok {
 								row.Outcome, row.MethodStatus, row.ErrorCode = o.Outcome, o.MethodStatus, o.ErrorCode
+							}
+						}
+						if unverified != nil {
+							row.Verify = "satisfied"
+							if i := sort.SearchStrings(unverified, id); i < len(unverified) && unverified[i] == id {
+								row.Verify = "notSatisfied"
 							}
 						}
 						rep.Devices = append(rep.Devices, row)

@@ -665,10 +665,54 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 		w.VerifyOK = true
 		return false, r.save()
 	case VerifyFail:
-		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s",
-			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate)))
+		missing, err := r.unverified(ctx, wi, ids)
+		if err != nil {
+			return false, err
+		}
+		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s; not satisfied: %s",
+			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate), sample(missing, 5)))
 	}
 	return true, r.save()
+}
+
+// unverified finds and stores the devices among ids (sorted) that do not satisfy wave wi's verify
+// condition, for the report: the wave's devices less those a query of the condition returns (a NOT
+// of the condition would miss devices that lack its properties).
+func (r *runner) unverified(ctx context.Context, wi int, ids []string) ([]string, error) {
+	cond := r.p.Waves[wi].Verify.Condition
+	prefix := "SELECT deviceId FROM devices WHERE (" + cond + ") AND "
+	satisfied := map[string]bool{}
+	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
+			}
+			for _, raw := range page {
+				id, err := rowID(raw)
+				if err != nil {
+					return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
+				}
+				satisfied[id] = true
+			}
+		}
+	}
+	missing := []string{}
+	for _, id := range ids {
+		if !satisfied[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, r.Store.Update(func(tx *Tx) error { return tx.PutUnverified(wi, missing) })
+}
+
+// sample lists up to n of ids, and how many more there are.
+func sample(ids []string, n int) string {
+	if len(ids) <= n {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more (all in the report)", strings.Join(ids[:n], ", "), len(ids)-n)
 }
 
 // countRow reads the single number of an aggregate row such as {"n": 5}.

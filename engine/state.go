@@ -359,6 +359,21 @@ func (t *Tx) PutDevices(wave int, ids []string) error {
 	return putJSON(t.tx.Bucket(bucketState), devicesKey(wave), ids)
 }
 
+func unverifiedKey(wave int) []byte { return fmt.Appendf(nil, "unverified/%06d", wave) }
+
+// Unverified reads the devices of a wave that did not satisfy its failed verify (nil when verify did
+// not fail).
+func (t *Tx) Unverified(wave int) ([]string, error) {
+	var ids []string
+	_, err := getJSON(t.tx.Bucket(bucketState), unverifiedKey(wave), &ids)
+	return ids, err
+}
+
+// PutUnverified stores the devices of a wave that did not satisfy its verify when it failed.
+func (t *Tx) PutUnverified(wave int, ids []string) error {
+	return putJSON(t.tx.Bucket(bucketState), unverifiedKey(wave), ids)
+}
+
 // Snapshot reads a device's captured prior values; ok is false when none was captured.
 func (t *Tx) Snapshot(id string) (p Prior, ok bool, err error) {
 	ok, err = getJSON(t.tx.Bucket(bucketSnapshots), []byte(id), &p)
