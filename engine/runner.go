@@ -41,6 +41,9 @@ type Options struct {
 	ApprovalPoll time.Duration
 	// Workers is the number of parallel twin restores in a rollback (0: 16).
 	Workers int
+	// HubName names the hub for people, as the caller reaches it (a host name, or "emulated:FLEET");
+	// it is recorded in the state so that status can say how to continue.
+	HubName string
 }
 
 // Result is where a run of Apply or Rollback left the rollout.
@@ -208,13 +211,14 @@ func (r *runner) load() error {
 	if st.PlanParts == nil {
 		st.PlanParts = plan.Parts(r.p)
 	}
+	st.PlanFile, st.Hub = r.p.File, r.HubName
 	r.st = st
 	return nil
 }
 
 // start records a new rollout of the plan, created at created.
 func (r *runner) start(created time.Time) error {
-	st := &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanParts: plan.Parts(r.p), PlanFile: r.p.File,
+	st := &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanParts: plan.Parts(r.p), PlanFile: r.p.File, Hub: r.HubName,
 		Kind: kindOf(r.p.Waves[0]), Status: StatusRunning, Created: created}
 	if m := r.p.Rollback.DirectMethod; m != nil {
 		st.RollbackMethod = m

@@ -39,7 +39,8 @@ type State struct {
 	// PlanParts digests the plan's parts (plan.Parts), so an edit can be said in words.
 	PlanParts map[string]string `json:"planParts,omitempty"`
 	PlanFile  string            `json:"planFile,omitempty"`
-	Kind      string            `json:"kind"` // the first wave's action: "twinUpdate" or "directMethod"
+	Hub       string            `json:"hub,omitempty"` // the hub as the last apply named it (Options.HubName)
+	Kind      string            `json:"kind"`          // the first wave's action: "twinUpdate" or "directMethod"
 	Status    Status            `json:"status"`
 	Reason    string            `json:"reason,omitempty"` // why the rollout halted or rolled back
 	Created   time.Time         `json:"created"`

@@ -192,7 +192,7 @@ func (f *engFlags) drive(e *env, name string, set map[string]bool, store func(*e
 	}
 	h := newHints(sess.stateIn, f.emulate)
 	view := newView(e, f.output, h)
-	res, err := op(ctx, engine.Options{Hub: sess.hub, Store: st, Quotas: sess.quotas,
+	res, err := op(ctx, engine.Options{Hub: sess.hub, HubName: sess.name, Store: st, Quotas: sess.quotas,
 		Observer: view, NoWait: f.noWait, Stop: stop})
 	view.close()
 	code := finish(e, name, st, f, h, res, err)

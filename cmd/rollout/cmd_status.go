@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
@@ -182,7 +183,11 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 	case v.held:
 		fmt.Fprintf(w, "  applied now by pid %d on %s since %s\n", v.holder.PID, v.holder.Host, stamp(v.holder.Since))
 	case v.status() == "stopped":
-		fmt.Fprintf(w, "  no apply is running: `rollout apply %s%s` continues it\n", planArg(st), h.state)
+		hub := ""
+		if fleet, ok := strings.CutPrefix(st.Hub, emulatedPrefix); ok {
+			hub = " --emulate " + shellQuote(fleet)
+		}
+		fmt.Fprintf(w, "  no apply is running: `rollout apply %s%s%s` continues it\n", planArg(st), hub, h.state)
 	}
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)

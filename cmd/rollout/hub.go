@@ -17,6 +17,7 @@ import (
 // engSession is a connected hub with its quotas, and what to close at the end.
 type engSession struct {
 	hub     engine.Hub
+	name    string // the hub for people: its host, or "emulated:FLEET"
 	quotas  hubapi.Quotas
 	stateIn string
 	// stateTemp is set when the state lives in a temporary directory that the run throws away
@@ -30,6 +31,9 @@ func (s *engSession) close() {
 		s.cleanup[i]()
 	}
 }
+
+// emulatedPrefix starts the recorded hub name of a rollout on an emulated fleet.
+const emulatedPrefix = "emulated:"
 
 // fleetError marks a fleet file that could not be loaded: a usage error (exit 1), not a hub error.
 type fleetError struct{ err error }
@@ -78,7 +82,7 @@ func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool
 	if err != nil {
 		return nil, err
 	}
-	s.hub = c
+	s.hub, s.name = c, c.Host()
 	return s, nil
 }
 
@@ -103,7 +107,7 @@ func (f *engFlags) quotas(e *env, info hubapi.HubInfo) (hubapi.Quotas, error) {
 
 // emulated starts the in-process emulator on the --emulate fleet and connects to it.
 func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*engSession, error) {
-	s := &engSession{stateIn: f.state}
+	s := &engSession{stateIn: f.state, name: emulatedPrefix + f.emulate}
 	fleet, err := emulator.LoadFleet(f.emulate)
 	if err != nil {
 		return nil, &fleetError{err}
