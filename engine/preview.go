@@ -343,8 +343,14 @@ func (pv *previewer) state() (*State, error) {
 	sp := &StatePreview{Status: st.Status, Reason: st.Reason}
 	pv.out.State = sp
 	if st.PlanHash != pv.p.Hash || len(st.Waves) != len(pv.p.Waves) {
+		changes := plan.Changes(st.PlanParts, plan.Parts(pv.p))
+		if st.Status == StatusRunning && !st.anyJob() {
+			sp.Summary = fmt.Sprintf("the plan was edited before the rollout created a job (%s): apply starts the rollout over with it",
+				strings.Join(changes, ", "))
+			return st, nil
+		}
 		sp.PlanChanged = true
-		sp.Summary = (&PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: pv.p.Hash}).Error()
+		sp.Summary = (&PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: pv.p.Hash, Changes: changes, Known: st.PlanParts != nil}).Error()
 		return st, nil
 	}
 	approved := func(wave string) bool {
@@ -1100,15 +1106,25 @@ func (pv *previewer) findings() {
 			add(FindingEstimated, w.Name, "about %d devices: resolving this wave by id would exceed the query budget of %d queries; raise it (--max-queries) for an exact count",
 				w.Devices, pv.MaxQueries)
 		}
-		if pw.Percent < 100 && w.Candidates > 0 && math.Round(float64(w.Candidates)*pw.Percent/100) == 0 {
-			add(FindingPercentZero, w.Name, "%s of %d candidate devices rounds to 0 devices", pctOf(pw.Percent), w.Candidates)
-		}
+
 		if w.Skipped > 0 {
 			add(FindingUndefined, w.Name, "%d devices that fleet AND target select, and no earlier wave takes, lack a property an earlier wave's target tests: NOT over a missing property is not true on IoT Hub, so the composed condition skips them and no wave takes them here",
 				w.Skipped)
 		}
-		if w.Devices == 0 {
-			add(FindingEmptyWave, w.Name, "the wave takes no devices")
+		if w.Devices == 0 && w.Exact {
+			// What apply will do with it: an empty wave halts the rollout unless it allows that.
+			consequence := "apply halts the rollout here (exit 2) unless the wave says allowEmpty: true"
+			if pw.AllowEmpty {
+				consequence = "allowEmpty: true lets the rollout go on"
+			}
+			if pw.Percent < 100 && w.Candidates > 0 {
+				add(FindingPercentZero, w.Name, "its %s sample of %d candidate devices selects none: %s", pctOf(pw.Percent), w.Candidates, consequence)
+			} else {
+				add(FindingEmptyWave, w.Name, "the wave selects no device: %s", consequence)
+			}
+			if !pw.AllowEmpty {
+				pv.out.Findings[len(pv.out.Findings)-1].Severity = plan.Error
+			}
 		}
 		if i == 0 && pv.MaxFirstWave > 0 && w.Devices > pv.MaxFirstWave {
 			add(FindingFirstWave, w.Name, "the first wave takes %s, more than the limit of %d", plural(w.Devices, "device"), pv.MaxFirstWave)
