@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
-	"github.com/iot-rollout/rollout/plan"
 )
 
 // rollback undoes every batch that may have changed devices, newest first, recording after each batch
@@ -107,57 +106,6 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 	r.emit(Event{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: restored,
 		Counts: &Counts{Succeeded: restored, Failed: failed}})
 	return nil
-}
-
-// errJobsOpen is awaitJobs' answer, with NoWait, while jobs are still running on the hub.
-var errJobsOpen = errors.New("jobs are still running on the hub")
-
-// awaitJobs polls jobs until each has ended (with NoWait: polls once, and gives errJobsOpen while any
-// runs) and, when collectOutcomes is set, collects its outcomes.
-func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collectOutcomes bool) error {
-	for {
-		pending, open := 0, 0
-		for _, j := range jobs {
-			if j.Collected {
-				continue
-			}
-			resp, err := r.Hub.GetJob(ctx, j.ID)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", j.ID, err)
-			}
-			j.Status = resp.Status
-			if resp.Terminal() {
-				if collectOutcomes {
-					if err := r.collect(ctx, wi, bi, j, resp); err != nil {
-						return err
-					}
-				} else {
-					if s := resp.DeviceJobStatistics; s != nil {
-						j.Counts = Counts{Targeted: j.End - j.Start, Succeeded: int(s.SucceededCount),
-							Failed: j.End - j.Start - int(s.SucceededCount)}
-					}
-					j.Collected = true
-					if err := r.save(); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			open++
-			if s := resp.DeviceJobStatistics; s != nil {
-				pending += int(s.PendingCount + s.RunningCount)
-			}
-		}
-		if open == 0 {
-			return nil
-		}
-		if r.NoWait {
-			return errJobsOpen
-		}
-		if err := r.sleep(ctx, r.pollInterval(pending, open, 0)); err != nil {
-			return err
-		}
-	}
 }
 
 // restoreTwins puts back the captured prior values of every device the forward jobs targeted, with
@@ -280,45 +228,4 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 		failed += j.Counts.Failed
 	}
 	return done, failed, nil
-}
-
-// rollbackJobTimeout gives a compensating job time for its devices to answer.
-func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
-	d := 10*time.Minute + m.ResponseTimeout + m.ConnectTimeout
-	return d
-}
-
-// ensureJob creates job j with the request req builds, unless it exists, and reports whether it
-// existed: intent first, then a lookup by id if a previous run recorded the intent (it may have created
-// the job without hearing back), then the create (a duplicate id means it exists). It is the one way
-// the engine creates jobs, so a crash at any point never runs a job's devices twice.
-func (r *runner) ensureJob(ctx context.Context, j *Job, req func() *hubapi.JobRequest) (existed bool, err error) {
-	if j.Intent {
-		resp, err := r.Hub.GetJob(ctx, j.ID)
-		switch {
-		case err == nil:
-			j.Created, j.Status = true, resp.Status
-			return true, r.save()
-		case !hubapi.IsNotFound(err):
-			return false, fmt.Errorf("job %s: %w", j.ID, err)
-		}
-	} else {
-		j.Intent = true
-		if err := r.save(); err != nil {
-			return false, err
-		}
-	}
-	resp, err := r.Hub.CreateJob(ctx, req())
-	switch {
-	case err == nil:
-		if resp != nil {
-			j.Status = resp.Status
-		}
-	case hubapi.IsAlreadyExists(err):
-		existed = true
-	default:
-		return false, fmt.Errorf("create job %s: %w", j.ID, err)
-	}
-	j.Created = true
-	return existed, r.save()
 }

@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
+)
+
+// failWave records a failed gate and decides, per the plan, between halt and rollback.
+func (r *runner) failWave(wi int, reason string) error {
+	return r.failWaveAs(wi, reason, r.p.OnFailure)
+}
+
+// failWaveAs records a failed gate and halts or rolls back as onFailure says.
+func (r *runner) failWaveAs(wi int, reason string, onFailure plan.FailurePolicy) error {
+	w := &r.st.Waves[wi]
+	w.Status = StatusFailed
+	r.st.Reason = fmt.Sprintf("wave %s: %s", w.Name, reason)
+	r.emit(Event{Type: EventGateFailed, Wave: wi, Reason: reason, Counts: &w.Counts})
+	if onFailure == plan.Halt {
+		r.st.Status = StatusHalted
+		if err := r.save(); err != nil {
+			return err
+		}
+		r.emit(Event{Type: EventHalted, Wave: wi, Reason: r.st.Reason})
+		return nil
+	}
+	r.st.Status = StatusRollingBack
+	return r.save()
+}
+
+func (r *runner) waveGate(wi int) error {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	v := JudgeWave(pw, query.Format(r.p.Condition(wi)), w.Counts)
+	if !v.Pass {
+		onFailure := r.p.OnFailure
+		if v.Halt {
+			onFailure = plan.Halt
+		}
+		return r.failWaveAs(wi, v.Reason, onFailure)
+	}
+	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: -1, Counts: &w.Counts, Reason: v.Reason})
+	w.Status, w.BakeStart = StatusBaking, r.now().UTC()
+	if w.DeviceCount == 0 {
+		w.Status, w.Done = StatusDone, w.BakeStart
+		defer r.emit(Event{Type: EventWaveDone, Wave: wi})
+	}
+	return r.save()
+}
+
+func (r *runner) verifyPoll(wi int) time.Duration {
+	if r.VerifyPoll > 0 {
+		return r.VerifyPoll
+	}
+	// Ten reads within the verify window, between 200ms and 5s apart; and since one read costs a query
+	// per chunk of the wave's device list, at most a quarter of the hub's query budget.
+	d := r.p.Waves[wi].Verify.Within / 10
+	d = max(200*time.Millisecond, min(d, 5*time.Second))
+	chunks := float64(r.st.Waves[wi].DeviceCount)/500 + 1
+	if qpm := r.Quotas.QueriesPerMinute; qpm > 0 && !math.IsInf(qpm, 1) {
+		if need := time.Duration(chunks * 4 * 60 / qpm * float64(time.Second)); need > d {
+			d = need
+		}
+	}
+	return d
+}
+
+// verify reads the share of a wave's devices that satisfy the verify condition, one COUNT query per
+// chunk of the device list, and judges it.
+func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return false, err
+	}
+	prefix := "SELECT COUNT() AS n FROM devices WHERE (" + pw.Verify.Condition + ") AND "
+	matching := 0
+	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
+			}
+			for _, raw := range page {
+				n, err := countRow(raw)
+				if err != nil {
+					return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
+				}
+				matching += n
+			}
+		}
+	}
+	w.VerifyReads++
+	w.VerifyRate = 1
+	if len(ids) > 0 {
+		w.VerifyRate = float64(matching) / float64(len(ids))
+	}
+	r.emit(Event{Type: EventVerify, Wave: wi, Rate: w.VerifyRate, Done: matching, Devices: len(ids)})
+	switch JudgeVerify(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, r.now()) {
+	case VerifyPass:
+		w.VerifyOK = true
+		return false, r.save()
+	case VerifyFail:
+		missing, err := r.unverified(ctx, wi, ids)
+		if err != nil {
+			return false, err
+		}
+		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s; not satisfied: %s",
+			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate), sample(missing, 5)))
+	}
+	return true, r.save()
+}
+
+// unverified finds and stores the devices among ids (sorted) that do not satisfy wave wi's verify
+// condition, for the report: the wave's devices less those a query of the condition returns (a NOT
+// of the condition would miss devices that lack its properties).
+func (r *runner) unverified(ctx context.Context, wi int, ids []string) ([]string, error) {
+	cond := r.p.Waves[wi].Verify.Condition
+	prefix := "SELECT deviceId FROM devices WHERE (" + cond + ") AND "
+	satisfied := map[string]bool{}
+	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
+		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
+			}
+			for _, raw := range page {
+				id, err := rowID(raw)
+				if err != nil {
+					return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
+				}
+				satisfied[id] = true
+			}
+		}
+	}
+	missing := []string{}
+	for _, id := range ids {
+		if !satisfied[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, r.Store.Update(func(tx *Tx) error { return tx.PutUnverified(wi, missing) })
+}
+
+// sample lists up to n of ids, and how many more there are.
+func sample(ids []string, n int) string {
+	if len(ids) <= n {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more (all in the report)", strings.Join(ids[:n], ", "), len(ids)-n)
+}
+
+// countRow reads the single number of an aggregate row such as {"n": 5}.
+func countRow(raw json.RawMessage) (int, error) {
+	var row map[string]json.Number
+	if err := json.Unmarshal(raw, &row); err != nil || len(row) != 1 {
+		return 0, fmt.Errorf("unexpected count row %s", raw)
+	}
+	for _, v := range row {
+		n, err := v.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("unexpected count row %s", raw)
+		}
+		return int(n), nil
+	}
+	return 0, nil
+}

@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
+)
+
+func (r *runner) concurrentJobs() int {
+	if n := r.Quotas.ConcurrentJobs; n > 0 {
+		return n
+	}
+	return 1
+}
+
+// pollInterval paces job polling. Every GetJob spends one of the hub's job operations, which also
+// create the next job, so the engine polls when the running jobs' remaining device operations should
+// be done, at the tier's rate or the faster rate observed (0: none yet), and between such estimates no
+// faster than the job budget allows.
+func (r *runner) pollInterval(pending, running int, observed float64) time.Duration {
+	floor := r.PollMin
+	if floor <= 0 {
+		floor = 20 * time.Millisecond
+		if jpm := r.Quotas.JobOpsPerMinute; jpm > 0 && !math.IsInf(jpm, 1) {
+			if d := time.Duration(60 / jpm * float64(max(running, 1)) * float64(time.Second)); d > floor {
+				floor = d
+			}
+		}
+	}
+	d := floor
+	if ops := r.Quotas.JobDeviceOpsPerSec; ops > 0 && !math.IsInf(ops, 1) && pending > 0 {
+		ops = max(ops, observed)
+		// The estimated end, plus a small margin so that the poll finds the job ended.
+		est := time.Duration(float64(pending)/ops*float64(time.Second)) + 20*time.Millisecond
+		d = max(d, est)
+	}
+	return min(d, 5*time.Second)
+}
+
+// startJob creates job j through ensureJob, which records the intent first and re-attaches a job a
+// previous run may have created without hearing back.
+func (r *runner) startJob(ctx context.Context, wi, bi int, j *Job, pw *plan.Wave) error {
+	ids, err := r.waveDevices(wi)
+	if err != nil {
+		return err
+	}
+	existed, err := r.ensureJob(ctx, j, func() *hubapi.JobRequest {
+		return forwardJob(j.ID, InCondition(ids[j.Start:j.End]), pw)
+	})
+	if err != nil {
+		return err
+	}
+	event := EventJobCreated
+	if existed {
+		event = EventJobAttached
+	}
+	r.emit(Event{Type: event, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
+	return nil
+}
+
+// forwardJob is the job request that applies a wave's action to the devices of cond.
+func forwardJob(id, cond string, pw *plan.Wave) *hubapi.JobRequest {
+	// The start time is the hub's "now": it is read from the wall clock, not the engine's clock, because
+	// the hub runs a job whose start time is in the future only later.
+	start := hubapi.NewTime(time.Now().UTC())
+	req := &hubapi.JobRequest{JobID: id, QueryCondition: cond, StartTime: &start,
+		MaxExecutionTimeInSeconds: int64(pw.Timeout / time.Second)}
+	if req.MaxExecutionTimeInSeconds <= 0 {
+		req.MaxExecutionTimeInSeconds = 3600
+	}
+	if tu := pw.Action.TwinUpdate; tu != nil {
+		req.Type = hubapi.JobTypeUpdateTwin
+		req.UpdateTwin = &hubapi.Twin{ETag: "*", Tags: tu.Tags}
+		if len(tu.Desired) > 0 {
+			req.UpdateTwin.Properties = &hubapi.TwinProperties{Desired: tu.Desired}
+		}
+	} else {
+		req.Type = hubapi.JobTypeDeviceMethod
+		req.CloudToDeviceMethod = methodCall(pw.Action.DirectMethod)
+	}
+	return req
+}
+
+func methodCall(m *plan.DirectMethod) *hubapi.CloudToDeviceMethod {
+	c := &hubapi.CloudToDeviceMethod{MethodName: m.Name, Payload: m.Payload,
+		ResponseTimeoutInSeconds: int32(m.ResponseTimeout / time.Second),
+		ConnectTimeoutInSeconds:  int32(m.ConnectTimeout / time.Second)}
+	if len(c.Payload) == 0 {
+		c.Payload = json.RawMessage("null")
+	}
+	if c.ResponseTimeoutInSeconds == 0 {
+		c.ResponseTimeoutInSeconds = 30
+	}
+	return c
+}
+
+// errJobsOpen is awaitJobs' answer, with NoWait, while jobs are still running on the hub.
+var errJobsOpen = errors.New("jobs are still running on the hub")
+
+// awaitJobs polls jobs until each has ended (with NoWait: polls once, and gives errJobsOpen while any
+// runs) and, when collectOutcomes is set, collects its outcomes.
+func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collectOutcomes bool) error {
+	for {
+		pending, open := 0, 0
+		for _, j := range jobs {
+			if j.Collected {
+				continue
+			}
+			resp, err := r.Hub.GetJob(ctx, j.ID)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", j.ID, err)
+			}
+			j.Status = resp.Status
+			if resp.Terminal() {
+				if collectOutcomes {
+					if err := r.collect(ctx, wi, bi, j, resp); err != nil {
+						return err
+					}
+				} else {
+					if s := resp.DeviceJobStatistics; s != nil {
+						j.Counts = Counts{Targeted: j.End - j.Start, Succeeded: int(s.SucceededCount),
+							Failed: j.End - j.Start - int(s.SucceededCount)}
+					}
+					j.Collected = true
+					if err := r.save(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			open++
+			if s := resp.DeviceJobStatistics; s != nil {
+				pending += int(s.PendingCount + s.RunningCount)
+			}
+		}
+		if open == 0 {
+			return nil
+		}
+		if r.NoWait {
+			return errJobsOpen
+		}
+		if err := r.sleep(ctx, r.pollInterval(pending, open, 0)); err != nil {
+			return err
+		}
+	}
+}
+
+// rollbackJobTimeout gives a compensating job time for its devices to answer.
+func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
+	d := 10*time.Minute + m.ResponseTimeout + m.ConnectTimeout
+	return d
+}
+
+// ensureJob creates job j with the request req builds, unless it exists, and reports whether it
+// existed: intent first, then a lookup by id if a previous run recorded the intent (it may have created
+// the job without hearing back), then the create (a duplicate id means it exists). It is the one way
+// the engine creates jobs, so a crash at any point never runs a job's devices twice.
+func (r *runner) ensureJob(ctx context.Context, j *Job, req func() *hubapi.JobRequest) (existed bool, err error) {
+	if j.Intent {
+		resp, err := r.Hub.GetJob(ctx, j.ID)
+		switch {
+		case err == nil:
+			j.Created, j.Status = true, resp.Status
+			return true, r.save()
+		case !hubapi.IsNotFound(err):
+			return false, fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	} else {
+		j.Intent = true
+		if err := r.save(); err != nil {
+			return false, err
+		}
+	}
+	resp, err := r.Hub.CreateJob(ctx, req())
+	switch {
+	case err == nil:
+		if resp != nil {
+			j.Status = resp.Status
+		}
+	case hubapi.IsAlreadyExists(err):
+		existed = true
+	default:
+		return false, fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	j.Created = true
+	return existed, r.save()
+}

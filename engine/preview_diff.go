@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
+)
+
+var plainSegment = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_]*$`)
+
+// patchPaths lists the leaf paths of a twin update, as query text, sorted. A twin patch merges
+// objects, so only its leaves change values.
+func patchPaths(tu *plan.TwinUpdate) []string {
+	if tu == nil {
+		return nil
+	}
+	var out []string
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			seg := k
+			if !plainSegment.MatchString(k) {
+				seg = "[[" + k + "]]"
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				walk(prefix+"."+seg, sub)
+				continue
+			}
+			out = append(out, prefix+"."+seg)
+		}
+	}
+	walk("tags", tu.Tags)
+	walk("properties.desired", tu.Desired)
+	sort.Strings(out)
+	return out
+}
+
+// patchValue returns the new value at path as canonical JSON.
+func patchValue(tu *plan.TwinUpdate, path string) string {
+	var cur any
+	segs := strings.Split(path, ".")
+	switch {
+	case segs[0] == "tags":
+		cur, segs = tu.Tags, segs[1:]
+	default:
+		cur, segs = tu.Desired, segs[2:]
+	}
+	for _, s := range segs {
+		m, _ := cur.(map[string]any)
+		cur = m[strings.TrimSuffix(strings.TrimPrefix(s, "[["), "]]")]
+	}
+	return canonical(cur)
+}
+
+// canonical renders a value as JSON with numbers as written, so that the plan's 60 and the hub's 60
+// compare equal.
+func canonical(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "null"
+	}
+	return canonicalRaw(b)
+}
+
+func canonicalRaw(raw json.RawMessage) string {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return string(raw)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return string(raw)
+	}
+	return string(b)
+}
+
+func (pv *previewer) tu(i int) *plan.TwinUpdate { return pv.p.Waves[i].Action.TwinUpdate }
+
+// diffGroups counts current values per patched path with GROUP BY queries over the wave's candidates
+// (less earlier samples, or over its own ids, when those are known); for a wave whose sample is not
+// known by id the counts are scaled to its devices. Devices lacking the path are read from the group
+// row that has no "v": the hub documents GROUP BY but not how it groups an undefined value, so this
+// follows Cosmos DB and the emulator (a choice, unconfirmed on a real hub).
+func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devices, candidates int) ([]PathDiff, error) {
+	var out []PathDiff
+	for _, path := range paths {
+		counts := map[string]int{}
+		group := func(c query.Expr, sign int) error {
+			raws, err := pv.rows(ctx, fmt.Sprintf("SELECT %s AS v, COUNT() AS n FROM devices%s GROUP BY %s", path, where(c), path))
+			if err != nil {
+				return err
+			}
+			for _, raw := range raws {
+				var row map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &row); err != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				var num json.Number
+				if json.Unmarshal(row["n"], &num) != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				n, err := num.Int64()
+				if err != nil {
+					return fmt.Errorf("unexpected group row %s", raw)
+				}
+				val := ""
+				if v, ok := row["v"]; ok {
+					val = canonicalRaw(v)
+				}
+				counts[val] += sign * int(n)
+			}
+			return nil
+		}
+		if incl, ok := pv.incl[i]; ok {
+			for _, in := range incl {
+				if err := group(query.And(pv.p.Condition(i), in), 1); err != nil {
+					return nil, err
+				}
+			}
+		} else if candidates > 0 {
+			if err := group(pv.p.Condition(i), 1); err != nil {
+				return nil, err
+			}
+			for _, ex := range pv.excl[i] {
+				if err := group(query.And(pv.p.Condition(i), ex), -1); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for v, n := range counts {
+			counts[v] = scale(n, devices, candidates)
+		}
+		out = append(out, makeDiff(path, patchValue(pv.tu(i), path), counts))
+	}
+	return out, nil
+}
+
+func makeDiff(path, to string, counts map[string]int) PathDiff {
+	d := PathDiff{Path: path, To: to, From: []ValueCount{}}
+	for v, n := range counts {
+		if n <= 0 {
+			continue
+		}
+		if v == to {
+			d.NoOps += n
+			continue
+		}
+		d.From = append(d.From, ValueCount{Value: v, Devices: n})
+	}
+	sort.Slice(d.From, func(a, b int) bool {
+		if d.From[a].Devices != d.From[b].Devices {
+			return d.From[a].Devices > d.From[b].Devices
+		}
+		return d.From[a].Value < d.From[b].Value
+	})
+	return d
+}

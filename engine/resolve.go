@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/query"
+)
+
+// pageSize is the query page size to ask of a hub with quotas q: its own, or IoT Hub's default when
+// q leaves it zero.
+func pageSize(q hubapi.Quotas) int {
+	if n := q.MaxPageSize; n > 0 {
+		return n
+	}
+	return hubapi.MaxPageSize
+}
+
+// maxQuery is the longest query a hub with quotas q accepts: its own limit, or IoT Hub's default
+// when q leaves it zero.
+func maxQuery(q hubapi.Quotas) int {
+	if n := q.MaxQueryLength; n > 0 {
+		return n
+	}
+	return hubapi.MaxQueryLength
+}
+
+// resolve starts a wave: it selects the wave's devices once and stores them (fleet AND target, minus
+// every device an earlier wave took, then the wave's stable percent sample), unless that ran ahead.
+func (r *runner) resolve(ctx context.Context, wi int) error {
+	w := &r.st.Waves[wi]
+	if !w.Resolved {
+		if err := r.resolveDevices(ctx, wi); err != nil {
+			return err
+		}
+	}
+	w.Status, w.Started = StatusRunning, r.now().UTC()
+	if err := r.save(); err != nil {
+		return err
+	}
+	if r.p.Waves[wi].Approval {
+		if a, ok := r.approval(w.Name); ok {
+			r.emit(Event{Type: EventApproved, Wave: wi, By: a.By, At: a.At, Reason: a.Reason})
+		}
+	}
+	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: w.DeviceCount, Batches: len(w.Batches)})
+	return nil
+}
+
+// resolveDevices resolves and stores a wave's devices and batches without starting the wave.
+func (r *runner) resolveDevices(ctx context.Context, wi int) error {
+	q, taken, err := r.resolveSets(wi)
+	if err != nil {
+		return err
+	}
+	pw := r.p.Waves[wi]
+	ids, err := r.queryWave(ctx, pw.Name, q, taken.has, pw.Percent)
+	if err != nil {
+		return err
+	}
+	return r.storeResolved(wi, ids)
+}
+
+// taken holds the sorted device lists of earlier waves; it answers membership by binary search, so
+// resolving a wave allocates nothing per device already taken.
+type taken [][]string
+
+func (t taken) has(id string) bool {
+	for _, ids := range t {
+		if i := sort.SearchStrings(ids, id); i < len(ids) && ids[i] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveSets gives the query that selects a wave's candidates (fleet AND target) and the devices
+// earlier waves took.
+func (r *runner) resolveSets(wi int) (string, taken, error) {
+	// A wave selects fleet AND target AND NOT (earlier waves' targets), the plan's documented meaning
+	// of disjoint waves and what `rollout plan` previews; it also spares a "*" wave reading the whole
+	// fleet. plan.Condition guards the NOT against IoT Hub's three-valued logic, so a device lacking a
+	// property an earlier target tests is still selected. Every earlier wave's stored devices are
+	// subtracted as well (samples, which no condition can name, and any device a lagging query
+	// showed differently), so no device is ever taken twice.
+	q := "SELECT deviceId FROM devices"
+	if c := query.Format(r.p.Condition(wi)); c != "*" {
+		q += " WHERE " + c
+	}
+	var t taken
+	for i := 0; i < wi; i++ {
+		ids, err := r.waveDevices(i)
+		if err != nil {
+			return "", nil, err
+		}
+		t = append(t, ids)
+	}
+	return q, t, nil
+}
+
+// queryWave runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
+// reads the hub and its arguments, so it may run in the background.
+func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
+	var ids []string
+	pager := r.Hub.Query(ctx, q, pageSize(r.Quotas))
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
+		}
+		for _, raw := range page {
+			id, err := rowID(raw)
+			if err != nil {
+				return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
+			}
+			if !isTaken(id) && InSample(r.p.Name, id, percent) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return slices.Compact(ids), nil
+}
+
+// storeResolved stores a wave's devices and splits them into batches.
+func (r *runner) storeResolved(wi int, ids []string) error {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	w.Resolved, w.DeviceCount = true, len(ids)
+	w.Batches = nil
+	for _, rg := range BatchRanges(len(ids), pw.Batch) {
+		w.Batches = append(w.Batches, Batch{Start: rg[0], End: rg[1], Status: StatusPending})
+	}
+	r.devices[wi] = ids
+	return r.Store.Update(func(tx *Tx) error {
+		if err := tx.PutDevices(wi, ids); err != nil {
+			return err
+		}
+		w.Counts = Counts{}
+		r.st.Updated = r.now().UTC()
+		return tx.PutState(r.st)
+	})
+}
+
+func (r *runner) waveDevices(wi int) ([]string, error) {
+	if ids, ok := r.devices[wi]; ok {
+		return ids, nil
+	}
+	var ids []string
+	err := r.Store.View(func(tx *Tx) error {
+		var err error
+		ids, err = tx.Devices(wi)
+		return err
+	})
+	if err == nil {
+		r.devices[wi] = ids
+	}
+	return ids, err
+}
+
+func rowID(raw json.RawMessage) (string, error) {
+	var row struct {
+		DeviceID string `json:"deviceId"`
+	}
+	if err := json.Unmarshal(raw, &row); err != nil || row.DeviceID == "" {
+		return "", fmt.Errorf("unexpected query row %s", raw)
+	}
+	return row.DeviceID, nil
+}
