@@ -20,14 +20,12 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 		return false, err
 	}
 	if b.Status == StatusPending {
-		if len(b.Jobs) == 0 {
-			maxCond := maxQuery(r.Quotas)
-			for part, rg := range SplitIn(ids[b.Start:b.End], maxCond) {
-				b.Jobs = append(b.Jobs, Job{ID: plan.JobID(r.p, wi, bi, part),
-					Start: b.Start + rg[0], End: b.Start + rg[1], Counts: Counts{Targeted: rg[1] - rg[0]}})
-			}
+		var jobs []Job
+		for part, rg := range SplitIn(ids[b.Start:b.End], maxQuery(r.Quotas)) {
+			jobs = append(jobs, Job{ID: plan.JobID(r.p, wi, bi, part),
+				Start: b.Start + rg[0], End: b.Start + rg[1], Counts: Counts{Targeted: rg[1] - rg[0]}})
 		}
-		b.Status = StatusRunning
+		r.st.StartBatch(wi, bi, jobs)
 		if err := r.save(); err != nil {
 			return false, err
 		}
@@ -142,21 +140,10 @@ func (r *runner) runBatch(ctx context.Context, wi, bi int) (waiting bool, err er
 		}
 		task = nil
 	}
-	b.Counts = Counts{}
-	for _, j := range b.Jobs {
-		b.Counts = b.Counts.Add(j.Counts)
-	}
-	w.Counts = Counts{}
-	for i := 0; i <= bi; i++ {
-		w.Counts = w.Counts.Add(w.Batches[i].Counts)
-	}
-	r.emit(Event{Type: EventBatchDone, Wave: wi, Batch: bi, Batches: len(w.Batches), Devices: b.End - b.Start,
-		Done: b.End - b.Start, Counts: &b.Counts})
+	r.emitAll(r.st.SettleBatch(wi, bi))
 	v := Judge(w.Counts, pw.Success)
 	if !v.Pass {
 		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, v.Reason))
 	}
-	b.Status = StatusDone
-	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: bi, Counts: &w.Counts, Reason: v.Reason})
-	return false, r.save()
+	return false, r.commit(r.st.PassBatch(wi, bi, v))
 }

@@ -12,46 +12,18 @@ import (
 	"github.com/iot-rollout/rollout/query"
 )
 
-// failWave records a failed gate and decides, per the plan, between halt and rollback.
+// failWave records a failed gate of wave wi; the rollout halts or rolls back as the plan says.
 func (r *runner) failWave(wi int, reason string) error {
-	return r.failWaveAs(wi, reason, r.p.OnFailure)
+	return r.commit(r.st.FailWave(wi, reason, r.p.OnFailure == plan.Halt))
 }
 
-// failWaveAs records a failed gate and halts or rolls back as onFailure says.
-func (r *runner) failWaveAs(wi int, reason string, onFailure plan.FailurePolicy) error {
-	w := &r.st.Waves[wi]
-	w.Status = StatusFailed
-	r.st.Reason = fmt.Sprintf("wave %s: %s", w.Name, reason)
-	r.emit(Event{Type: EventGateFailed, Wave: wi, Reason: reason, Counts: &w.Counts})
-	if onFailure == plan.Halt {
-		r.st.Status = StatusHalted
-		if err := r.save(); err != nil {
-			return err
-		}
-		r.emit(Event{Type: EventHalted, Wave: wi, Reason: r.st.Reason})
-		return nil
-	}
-	r.st.Status = StatusRollingBack
-	return r.save()
-}
-
+// waveGate judges wave wi at its end, over all its devices.
 func (r *runner) waveGate(wi int) error {
-	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	v := JudgeWave(pw, query.Format(r.p.Condition(wi)), w.Counts)
+	v := JudgeWave(r.p.Waves[wi], query.Format(r.p.Condition(wi)), r.st.Waves[wi].Counts)
 	if !v.Pass {
-		onFailure := r.p.OnFailure
-		if v.Halt {
-			onFailure = plan.Halt
-		}
-		return r.failWaveAs(wi, v.Reason, onFailure)
+		return r.commit(r.st.FailWave(wi, v.Reason, v.Halt || r.p.OnFailure == plan.Halt))
 	}
-	r.emit(Event{Type: EventGatePassed, Wave: wi, Batch: -1, Counts: &w.Counts, Reason: v.Reason})
-	w.Status, w.BakeStart = StatusBaking, r.now().UTC()
-	if w.DeviceCount == 0 {
-		w.Status, w.Done = StatusDone, w.BakeStart
-		defer r.emit(Event{Type: EventWaveDone, Wave: wi})
-	}
-	return r.save()
+	return r.commit(r.st.PassWave(wi, v, r.now()))
 }
 
 func (r *runner) verifyPoll(wi int) time.Duration {
@@ -105,7 +77,7 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 	r.emit(Event{Type: EventVerify, Wave: wi, Rate: w.VerifyRate, Done: matching, Devices: len(ids)})
 	switch JudgeVerify(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, r.now()) {
 	case VerifyPass:
-		w.VerifyOK = true
+		r.st.PassVerify(wi)
 		return false, r.save()
 	case VerifyFail:
 		missing, err := r.unverified(ctx, wi, ids)

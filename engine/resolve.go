@@ -38,16 +38,15 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 			return err
 		}
 	}
-	w.Status, w.Started = StatusRunning, r.now().UTC()
-	if err := r.save(); err != nil {
-		return err
-	}
+	var events []Event
 	if r.p.Waves[wi].Approval {
 		if a, ok := r.approval(w.Name); ok {
-			r.emit(Event{Type: EventApproved, Wave: wi, By: a.By, At: a.At, Reason: a.Reason})
+			events = append(events, Event{Type: EventApproved, Wave: wi, By: a.By, At: a.At, Reason: a.Reason})
 		}
 	}
-	r.emit(Event{Type: EventWaveStarted, Wave: wi, Devices: w.DeviceCount, Batches: len(w.Batches)})
+	if err := r.commit(append(events, r.st.StartWave(wi, r.now())...)); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -128,18 +127,12 @@ func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(str
 
 // storeResolved stores a wave's devices and splits them into batches.
 func (r *runner) storeResolved(wi int, ids []string) error {
-	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	w.Resolved, w.DeviceCount = true, len(ids)
-	w.Batches = nil
-	for _, rg := range BatchRanges(len(ids), pw.Batch) {
-		w.Batches = append(w.Batches, Batch{Start: rg[0], End: rg[1], Status: StatusPending})
-	}
+	r.st.ResolveWave(wi, len(ids), BatchRanges(len(ids), r.p.Waves[wi].Batch))
 	r.devices[wi] = ids
 	return r.Store.Update(func(tx *Tx) error {
 		if err := tx.PutDevices(wi, ids); err != nil {
 			return err
 		}
-		w.Counts = Counts{}
 		r.st.Updated = r.now().UTC()
 		return tx.PutState(r.st)
 	})

@@ -17,14 +17,9 @@ func (r *runner) rollback(ctx context.Context) (*Result, error) {
 	if st.Status == StatusRolledBack {
 		return r.result(Step{Kind: StepRolledBack}), nil
 	}
-	if st.Rollback == nil {
-		st.Rollback = &Progress{Started: r.now().UTC()}
-	}
-	st.Status = StatusRollingBack
-	if err := r.save(); err != nil {
+	if err := r.commit(st.StartRollback(r.now())); err != nil {
 		return nil, err
 	}
-	r.emit(Event{Type: EventRollbackStarted, Wave: -1, Reason: st.Reason})
 	for wi := len(st.Waves) - 1; wi >= 0; wi-- {
 		w := &st.Waves[wi]
 		for bi := len(w.Batches) - 1; bi >= 0; bi-- {
@@ -48,13 +43,9 @@ func (r *runner) rollback(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
-	st.Status = StatusRolledBack
-	st.Rollback.Done = true
-	if err := r.save(); err != nil {
+	if err := r.commit(st.FinishRollback()); err != nil {
 		return nil, err
 	}
-	r.emit(Event{Type: EventRolledBack, Wave: -1, Devices: st.Rollback.Devices,
-		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason})
 	return r.result(Step{Kind: StepRolledBack}), nil
 }
 
@@ -97,15 +88,7 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 	if err != nil {
 		return err
 	}
-	b.RolledBack = true
-	r.st.Rollback.Devices += restored
-	r.st.Rollback.Failed += failed
-	if err := r.save(); err != nil {
-		return err
-	}
-	r.emit(Event{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: restored,
-		Counts: &Counts{Succeeded: restored, Failed: failed}})
-	return nil
+	return r.commit(r.st.RollBackBatch(wi, bi, restored, failed))
 }
 
 // restoreTwins puts back the captured prior values of every device the forward jobs targeted, with

@@ -151,10 +151,7 @@ func Rollback(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.st = st
 	if st.Status != StatusRolledBack {
-		st.Requested = true
-		if st.Reason == "" {
-			st.Reason = "rollback requested"
-		}
+		st.RequestRollback("rollback requested")
 		if err := r.save(); err != nil {
 			return nil, err
 		}
@@ -213,15 +210,7 @@ func (r *runner) load() error {
 
 // start records a new rollout of the plan, created at created.
 func (r *runner) start(created time.Time) error {
-	st := &State{Name: r.p.Name, PlanHash: r.p.Hash, PlanParts: plan.Parts(r.p), PlanFile: r.p.File, Hub: r.HubName,
-		Kind: kindOf(r.p.Waves[0]), Status: StatusRunning, Created: created}
-	if m := r.p.Rollback.DirectMethod; m != nil {
-		st.RollbackMethod = m
-	}
-	for _, w := range r.p.Waves {
-		st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
-	}
-	r.st = st
+	r.st = NewState(r.p, r.HubName, created)
 	return r.save()
 }
 
@@ -246,6 +235,22 @@ func (r *runner) save() error {
 		r.st.Waiting = nil // a rollout that is over or rolling back waits for nothing
 	}
 	return r.Store.Update(func(tx *Tx) error { return tx.PutState(r.st) })
+}
+
+// commit saves the state and then emits events: the runner's half of a transition (see
+// transition.go).
+func (r *runner) commit(events []Event) error {
+	if err := r.save(); err != nil {
+		return err
+	}
+	r.emitAll(events)
+	return nil
+}
+
+func (r *runner) emitAll(events []Event) {
+	for _, e := range events {
+		r.emit(e)
+	}
 }
 
 func (r *runner) emit(e Event) {
@@ -329,12 +334,12 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 		switch step.Kind {
 		case StepDone:
 			if r.st.Status != StatusDone {
-				r.st.Status = StatusDone
-				if err := r.save(); err != nil {
+				if err := r.commit(r.st.Finish()); err != nil {
 					return nil, err
 				}
+			} else {
+				r.emit(Event{Type: EventDone, Wave: -1})
 			}
-			r.emit(Event{Type: EventDone, Wave: -1})
 			return r.result(step), nil
 		case StepHalted, StepRolledBack:
 			return r.result(step), nil
@@ -359,7 +364,6 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			}
 			err = r.sleep(ctx, d)
 		case StepResolve:
-			r.st.Waiting = nil
 			err = r.resolve(ctx, step.Wave)
 		case StepBatch:
 			var waiting bool
@@ -391,11 +395,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				err = r.sleep(ctx, r.verifyPoll(step.Wave))
 			}
 		case StepFinishWave:
-			r.st.Waiting = nil
-			w := &r.st.Waves[step.Wave]
-			w.Status, w.Done = StatusDone, r.now().UTC()
-			err = r.save()
-			r.emit(Event{Type: EventWaveDone, Wave: step.Wave, Devices: w.DeviceCount, Counts: &w.Counts})
+			err = r.commit(r.st.FinishWave(step.Wave, r.now()))
 		}
 		if err != nil {
 			return nil, err

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/iot-rollout/rollout/plan"
+)
+
+// This file holds every change of a rollout's, wave's or batch's status: the state machine's
+// transitions as named methods on State. Each changes the state in memory and returns the events it
+// causes (the runner stamps their time); it does no I/O. The runner's part is "transition, save,
+// emit", and the intent-first order of job creation around it (see ensureJob).
+
+// NewState is the record of a new rollout of plan p on the hub named hub, created at created: running,
+// every wave pending.
+func NewState(p *plan.Plan, hub string, created time.Time) *State {
+	st := &State{Name: p.Name, PlanHash: p.Hash, PlanParts: plan.Parts(p), PlanFile: p.File, Hub: hub,
+		Kind: kindOf(p.Waves[0]), Status: StatusRunning, Created: created.UTC()}
+	if m := p.Rollback.DirectMethod; m != nil {
+		st.RollbackMethod = m
+	}
+	for _, w := range p.Waves {
+		st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
+	}
+	return st
+}
+
+// ResolveWave records wave wi's resolved devices: their count and the batches they split into.
+func (st *State) ResolveWave(wi, devices int, ranges [][2]int) {
+	w := &st.Waves[wi]
+	w.Resolved, w.DeviceCount, w.Counts = true, devices, Counts{}
+	w.Batches = nil
+	for _, rg := range ranges {
+		w.Batches = append(w.Batches, Batch{Start: rg[0], End: rg[1], Status: StatusPending})
+	}
+}
+
+// StartWave marks wave wi, resolved, running from now.
+func (st *State) StartWave(wi int, now time.Time) []Event {
+	w := &st.Waves[wi]
+	w.Status, w.Started = StatusRunning, now.UTC()
+	st.Waiting = nil
+	return []Event{{Type: EventWaveStarted, Wave: wi, Devices: w.DeviceCount, Batches: len(w.Batches)}}
+}
+
+// StartBatch marks batch bi of wave wi running, with the jobs that carry it planned.
+func (st *State) StartBatch(wi, bi int, jobs []Job) {
+	b := &st.Waves[wi].Batches[bi]
+	if len(b.Jobs) == 0 {
+		b.Jobs = jobs
+	}
+	b.Status = StatusRunning
+}
+
+// SettleBatch sums the outcomes of batch bi's collected jobs into the batch and its wave, once every
+// job of the batch ended.
+func (st *State) SettleBatch(wi, bi int) []Event {
+	w := &st.Waves[wi]
+	b := &w.Batches[bi]
+	b.Counts = Counts{}
+	for _, j := range b.Jobs {
+		b.Counts = b.Counts.Add(j.Counts)
+	}
+	w.Counts = Counts{}
+	for i := 0; i <= bi; i++ {
+		w.Counts = w.Counts.Add(w.Batches[i].Counts)
+	}
+	return []Event{{Type: EventBatchDone, Wave: wi, Batch: bi, Batches: len(w.Batches), Devices: b.End - b.Start,
+		Done: b.End - b.Start, Counts: &b.Counts}}
+}
+
+// PassBatch marks batch bi of wave wi done after its gate passed (v says why, when it was not judged).
+func (st *State) PassBatch(wi, bi int, v Verdict) []Event {
+	w := &st.Waves[wi]
+	w.Batches[bi].Status = StatusDone
+	return []Event{{Type: EventGatePassed, Wave: wi, Batch: bi, Counts: &w.Counts, Reason: v.Reason}}
+}
+
+// FailWave records that a gate of wave wi failed for reason: the rollout halts, or (halt false) rolls
+// back next.
+func (st *State) FailWave(wi int, reason string, halt bool) []Event {
+	w := &st.Waves[wi]
+	w.Status = StatusFailed
+	st.Reason = fmt.Sprintf("wave %s: %s", w.Name, reason)
+	events := []Event{{Type: EventGateFailed, Wave: wi, Reason: reason, Counts: &w.Counts}}
+	if halt {
+		st.Status = StatusHalted
+		return append(events, Event{Type: EventHalted, Wave: wi, Reason: st.Reason})
+	}
+	st.Status = StatusRollingBack
+	return events
+}
+
+// PassWave records that wave wi's end gate passed at now: it bakes (and verifies) next, or, with no
+// device, is done at once.
+func (st *State) PassWave(wi int, v Verdict, now time.Time) []Event {
+	w := &st.Waves[wi]
+	events := []Event{{Type: EventGatePassed, Wave: wi, Batch: -1, Counts: &w.Counts, Reason: v.Reason}}
+	w.Status, w.BakeStart = StatusBaking, now.UTC()
+	if w.DeviceCount == 0 {
+		w.Status, w.Done = StatusDone, w.BakeStart
+		events = append(events, Event{Type: EventWaveDone, Wave: wi})
+	}
+	return events
+}
+
+// PassVerify records that wave wi's verify reached its rate.
+func (st *State) PassVerify(wi int) { st.Waves[wi].VerifyOK = true }
+
+// FinishWave marks wave wi done at now, its bake and verify behind it.
+func (st *State) FinishWave(wi int, now time.Time) []Event {
+	w := &st.Waves[wi]
+	w.Status, w.Done = StatusDone, now.UTC()
+	st.Waiting = nil
+	return []Event{{Type: EventWaveDone, Wave: wi, Devices: w.DeviceCount, Counts: &w.Counts}}
+}
+
+// Finish marks the rollout done: every wave is.
+func (st *State) Finish() []Event {
+	st.Status = StatusDone
+	return []Event{{Type: EventDone, Wave: -1}}
+}
+
+// RequestRollback asks for the rollout to be rolled back (rollout rollback), for reason unless it
+// has one.
+func (st *State) RequestRollback(reason string) {
+	st.Requested = true
+	if st.Reason == "" {
+		st.Reason = reason
+	}
+}
+
+// StartRollback marks the rollout rolling back from now (a resumed rollback keeps its progress).
+func (st *State) StartRollback(now time.Time) []Event {
+	if st.Rollback == nil {
+		st.Rollback = &Progress{Started: now.UTC()}
+	}
+	st.Status = StatusRollingBack
+	return []Event{{Type: EventRollbackStarted, Wave: -1, Reason: st.Reason}}
+}
+
+// RollBackBatch records that batch bi of wave wi is undone: restored devices put back (or
+// compensated), failed ones not.
+func (st *State) RollBackBatch(wi, bi, restored, failed int) []Event {
+	st.Waves[wi].Batches[bi].RolledBack = true
+	st.Rollback.Devices += restored
+	st.Rollback.Failed += failed
+	return []Event{{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: restored,
+		Counts: &Counts{Succeeded: restored, Failed: failed}}}
+}
+
+// FinishRollback marks the rollout rolled back: every batch is undone.
+func (st *State) FinishRollback() []Event {
+	st.Status = StatusRolledBack
+	st.Rollback.Done = true
+	return []Event{{Type: EventRolledBack, Wave: -1, Devices: st.Rollback.Devices,
+		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason}}
+}

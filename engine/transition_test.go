@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestTransitions runs each named transition on a small state and checks the statuses it leaves and
+// the events it returns, like TestNext does for decisions.
+func TestTransitions(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	fresh := func() *State {
+		return &State{Name: "fw", Status: StatusRunning, Waves: []Wave{
+			{Name: "canary", Status: StatusPending},
+			{Name: "rest", Status: StatusPending},
+		}}
+	}
+	// resolved has wave 0 resolved into batches of 2 and 3 devices, running.
+	resolved := func() *State {
+		st := fresh()
+		st.ResolveWave(0, 5, [][2]int{{0, 2}, {2, 5}})
+		st.StartWave(0, t0)
+		return st
+	}
+	type want struct {
+		rollout Status
+		waves   []Status
+		batches []Status // of wave 0
+		events  []EventType
+	}
+	tests := []struct {
+		name string
+		do   func(st *State) []Event
+		want want
+	}{
+		{"start a wave", func(st *State) []Event { st.ResolveWave(0, 5, [][2]int{{0, 2}, {2, 5}}); return st.StartWave(0, t0) },
+			want{StatusRunning, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventWaveStarted}}},
+		{"start a batch", func(st *State) []Event { st.StartBatch(0, 0, []Job{{ID: "j"}}); return nil },
+			want{StatusRunning, []Status{StatusRunning, StatusPending}, []Status{StatusRunning, StatusPending}, nil}},
+		{"settle and pass a batch", func(st *State) []Event {
+			st.StartBatch(0, 0, []Job{{ID: "j", Counts: Counts{Targeted: 2, Succeeded: 2}}})
+			return append(st.SettleBatch(0, 0), st.PassBatch(0, 0, Verdict{Pass: true})...)
+		}, want{StatusRunning, []Status{StatusRunning, StatusPending}, []Status{StatusDone, StatusPending}, []EventType{EventBatchDone, EventGatePassed}}},
+		{"fail a gate and halt", func(st *State) []Event { return st.FailWave(0, "too many failures", true) },
+			want{StatusHalted, []Status{StatusFailed, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventGateFailed, EventHalted}}},
+		{"fail a gate and roll back", func(st *State) []Event { return st.FailWave(0, "too many failures", false) },
+			want{StatusRollingBack, []Status{StatusFailed, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventGateFailed}}},
+		{"pass a wave: bake", func(st *State) []Event { return st.PassWave(0, Verdict{Pass: true}, t0) },
+			want{StatusRunning, []Status{StatusBaking, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventGatePassed}}},
+		{"finish a wave", func(st *State) []Event { return st.FinishWave(0, t0) },
+			want{StatusRunning, []Status{StatusDone, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventWaveDone}}},
+		{"finish the rollout", func(st *State) []Event { return st.Finish() },
+			want{StatusDone, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventDone}}},
+		{"roll back", func(st *State) []Event {
+			ev := st.StartRollback(t0)
+			ev = append(ev, st.RollBackBatch(0, 1, 3, 0)...)
+			ev = append(ev, st.RollBackBatch(0, 0, 1, 1)...)
+			return append(ev, st.FinishRollback()...)
+		}, want{StatusRolledBack, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending},
+			[]EventType{EventRollbackStarted, EventRollbackBatch, EventRollbackBatch, EventRolledBack}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := resolved()
+			if tt.name == "start a wave" {
+				st = fresh()
+			}
+			events := tt.do(st)
+			got := want{rollout: st.Status}
+			for _, w := range st.Waves {
+				got.waves = append(got.waves, w.Status)
+			}
+			for _, b := range st.Waves[0].Batches {
+				got.batches = append(got.batches, b.Status)
+			}
+			for _, e := range events {
+				got.events = append(got.events, e.Type)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTransitionDetails(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	st := &State{Name: "fw", Status: StatusRunning, Waves: []Wave{{Name: "empty", Status: StatusPending}}}
+	st.ResolveWave(0, 0, nil)
+	st.StartWave(0, t0)
+	if ev := st.PassWave(0, Verdict{Pass: true}, t0); st.Waves[0].Status != StatusDone || len(ev) != 2 || ev[1].Type != EventWaveDone {
+		t.Errorf("a wave without devices must be done once its gate passes: %s, %+v", st.Waves[0].Status, ev)
+	}
+	st = &State{Name: "fw", Status: StatusRunning, Waves: []Wave{{Name: "canary", Status: StatusRunning}}}
+	st.FailWave(0, "after batch 1: 2 devices failed", true)
+	if st.Reason != "wave canary: after batch 1: 2 devices failed" {
+		t.Errorf("reason %q", st.Reason)
+	}
+	st.RequestRollback("rollback requested")
+	if !st.Requested || st.Reason != "wave canary: after batch 1: 2 devices failed" {
+		t.Errorf("a rollback request keeps the reason it found: %v %q", st.Requested, st.Reason)
+	}
+	st.Waves[0].Batches = []Batch{{Start: 0, End: 4, Jobs: []Job{{Counts: Counts{Targeted: 4, Succeeded: 3, Failed: 1}}}}}
+	st.SettleBatch(0, 0)
+	if c := st.Waves[0].Counts; c.Targeted != 4 || c.Failed != 1 {
+		t.Errorf("settled counts %+v", c)
+	}
+	st.StartRollback(t0)
+	st.RollBackBatch(0, 0, 3, 1)
+	ev := st.FinishRollback()
+	if st.Rollback.Devices != 3 || st.Rollback.Failed != 1 || !st.Rollback.Done || ev[0].Devices != 3 {
+		t.Errorf("rollback progress %+v, %+v", st.Rollback, ev)
+	}
+}
