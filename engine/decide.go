@@ -140,11 +140,7 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %s", n, noun)
 }
 
-func pct(f float64) string {
-	s := fmt.Sprintf("%.2f", f*100)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s + "%"
-}
+func pct(f float64) string { return plan.FormatRate(f) }
 
 // ScheduleOpen reports whether a wave may start at now under schedule s (nil: always). When it may
 // not, next is the earliest time at or after now when it may (zero if never).

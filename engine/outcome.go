@@ -10,6 +10,14 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
+// Error codes of outcomes the hub reports no code for.
+const (
+	CodeJobFailed        = "JobFailed"        // the job itself failed (its failureReason says why) before it reached the device
+	CodeDeviceNotFound   = "DeviceNotFound"   // the job never took the device: deleted, or its twin no longer matched
+	CodeNoMethodResponse = "NoMethodResponse" // the job completed the device without the method's answer
+	CodeFailed           = "Failed"           // the device failed without an error code
+)
+
 // collect reads the outcomes of a job that ended: counts from its statistics, and from devices.jobs the
 // devices behind failures (every device of a direct-method job, whose status codes matter). Twin jobs
 // record only devices that did not succeed.
@@ -23,7 +31,7 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 	if resp.DeviceJobStatistics != nil {
 		stats = *resp.DeviceJobStatistics
 	}
-	method := resp.Type == hubapi.JobTypeDeviceMethod || resp.Type == "" && r.st.waveKind(wi) == "directMethod"
+	method := resp.Type == hubapi.JobTypeDeviceMethod || resp.Type == "" && r.st.waveKind(wi) == KindDirectMethod
 	where, expect := "", int(stats.DeviceCount)
 	all := method || int(stats.DeviceCount) < len(ids)
 	if !all {
@@ -36,44 +44,7 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 			return err
 		}
 	}
-	outcomes := map[string]DeviceOutcome{}
-	for _, row := range rows {
-		o := classify(row, method)
-		o.Wave, o.Batch = wi, bi
-		outcomes[row.DeviceID] = o
-	}
-	c := Counts{Targeted: len(ids)}
-	record := map[string]DeviceOutcome{}
-	for _, id := range ids {
-		o, ok := outcomes[id]
-		switch {
-		case ok:
-		case all && resp.Status == hubapi.JobFailed:
-			// The job itself failed (its failureReason says why) before it reached this device.
-			o = DeviceOutcome{Outcome: Failed, Wave: wi, Batch: bi, ErrorCode: "JobFailed"}
-		case all:
-			// The job never took this device: it was deleted or its twin no longer matched.
-			o = DeviceOutcome{Outcome: Failed, Wave: wi, Batch: bi, ErrorCode: "DeviceNotFound"}
-		default:
-			o = DeviceOutcome{Outcome: Succeeded, Wave: wi, Batch: bi}
-		}
-		switch o.Outcome {
-		case Succeeded:
-			c.Succeeded++
-		case MethodError:
-			c.Failed++
-			c.MethodError++
-		case Failed:
-			c.Failed++
-		case TimedOut:
-			c.TimedOut++
-		case Unreachable:
-			c.Unreachable++
-		}
-		if method || o.Outcome != Succeeded {
-			record[id] = o
-		}
-	}
+	c, record := jobOutcomes(ids, rows, jobRead{method: method, all: all, jobFailed: resp.Status == hubapi.JobFailed, wave: wi, batch: bi})
 	j.Counts, j.Collected = c, true
 	r.st.Updated = r.now().UTC()
 	return r.Store.Update(func(tx *Tx) error {
@@ -84,6 +55,51 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 		}
 		return tx.PutState(r.st)
 	})
+}
+
+// jobRead says how a job's device records were read: for a direct method (every device's answer
+// matters), for all of its devices or only those that did not complete, and whether the job itself
+// failed; wave and batch are the job's.
+type jobRead struct {
+	method, all, jobFailed bool
+	wave, batch            int
+}
+
+// jobOutcomes decides the outcome of each of a job's devices ids from the records read of it (rows),
+// and tallies them. It returns the outcomes to record: every device's for a direct method, else only
+// those that did not succeed (a device without a record succeeded when only failures were read).
+func jobOutcomes(ids []string, rows []hubapi.DeviceJob, how jobRead) (Counts, map[string]DeviceOutcome) {
+	outcomes := make(map[string]DeviceOutcome, len(rows))
+	for _, row := range rows {
+		outcomes[row.DeviceID] = classify(row, how.method)
+	}
+	c := Counts{Targeted: len(ids)}
+	record := map[string]DeviceOutcome{}
+	for _, id := range ids {
+		o, ok := outcomes[id]
+		switch {
+		case ok:
+		case how.all && how.jobFailed:
+			o = DeviceOutcome{Outcome: Failed, ErrorCode: CodeJobFailed}
+		case how.all:
+			o = DeviceOutcome{Outcome: Failed, ErrorCode: CodeDeviceNotFound}
+		default:
+			o = DeviceOutcome{Outcome: Succeeded}
+		}
+		o.Wave, o.Batch = how.wave, how.batch
+		c = c.Tally(o.Outcome)
+		if how.method || o.Outcome != Succeeded {
+			record[id] = o
+		}
+	}
+	return c, record
+}
+
+// mayHaveRun reports whether a direct method may have run on the device of outcome o: it answered, or
+// failed after delivery. Unreachable devices never got it, timed-out ones were never reached in time,
+// and devices the job never took were not called: these get no compensating call.
+func mayHaveRun(o DeviceOutcome) bool {
+	return o.Outcome != Unreachable && o.Outcome != TimedOut && o.ErrorCode != CodeDeviceNotFound
 }
 
 // deviceJobs reads a job's device records. The devices.jobs view may lag the job's statistics, so a
@@ -129,7 +145,7 @@ func classify(row hubapi.DeviceJob, method bool) DeviceOutcome {
 			return DeviceOutcome{Outcome: Succeeded}
 		}
 		if row.Outcome == nil || row.Outcome.DeviceMethodResponse == nil {
-			return DeviceOutcome{Outcome: Failed, ErrorCode: "NoMethodResponse"}
+			return DeviceOutcome{Outcome: Failed, ErrorCode: CodeNoMethodResponse}
 		}
 		s := int(row.Outcome.DeviceMethodResponse.Status)
 		if s < 200 || s > 299 {
@@ -145,7 +161,7 @@ func classify(row hubapi.DeviceJob, method bool) DeviceOutcome {
 			return DeviceOutcome{Outcome: TimedOut, ErrorCode: code}
 		}
 		if code == "" {
-			code = "Failed"
+			code = CodeFailed
 		}
 		return DeviceOutcome{Outcome: Failed, ErrorCode: code}
 	}

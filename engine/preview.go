@@ -60,10 +60,10 @@ type PreviewOptions struct {
 // Preview is what `rollout apply` would do with a plan now. Its JSON form is the output of
 // `rollout plan --format json`.
 type Preview struct {
-	Rollout  string `json:"rollout"`
-	PlanHash string `json:"planHash"`
-	Kind     string `json:"kind"` // "twinUpdate" or "directMethod" (of the first wave)
-	Fleet    string `json:"fleet"`
+	Rollout  string     `json:"rollout"`
+	PlanHash string     `json:"planHash"`
+	Kind     ActionKind `json:"kind"` // the first wave's action
+	Fleet    string     `json:"fleet"`
 	// FleetDevices is how many devices the fleet condition selects now.
 	FleetDevices int `json:"fleetDevices"`
 	// Untargeted is how many fleet devices no wave takes (an estimate when a wave's count is).
@@ -88,9 +88,9 @@ type WavePreview struct {
 	Name string `json:"name"`
 	// Condition is the wave's composed condition (plan.Condition): fleet AND target AND NOT (earlier
 	// full waves' targets).
-	Condition string  `json:"condition"`
-	Percent   float64 `json:"percent"`
-	Action    string  `json:"action"` // "twinUpdate" or "directMethod"
+	Condition string     `json:"condition"`
+	Percent   float64    `json:"percent"`
+	Action    ActionKind `json:"action"`
 	// Candidates are the devices Condition selects: what apply pages through, before earlier percent
 	// waves' samples and its own sample are taken out.
 	Candidates int `json:"candidates"`
@@ -263,9 +263,9 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 		excl: map[int][]query.Expr{}, incl: map[int][]query.Expr{},
 		r: newRunner(Options{Hub: o.Hub, Quotas: o.Quotas}, p)}
 	pv.out = &Preview{Rollout: p.Name, PlanHash: p.Hash, Fleet: formatOrAll(p.Fleet), QueryBudget: o.MaxQueries,
-		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: "twinUpdate", Findings: []Finding{}}
+		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: KindTwinUpdate, Findings: []Finding{}}
 	if p.Waves[0].Action.DirectMethod != nil {
-		pv.out.Kind = "directMethod"
+		pv.out.Kind = KindDirectMethod
 	}
 	fleet, err := parseOrAll(p.Fleet)
 	if err != nil {
@@ -332,9 +332,9 @@ func formatOrAll(s string) string {
 func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, error) {
 	pw := pv.p.Waves[i]
 	w := &WavePreview{Name: pw.Name, Condition: query.Format(pv.p.Condition(i)), Percent: pw.Percent,
-		Approval: pw.Approval, Exact: true, Sample: []string{}, Batches: []BatchPreview{}, Action: "twinUpdate"}
+		Approval: pw.Approval, Exact: true, Sample: []string{}, Batches: []BatchPreview{}, Action: KindTwinUpdate}
 	if pw.Action.DirectMethod != nil {
-		w.Action = "directMethod"
+		w.Action = KindDirectMethod
 	}
 	cond := pv.p.Condition(i)
 	candidates, err := pv.count(ctx, cond)

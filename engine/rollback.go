@@ -80,7 +80,7 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 		return err
 	}
 	var restored, failed int
-	if r.st.waveKind(wi) == "directMethod" {
+	if r.st.waveKind(wi) == KindDirectMethod {
 		restored, failed, err = r.compensate(ctx, wi, bi, ids, forward)
 	} else {
 		restored, failed, err = r.restoreTwins(ctx, ids, forward)
@@ -154,7 +154,7 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 					if err != nil {
 						return err
 					}
-					if ok && o.Outcome != Unreachable && o.Outcome != TimedOut && o.ErrorCode != "DeviceNotFound" {
+					if ok && mayHaveRun(o) {
 						reached = append(reached, id)
 					}
 				}

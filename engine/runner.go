@@ -160,15 +160,15 @@ func Rollback(ctx context.Context, o Options) (*Result, error) {
 }
 
 // kindOf names a wave's action.
-func kindOf(w plan.Wave) string {
+func kindOf(w plan.Wave) ActionKind {
 	if w.Action.DirectMethod != nil {
-		return "directMethod"
+		return KindDirectMethod
 	}
-	return "twinUpdate"
+	return KindTwinUpdate
 }
 
 // waveKind is a recorded wave's action; state written before waves recorded it has the rollout's.
-func (st *State) waveKind(wi int) string {
+func (st *State) waveKind(wi int) ActionKind {
 	if k := st.Waves[wi].Kind; k != "" {
 		return k
 	}

@@ -14,6 +14,15 @@ import (
 	"go.etcd.io/bbolt"
 )
 
+// ActionKind names a wave's action.
+type ActionKind string
+
+// The action kinds.
+const (
+	KindTwinUpdate   ActionKind = "twinUpdate"
+	KindDirectMethod ActionKind = "directMethod"
+)
+
 // Status is where a rollout, wave or batch stands.
 type Status string
 
@@ -40,7 +49,7 @@ type State struct {
 	PlanParts map[string]string `json:"planParts,omitempty"`
 	PlanFile  string            `json:"planFile,omitempty"`
 	Hub       string            `json:"hub,omitempty"` // the hub as the last apply named it (Options.HubName)
-	Kind      string            `json:"kind"`          // the first wave's action: "twinUpdate" or "directMethod"
+	Kind      ActionKind        `json:"kind"`          // the first wave's action
 	Status    Status            `json:"status"`
 	Reason    string            `json:"reason,omitempty"` // why the rollout halted or rolled back
 	Created   time.Time         `json:"created"`
@@ -66,20 +75,20 @@ type Waiting struct {
 
 // Wave is one wave's record.
 type Wave struct {
-	Name        string    `json:"name"`
-	Kind        string    `json:"kind,omitempty"` // the wave's action: "twinUpdate" or "directMethod"
-	Status      Status    `json:"status"`
-	Resolved    bool      `json:"resolved"`           // devices resolved and stored under devices/<wave>
-	Gated       bool      `json:"approval,omitempty"` // the wave waits for an approval before it starts
-	DeviceCount int       `json:"deviceCount"`
-	Started     time.Time `json:"started,omitzero"`
-	BakeStart   time.Time `json:"bakeStart,omitzero"` // the wave's end gate passed
-	Done        time.Time `json:"done,omitzero"`
-	VerifyReads int       `json:"verifyReads,omitempty"`
-	VerifyRate  float64   `json:"verifyRate,omitempty"`
-	VerifyOK    bool      `json:"verifyOK,omitempty"`
-	Batches     []Batch   `json:"batches,omitempty"`
-	Counts      Counts    `json:"counts"`
+	Name        string     `json:"name"`
+	Kind        ActionKind `json:"kind,omitempty"` // the wave's action
+	Status      Status     `json:"status"`
+	Resolved    bool       `json:"resolved"`           // devices resolved and stored under devices/<wave>
+	Gated       bool       `json:"approval,omitempty"` // the wave waits for an approval before it starts
+	DeviceCount int        `json:"deviceCount"`
+	Started     time.Time  `json:"started,omitzero"`
+	BakeStart   time.Time  `json:"bakeStart,omitzero"` // the wave's end gate passed
+	Done        time.Time  `json:"done,omitzero"`
+	VerifyReads int        `json:"verifyReads,omitempty"`
+	VerifyRate  float64    `json:"verifyRate,omitempty"`
+	VerifyOK    bool       `json:"verifyOK,omitempty"`
+	Batches     []Batch    `json:"batches,omitempty"`
+	Counts      Counts     `json:"counts"`
 }
 
 // Batch is one batch's record: a range of its wave's stored devices and the jobs that carry it.
@@ -125,6 +134,24 @@ type Counts struct {
 	TimedOut    int `json:"timedOut"`
 	Unreachable int `json:"unreachable"`
 	MethodError int `json:"methodError"` // part of Failed: answered with a non-2xx status
+}
+
+// Tally returns c with one more device of outcome o.
+func (c Counts) Tally(o Outcome) Counts {
+	switch o {
+	case Succeeded:
+		c.Succeeded++
+	case MethodError:
+		c.Failed++
+		c.MethodError++
+	case Failed:
+		c.Failed++
+	case TimedOut:
+		c.TimedOut++
+	case Unreachable:
+		c.Unreachable++
+	}
+	return c
 }
 
 // Add returns c plus d.

@@ -2,6 +2,8 @@ package plan
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -110,4 +112,11 @@ type Window struct {
 	Start    time.Duration // offset from local midnight
 	End      time.Duration
 	Location *time.Location
+}
+
+// FormatRate writes a rate given as a fraction the way plans write rates: 0.98 as "98%", 0.995 as
+// "99.5%", to two decimals of a percent.
+func FormatRate(f float64) string {
+	s := strconv.FormatFloat(f*100, 'f', 2, 64)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".") + "%"
 }

@@ -175,8 +175,8 @@ func (w *errWriter) printf(format string, args ...any) {
 	}
 }
 
-func kindText(kind string) string {
-	if kind == "directMethod" {
+func kindText(kind engine.ActionKind) string {
+	if kind == engine.KindDirectMethod {
 		return "direct method"
 	}
 	return "twin update"
@@ -190,9 +190,7 @@ func valueText(v string) string {
 	return v
 }
 
-func percentText(p float64) string {
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", p), "0"), ".") + "%"
-}
+func percentText(p float64) string { return plan.FormatRate(p / 100) }
 
 func devicesText(w engine.WavePreview) string {
 	s := plural(w.Devices, "device")
