@@ -340,11 +340,6 @@ type Step struct {
 	Until time.Time
 }
 
-// Waiting reports whether the step waits for time or a person (exit 10 with --no-wait).
-func (s Step) Waiting() bool {
-	return s.Kind == StepWaitApproval || s.Kind == StepWaitSchedule || s.Kind == StepWaitBake
-}
-
 // Next decides the next step of rollout st of plan p at now; approved reports whether a wave's approval
 // gate was released.
 func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Time) Step {

@@ -93,7 +93,7 @@ type runner struct {
 
 func newRunner(o Options, p *plan.Plan) *runner {
 	if o.Clock == nil {
-		o.Clock = wallClock{}
+		o.Clock = hubapi.WallClock
 	}
 	if o.Observer == nil {
 		o.Observer = ObserverFunc(func(Event) {})
@@ -111,11 +111,6 @@ func newRunner(o Options, p *plan.Plan) *runner {
 	r.now = func() time.Time { return r.Clock.Now() }
 	return r
 }
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time                         { return time.Now() }
-func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Apply runs plan p, holding the rollout's lock (a *LockedError names another holder): it starts the rollout or continues it from its state. It returns when the rollout
 // is done, halted or rolled back, when it must wait and NoWait is set, or when Stop is closed (with

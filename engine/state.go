@@ -408,17 +408,9 @@ func (t *Tx) Snapshot(id string) (p Prior, ok bool, err error) {
 	return p, ok, err
 }
 
-// PutSnapshot stores a device's prior values. A prior already stored is kept: the first capture is
-// the device's value before the rollout, and a resumed run must not overwrite it with a changed twin.
-func (t *Tx) PutSnapshot(id string, p Prior) error {
-	b := t.tx.Bucket(bucketSnapshots)
-	if b.Get([]byte(id)) != nil {
-		return nil
-	}
-	return putJSON(b, []byte(id), p)
-}
-
-// putSnapshotJSON is PutSnapshot for a prior already encoded.
+// putSnapshotJSON stores a device's prior values, encoded (see encodedPrior). A prior already stored
+// is kept: the first capture is the device's value before the rollout, and a resumed run must not
+// overwrite it with a changed twin.
 func (t *Tx) putSnapshotJSON(id string, data []byte) error {
 	b := t.tx.Bucket(bucketSnapshots)
 	if b.Get([]byte(id)) != nil {

@@ -27,11 +27,11 @@ func TestStoreRoundTrip(t *testing.T) {
 		if err := tx.PutDevices(0, []string{"a", "b"}); err != nil {
 			return err
 		}
-		if err := tx.PutSnapshot("a", Prior{"tags.ring": {Absent: true}, "properties.desired.fw": {Value: json.RawMessage(`{"v":"1"}`)}}); err != nil {
+		if err := tx.putSnapshotJSON("a", mustJSON(t, Prior{"tags.ring": {Absent: true}, "properties.desired.fw": {Value: json.RawMessage(`{"v":"1"}`)}})); err != nil {
 			return err
 		}
 		// A second capture never overwrites the first.
-		return tx.PutSnapshot("a", Prior{"tags.ring": {Value: json.RawMessage(`"changed"`)}})
+		return tx.putSnapshotJSON("a", mustJSON(t, Prior{"tags.ring": {Value: json.RawMessage(`"changed"`)}}))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -107,4 +107,13 @@ func TestLock(t *testing.T) {
 		t.Fatalf("Lock after unlock: %v", err)
 	}
 	unlock2()
+}
+
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
 }

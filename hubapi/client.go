@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/uuid"
 )
 
@@ -156,7 +155,7 @@ func newClient(host string, opts Options) (*Client, error) {
 		jitter:  func(n time.Duration) time.Duration { return rand.N(n + 1) },
 	}
 	if c.clk == nil {
-		c.clk = systemClock{}
+		c.clk = WallClock
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -512,15 +511,4 @@ func ifMatch(etag string) http.Header {
 		etag = `"` + etag + `"`
 	}
 	return http.Header{"If-Match": {etag}}
-}
-
-// NewWithDefaultCredential authenticates with azidentity's DefaultAzureCredential (environment
-// variables, workload identity, managed identity, Azure CLI, ...). Nothing is asked of Microsoft Entra
-// until the first call.
-func NewWithDefaultCredential(host string, opts Options) (*Client, error) {
-	cred, err := azidentity.NewDefaultAzureCredential(nil)
-	if err != nil {
-		return nil, fmt.Errorf("hubapi: Microsoft Entra: %w", err)
-	}
-	return NewWithCredential(host, cred, opts)
 }

@@ -13,7 +13,9 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-// systemClock is the real wall clock.
+// WallClock is the real clock, the default of every Clock option.
+var WallClock Clock = systemClock{}
+
 type systemClock struct{}
 
 func (systemClock) Now() time.Time                         { return time.Now() }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/iot-rollout/rollout/query"
 )
 
 // Quotas are the limits of a hub that a rollout meets, per the IoT Hub quotas and throttling table
@@ -27,7 +29,7 @@ func (q Quotas) Unlimited() bool { return q.Tier == "unlimited" }
 // Limits that are the same on every tier.
 const (
 	MaxPageSize    = 100
-	MaxQueryLength = 8192
+	MaxQueryLength = query.MaxLength
 )
 
 // TierQuotas returns the quotas of tier (F1/Free, S1, S2, S3, case-insensitive, or "unlimited") with the

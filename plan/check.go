@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+
 	// Time zones in schedule windows must resolve on machines without a zoneinfo database (minimal
 	// containers, CI images), so the database is compiled in.
 	_ "time/tzdata"
@@ -58,7 +59,7 @@ const (
 const (
 	// MaxQueryLength is the longest query IoT Hub accepts, in characters. A job's condition is run as
 	// "SELECT * FROM devices WHERE <condition>", so the condition gets what the prefix leaves.
-	MaxQueryLength = 8192
+	MaxQueryLength = query.MaxLength
 	// MinResponseTimeout and MaxResponseTimeout bound a direct method's responseTimeoutInSeconds.
 	MinResponseTimeout = 5 * time.Second
 	MaxResponseTimeout = 300 * time.Second
