@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/iot-rollout/rollout/plan"
@@ -261,57 +260,18 @@ func JudgeVerify(v *plan.Verify, matching, total, reads int, start, now time.Tim
 	return VerifyWait
 }
 
-// RollbackJobID returns the deterministic id of a rollback job, in the form plan.JobID gives forward
-// jobs with "r" for "w": "thermostat-fw-2-4-0-1a2b3c4d-r00-b000" or "...-r03-b012-p2".
+// RollbackJobID returns the deterministic id of a rollback job: plan.JobID's form with "r" for "w",
+// as in "thermostat-fw-2-4-0-1a2b3c4d-r00-b000" or "...-r03-b012-p2".
 func RollbackJobID(name, planHash string, wave, batch, part int) string {
-	h := planHash
-	if len(h) > 8 {
-		h = h[:8]
-	}
-	id := fmt.Sprintf("%s-%s-r%02d-b%03d", name, h, wave, batch)
-	if part > 0 {
-		id += fmt.Sprintf("-p%d", part)
-	}
-	return id
+	return plan.StageJobID(name, planHash, 'r', wave, batch, part)
 }
 
 // SplitIn splits ids into consecutive [start, end) ranges whose condition `deviceId IN [...]` (as
 // InCondition writes it) is at most max characters; an id too long on its own still gets a range.
-func SplitIn(ids []string, max int) [][2]int {
-	const overhead = len("deviceId IN []")
-	var out [][2]int
-	start, length := 0, overhead
-	for i, id := range ids {
-		n := len(query.Quote(id))
-		if i > start {
-			n++ // comma
-		}
-		if i > start && length+n > max {
-			out = append(out, [2]int{start, i})
-			start, length = i, overhead
-			n = len(query.Quote(id))
-		}
-		length += n
-	}
-	if start < len(ids) {
-		out = append(out, [2]int{start, len(ids)})
-	}
-	return out
-}
+func SplitIn(ids []string, max int) [][2]int { return query.SplitIn("deviceId", ids, max) }
 
-// InCondition is the job condition that selects exactly ids.
-func InCondition(ids []string) string {
-	var b strings.Builder
-	b.WriteString("deviceId IN [")
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(query.Quote(id))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
+// InCondition is the job condition that selects exactly ids, as query.Format writes it.
+func InCondition(ids []string) string { return query.FormatIn("deviceId", ids) }
 
 // StepKind names what the engine does next.
 type StepKind string

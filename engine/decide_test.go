@@ -237,7 +237,7 @@ func TestSplitIn(t *testing.T) {
 			t.Fatalf("max %d: ranges end at %d", max, next)
 		}
 	}
-	if got := InCondition([]string{"a", `it's`}); got != `deviceId IN ['a','it\'s']` {
+	if got := InCondition([]string{"a", `it's`}); got != `deviceId IN ['a', 'it\'s']` {
 		t.Errorf("InCondition = %s", got)
 	}
 }

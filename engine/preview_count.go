@@ -142,15 +142,8 @@ func (pv *previewer) room(i int) int {
 // inChunks splits ids into deviceId IN [...] conditions of at most room characters each.
 func inChunks(ids []string, room int) []query.Expr {
 	var out []query.Expr
-	for start := 0; start < len(ids); {
-		// query.Format writes "deviceId IN ['a', 'b']": each id costs its quoted length and ", ".
-		end, n := start, len("deviceId IN []")
-		for end < len(ids) && (end == start || n+len(query.Quote(ids[end]))+2 <= room) {
-			n += len(query.Quote(ids[end])) + 2
-			end++
-		}
-		out = append(out, query.In("deviceId", ids[start:end]))
-		start = end
+	for _, rg := range query.SplitIn("deviceId", ids, room) {
+		out = append(out, query.In("deviceId", ids[rg[0]:rg[1]]))
 	}
 	return out
 }

@@ -126,12 +126,16 @@ func Changes(was, now map[string]string) []string {
 // given. With a name of at most 40 characters, waves < 100, batches < 1000 and parts < 10000 the id
 // fits IoT Hub's 64 characters of letters, digits and '-'; larger indexes widen their field. The id is
 // deterministic, so a re-run after a crash finds the jobs it already created.
-func JobID(p *Plan, wave, batch, part int) string {
-	h := p.Hash
+func JobID(p *Plan, wave, batch, part int) string { return StageJobID(p.Name, p.Hash, 'w', wave, batch, part) }
+
+// StageJobID is JobID for the rollout named name with plan hash planHash, with stage naming what the
+// job does: 'w' for a wave's forward jobs, 'r' for the jobs that roll a batch back.
+func StageJobID(name, planHash string, stage rune, wave, batch, part int) string {
+	h := planHash
 	if len(h) > 8 {
 		h = h[:8]
 	}
-	id := fmt.Sprintf("%s-%s-w%02d-b%03d", p.Name, h, wave, batch)
+	id := fmt.Sprintf("%s-%s-%c%02d-b%03d", name, h, stage, wave, batch)
 	if part > 0 {
 		id += fmt.Sprintf("-p%d", part)
 	}

@@ -296,6 +296,50 @@ func Not(e Expr) Expr {
 	return Negation{X: e}
 }
 
+// FormatIn is Format(In(path, values)) without building the expression: the condition a job over
+// many devices by id needs, written as Format writes it. It panics when values is empty (In gives the
+// constant false there, which is no IN condition).
+func FormatIn(path string, values []string) string {
+	if len(values) == 0 {
+		panic("query: FormatIn of no values")
+	}
+	var b strings.Builder
+	b.WriteString(Format(NewPath(path)))
+	b.WriteString(" IN [")
+	for i, v := range values {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(Quote(v))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// SplitIn splits values into consecutive [start, end) ranges whose conditions `path IN [...]`, as
+// Format (and FormatIn) write them, are at most max characters each; a value too long on its own
+// still gets a range of its own.
+func SplitIn(path string, values []string, max int) [][2]int {
+	overhead := len(Format(NewPath(path))) + len(" IN []")
+	var out [][2]int
+	start, length := 0, overhead
+	for i, v := range values {
+		n := len(Quote(v))
+		if i > start && length+2+n > max {
+			out = append(out, [2]int{start, i})
+			start, length = i, overhead
+		}
+		if i > start {
+			n += 2 // ", "
+		}
+		length += n
+	}
+	if start < len(values) {
+		out = append(out, [2]int{start, len(values)})
+	}
+	return out
+}
+
 // In builds `<path> IN ['v1', 'v2', ...]`, with path a dotted path such as "deviceId". With no values
 // it returns the constant false (nothing matches), since an empty list is not valid syntax.
 func In(path string, values []string) Expr {
