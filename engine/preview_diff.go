@@ -5,47 +5,41 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
+	"slices"
 	"sort"
-	"strings"
 
 	"github.com/iot-rollout/rollout/plan"
 	"github.com/iot-rollout/rollout/query"
 )
 
-var plainSegment = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_]*$`)
-
-// patchPaths lists the leaf paths of a twin update, as query text, sorted. A twin patch merges
-// objects, so only its leaves change values.
-func patchPaths(tu *plan.TwinUpdate) []string {
+// patchPaths lists the leaf paths of a twin update, sorted by their query text (the query package
+// escapes segments that need it). A twin patch merges objects, so only its leaves change values.
+func patchPaths(tu *plan.TwinUpdate) []query.Path {
 	if tu == nil {
 		return nil
 	}
-	var out []string
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
+	var out []query.Path
+	var walk func(prefix []string, m map[string]any)
+	walk = func(prefix []string, m map[string]any) {
 		for k, v := range m {
-			seg := k
-			if !plainSegment.MatchString(k) {
-				seg = "[[" + k + "]]"
-			}
+			segs := append(slices.Clip(prefix), k)
 			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
-				walk(prefix+"."+seg, sub)
+				walk(segs, sub)
 				continue
 			}
-			out = append(out, prefix+"."+seg)
+			out = append(out, query.Path{Segments: segs})
 		}
 	}
-	walk("tags", tu.Tags)
-	walk("properties.desired", tu.Desired)
-	sort.Strings(out)
+	walk([]string{"tags"}, tu.Tags)
+	walk([]string{"properties", "desired"}, tu.Desired)
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 
-// patchValue returns the new value at path as canonical JSON.
-func patchValue(tu *plan.TwinUpdate, path string) string {
+// patchValue returns the new value at path (one of patchPaths) as canonical JSON.
+func patchValue(tu *plan.TwinUpdate, path query.Path) string {
 	var cur any
-	segs := strings.Split(path, ".")
+	segs := path.Segments
 	switch {
 	case segs[0] == "tags":
 		cur, segs = tu.Tags, segs[1:]
@@ -54,7 +48,7 @@ func patchValue(tu *plan.TwinUpdate, path string) string {
 	}
 	for _, s := range segs {
 		m, _ := cur.(map[string]any)
-		cur = m[strings.TrimSuffix(strings.TrimPrefix(s, "[["), "]]")]
+		cur = m[s]
 	}
 	return canonical(cur)
 }
@@ -90,9 +84,10 @@ func (pv *previewer) tu(i int) *plan.TwinUpdate { return pv.p.Waves[i].Action.Tw
 // known by id the counts are scaled to its devices. Devices lacking the path are read from the group
 // row that has no "v": the hub documents GROUP BY but not how it groups an undefined value, so this
 // follows Cosmos DB and the emulator (a choice, unconfirmed on a real hub).
-func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devices, candidates int) ([]PathDiff, error) {
+func (pv *previewer) diffGroups(ctx context.Context, i int, paths []query.Path, devices, candidates int) ([]PathDiff, error) {
 	var out []PathDiff
-	for _, path := range paths {
+	for _, p := range paths {
+		path := p.String()
 		counts := map[string]int{}
 		group := func(c query.Expr, sign int) error {
 			raws, err := pv.rows(ctx, fmt.Sprintf("SELECT %s AS v, COUNT() AS n FROM devices%s GROUP BY %s", path, where(c), path))
@@ -139,7 +134,7 @@ func (pv *previewer) diffGroups(ctx context.Context, i int, paths []string, devi
 		for v, n := range counts {
 			counts[v] = scale(n, devices, candidates)
 		}
-		out = append(out, makeDiff(path, patchValue(pv.tu(i), path), counts))
+		out = append(out, makeDiff(path, patchValue(pv.tu(i), p), counts))
 	}
 	return out, nil
 }

@@ -51,7 +51,12 @@ func TestPatchPathsAndValues(t *testing.T) {
 	}
 	want := []string{"properties.desired.empty", "properties.desired.firmware.uri", "properties.desired.firmware.version",
 		"tags.[[odd-name]].x", "tags.fwChannel"}
-	got := patchPaths(tu)
+	paths := map[string]query.Path{}
+	var got []string
+	for _, p := range patchPaths(tu) {
+		got = append(got, p.String())
+		paths[p.String()] = p
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("patchPaths = %q, want %q", got, want)
 	}
@@ -59,7 +64,7 @@ func TestPatchPathsAndValues(t *testing.T) {
 		"tags.fwChannel": `"stable"`, "tags.[[odd-name]].x": "1", "properties.desired.firmware.uri": "null",
 		"properties.desired.empty": "{}",
 	} {
-		if got := patchValue(tu, path); got != v {
+		if got := patchValue(tu, paths[path]); got != v {
 			t.Errorf("patchValue(%s) = %s, want %s", path, got, v)
 		}
 		if _, err := query.Parse("SELECT " + path + " AS v, COUNT() AS n FROM devices GROUP BY " + path); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/plan"
+	"github.com/iot-rollout/rollout/query"
 )
 
 // snapshot captures, for every device of batch bi of wave wi, the prior value of each path the wave's
@@ -259,17 +260,10 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// identifier reports whether s can be written bare in a query path.
-func identifier(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
+// identifier reports whether key can be written bare after a dot in a query path, by the query
+// package's one rule for escaping path segments.
+func identifier(key string) bool {
+	return query.Path{Segments: []string{"tags", key}}.String() == "tags."+key
 }
 
 // snapshotByReads reads the twins of ids one by one with parallel workers; a device that does not exist
