@@ -51,23 +51,15 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	prefix := "SELECT COUNT() AS n FROM devices WHERE (" + pw.Verify.Condition + ") AND "
 	matching := 0
-	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
-			}
-			for _, raw := range page {
-				n, err := countRow(raw)
-				if err != nil {
-					return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
-				}
-				matching += n
-			}
-		}
+	err = r.queryByID(ctx, "SELECT COUNT() AS n FROM devices WHERE ("+pw.Verify.Condition+") AND ", ids, 1,
+		func(raw json.RawMessage) error {
+			n, err := countRow(raw)
+			matching += n
+			return err
+		})
+	if err != nil {
+		return false, fmt.Errorf("verify wave %s: %w", w.Name, err)
 	}
 	w.VerifyReads++
 	w.VerifyRate = 1
@@ -94,24 +86,15 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 // condition, for the report: the wave's devices less those a query of the condition returns (a NOT
 // of the condition would miss devices that lack its properties).
 func (r *runner) unverified(ctx context.Context, wi int, ids []string) ([]string, error) {
-	cond := r.p.Waves[wi].Verify.Condition
-	prefix := "SELECT deviceId FROM devices WHERE (" + cond + ") AND "
 	satisfied := map[string]bool{}
-	for _, rg := range SplitIn(ids, maxQuery(r.Quotas)-len(prefix)) {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
-			}
-			for _, raw := range page {
-				id, err := rowID(raw)
-				if err != nil {
-					return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
-				}
-				satisfied[id] = true
-			}
-		}
+	err := r.queryByID(ctx, "SELECT deviceId FROM devices WHERE ("+r.p.Waves[wi].Verify.Condition+") AND ", ids, 1,
+		func(raw json.RawMessage) error {
+			id, err := rowID(raw)
+			satisfied[id] = true
+			return err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("verify wave %s: %w", r.st.Waves[wi].Name, err)
 	}
 	missing := []string{}
 	for _, id := range ids {

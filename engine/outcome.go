@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -107,20 +106,10 @@ func mayHaveRun(o DeviceOutcome) bool {
 func (r *runner) deviceJobs(ctx context.Context, jobID, where string, expect int) ([]hubapi.DeviceJob, error) {
 	var rows []hubapi.DeviceJob
 	for attempt := 0; ; attempt++ {
-		rows = rows[:0]
-		pager := r.Hub.DeviceJobs(ctx, jobID, where, pageSize(r.Quotas))
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("outcomes of job %s: %w", jobID, err)
-			}
-			for _, raw := range page {
-				var row hubapi.DeviceJob
-				if err := json.Unmarshal(raw, &row); err != nil {
-					return nil, fmt.Errorf("outcomes of job %s: %w", jobID, err)
-				}
-				rows = append(rows, row)
-			}
+		var err error
+		rows, err = hubapi.Collect[hubapi.DeviceJob](ctx, r.Hub.DeviceJobs(ctx, jobID, where, pageSize(r.Quotas)))
+		if err != nil {
+			return nil, fmt.Errorf("outcomes of job %s: %w", jobID, err)
 		}
 		if len(rows) >= expect || attempt >= 5 {
 			return rows, nil

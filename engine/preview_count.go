@@ -19,7 +19,7 @@ func (pv *previewer) rows(ctx context.Context, q string) ([]json.RawMessage, err
 	pager := pv.Hub.Query(ctx, q, pageSize(pv.Quotas))
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
-		pv.out.Queries++
+		pv.out.Queries++ // a page is a query request, answered or not
 		if err != nil {
 			if len(q) > 160 {
 				q = q[:160] + "..."

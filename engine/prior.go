@@ -194,27 +194,21 @@ func (r *runner) snapshotByQuery(ctx context.Context, ids []string, tu *plan.Twi
 		prefix = "SELECT deviceId, " + strings.Join(cols, ", ") + " FROM devices WHERE "
 	}
 	// Chunks are independent queries: a few run at once (the client paces them to the tier).
-	chunks := SplitIn(ids, maxQuery(r.Quotas)-len(prefix))
 	var mu sync.Mutex
-	return forEach(ctx, chunks, min(4, len(chunks)), func(ctx context.Context, rg [2]int) error {
-		pager := r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas))
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("snapshot: %w", err)
-			}
-			for _, raw := range page {
-				id, data, err := priorFromRow(raw, project, tagKeys, desiredKeys, tu)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				priors[id] = data
-				mu.Unlock()
-			}
+	err := r.queryByID(ctx, prefix, ids, 4, func(raw json.RawMessage) error {
+		id, data, err := priorFromRow(raw, project, tagKeys, desiredKeys, tu)
+		if err != nil {
+			return err
 		}
+		mu.Lock()
+		priors[id] = data
+		mu.Unlock()
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
 }
 
 // priorFromRow reads one snapshot query row: a projection (see snapshotByQuery) or a whole twin.

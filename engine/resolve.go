@@ -11,6 +11,15 @@ import (
 	"github.com/iot-rollout/rollout/query"
 )
 
+// queryByID runs prefix + `deviceId IN [...]` over ids, in as few queries as the hub's query length
+// allows, n of them at once, and calls row on every row they return (concurrently when n > 1).
+func (r *runner) queryByID(ctx context.Context, prefix string, ids []string, n int, row func(json.RawMessage) error) error {
+	chunks := SplitIn(ids, maxQuery(r.Quotas)-len(prefix))
+	return forEach(ctx, chunks, max(1, min(n, len(chunks))), func(ctx context.Context, rg [2]int) error {
+		return r.Hub.Query(ctx, prefix+InCondition(ids[rg[0]:rg[1]]), pageSize(r.Quotas)).Each(ctx, row)
+	})
+}
+
 // pageSize is the query page size to ask of a hub with quotas q: its own, or IoT Hub's default when
 // q leaves it zero.
 func pageSize(q hubapi.Quotas) int {
@@ -105,21 +114,15 @@ func (r *runner) resolveSets(wi int) (string, taken, error) {
 // reads the hub and its arguments, so it may run in the background.
 func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
 	var ids []string
-	pager := r.Hub.Query(ctx, q, pageSize(r.Quotas))
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
+	err := r.Hub.Query(ctx, q, pageSize(r.Quotas)).Each(ctx, func(raw json.RawMessage) error {
+		id, err := rowID(raw)
+		if err == nil && !isTaken(id) && InSample(r.p.Name, id, percent) {
+			ids = append(ids, id)
 		}
-		for _, raw := range page {
-			id, err := rowID(raw)
-			if err != nil {
-				return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
-			}
-			if !isTaken(id) && InSample(r.p.Name, id, percent) {
-				ids = append(ids, id)
-			}
-		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
 	}
 	sort.Strings(ids)
 	return slices.Compact(ids), nil

@@ -90,22 +90,34 @@ func pageItems(resp *response, op string) ([]json.RawMessage, error) {
 	return items, nil
 }
 
+// Each reads every remaining page of p and calls fn on each item, in order, stopping at the first
+// error (a page's, or fn's, returned as it is).
+func (p *Pager) Each(ctx context.Context, fn func(json.RawMessage) error) error {
+	for p.More() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, raw := range page {
+			if err := fn(raw); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Collect reads every remaining page of p and decodes each item as T. On error it returns the items
 // decoded so far with the error.
 func Collect[T any](ctx context.Context, p *Pager) ([]T, error) {
 	var out []T
-	for p.More() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return out, err
+	err := p.Each(ctx, func(raw json.RawMessage) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("hubapi: decoding item %d as %T: %w", len(out), v, err)
 		}
-		for i, raw := range page {
-			var v T
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return out, fmt.Errorf("hubapi: decoding item %d of a page as %T: %w", i, v, err)
-			}
-			out = append(out, v)
-		}
-	}
-	return out, nil
+		out = append(out, v)
+		return nil
+	})
+	return out, err
 }
