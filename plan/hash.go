@@ -15,9 +15,14 @@ import (
 // of them on the hash, wave, batch and part, leaving 40 for the name.
 const MaxNameLength = 40
 
-// resolve finishes a checked plan: it stamps the canonical hash.
+// resolve finishes a checked plan: it stamps the canonical hash and composes each wave's condition
+// once, for the callers that ask for it per query.
 func (l *loader) resolve(p *Plan) *Plan {
 	p.Hash = Hash(p)
+	p.conditions = make([]query.Expr, len(p.Waves))
+	for i := range p.Waves {
+		p.conditions[i] = p.compose(i)
+	}
 	return p
 }
 
@@ -126,7 +131,9 @@ func Changes(was, now map[string]string) []string {
 // given. With a name of at most 40 characters, waves < 100, batches < 1000 and parts < 10000 the id
 // fits IoT Hub's 64 characters of letters, digits and '-'; larger indexes widen their field. The id is
 // deterministic, so a re-run after a crash finds the jobs it already created.
-func JobID(p *Plan, wave, batch, part int) string { return StageJobID(p.Name, p.Hash, 'w', wave, batch, part) }
+func JobID(p *Plan, wave, batch, part int) string {
+	return StageJobID(p.Name, p.Hash, 'w', wave, batch, part)
+}
 
 // StageJobID is JobID for the rollout named name with plan hash planHash, with stage naming what the
 // job does: 'w' for a wave's forward jobs, 'r' for the jobs that roll a batch back.
@@ -161,6 +168,14 @@ func StageJobID(name, planHash string, stage rune, wave, batch, part int) string
 // Condition returns query.All{} when nothing restricts the wave. It panics when wave is out of range or
 // a condition does not parse, which cannot happen for a plan returned by Load.
 func (p *Plan) Condition(wave int) query.Expr {
+	if len(p.conditions) == len(p.Waves) {
+		return p.conditions[wave]
+	}
+	return p.compose(wave)
+}
+
+// compose builds wave's condition (see Condition).
+func (p *Plan) compose(wave int) query.Expr {
 	parse := func(s string) query.Expr {
 		if isAll(s) || s == "" {
 			return query.All{}

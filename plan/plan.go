@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iot-rollout/rollout/query"
 )
 
 // Plan is a validated rollout plan with every wave's settings resolved: defaults merged into each wave,
@@ -25,6 +27,9 @@ type Plan struct {
 	Hash string
 	// File is the path the plan was loaded from ("-" for standard input).
 	File string
+
+	// conditions caches each wave's composed condition (see Condition), set by Load.
+	conditions []query.Expr
 }
 
 // FailurePolicy says what a failing gate does.
