@@ -2,9 +2,8 @@ package engine
 
 import "context"
 
-// ahead is work done in the background while a batch's jobs run: a later batch's snapshot, or, once
-// the wave's batches are snapshotted, the next wave's devices (batch -1) or its first batch's snapshot. It only reads
-// the hub; the runner stores its result when it finished.
+// ahead is a preparation (see Prepare) running in the background while a batch's jobs run. It only
+// reads the hub; the runner stores its result when it finished.
 type ahead struct {
 	wave, batch int
 	cancel      context.CancelFunc
@@ -40,41 +39,12 @@ func (a *ahead) abandon() {
 	<-a.done
 }
 
-// startAhead starts the next piece of background work, or returns nil when there is none. A wave with
-// bake or verify, and a next wave behind an approval or a closed schedule window, are not run ahead:
-// the hub waits for them anyway, and a wave's devices are best resolved close to its start.
-func (r *runner) startAhead(ctx context.Context, wi, bi int) *ahead {
-	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
-	var a *ahead
-	// Later batches of this wave first, in order: snapshots are the slowest preparation on a fast hub,
-	// so they run back to back while jobs run.
-	for j := bi + 1; j < len(w.Batches) && pw.Action.TwinUpdate != nil; j++ {
-		if !w.Batches[j].Snapshotted {
-			a = &ahead{wave: wi, batch: j}
-			break
-		}
-	}
-	switch {
-	case a != nil:
-	case wi+1 < len(r.st.Waves) && pw.Bake == 0 && pw.Verify == nil:
-		ni := wi + 1
-		nw, npw := &r.st.Waves[ni], r.p.Waves[ni]
-		if nw.Status != StatusPending || npw.Approval {
-			return nil
-		}
-		if open, _ := ScheduleOpen(r.p.Schedule, r.now()); !open {
-			return nil
-		}
-		switch {
-		case !nw.Resolved:
-			a = &ahead{wave: ni, batch: -1}
-		case npw.Action.TwinUpdate != nil && len(nw.Batches) > 0 && !nw.Batches[0].Snapshotted:
-			a = &ahead{wave: ni, batch: 0}
-		}
-	}
-	if a == nil {
+// startAhead starts the preparation prep (see PrepareAhead) in the background; nil starts nothing.
+func (r *runner) startAhead(ctx context.Context, prep *Prepare) *ahead {
+	if prep == nil {
 		return nil
 	}
+	a := &ahead{wave: prep.Wave, batch: prep.Batch}
 	actx, cancel := context.WithCancel(ctx)
 	a.cancel, a.done = cancel, make(chan struct{})
 	if a.batch < 0 {

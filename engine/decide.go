@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/plan"
 	"github.com/iot-rollout/rollout/query"
 )
@@ -273,6 +274,60 @@ func SplitIn(ids []string, max int) [][2]int { return query.SplitIn("deviceId", 
 // InCondition is the job condition that selects exactly ids, as query.Format writes it.
 func InCondition(ids []string) string { return query.FormatIn("deviceId", ids) }
 
+// JobsToStart picks the jobs of a batch to create now: those not created yet, in order, as far as
+// limit jobs may run at once (the tier's concurrent jobs).
+func JobsToStart(jobs []*Job, limit int) []*Job {
+	running := 0
+	for _, j := range jobs {
+		if j.Created && !j.Collected {
+			running++
+		}
+	}
+	var out []*Job
+	for _, j := range jobs {
+		if !j.Created && running < limit {
+			out = append(out, j)
+			running++
+		}
+	}
+	return out
+}
+
+// AllSettled reports whether every job ended and its outcome was recorded.
+func AllSettled(jobs []*Job) bool {
+	for _, j := range jobs {
+		if !j.Collected {
+			return false
+		}
+	}
+	return true
+}
+
+// StatsCounts reads a job's statistics over its devices: the devices that succeeded and failed so
+// far, and the device operations left (devices the job has not taken yet included). Without
+// statistics every device is left.
+func StatsCounts(s *hubapi.DeviceJobStatistics, devices int) (c Counts, left int) {
+	c.Targeted = devices
+	if s == nil {
+		return c, devices
+	}
+	c.Succeeded, c.Failed = int(s.SucceededCount), int(s.FailedCount)
+	left = int(s.PendingCount + s.RunningCount)
+	if rest := devices - int(s.DeviceCount); rest > 0 {
+		left += rest
+	}
+	return c, left
+}
+
+// jobRefs points at each job of jobs, so that polling updates them in place.
+func jobRefs(jobs []Job) []*Job {
+	out := make([]*Job, len(jobs))
+	for i := range jobs {
+		out[i] = &jobs[i]
+	}
+	return out
+}
+
 // StepKind names what the engine does next.
 type StepKind string
 
@@ -298,6 +353,46 @@ type Step struct {
 	Wave  int
 	Batch int
 	Until time.Time
+	// Ahead is, for a batch step, what may be prepared in the background while the batch's jobs run
+	// (nil: nothing); see PrepareAhead.
+	Ahead *Prepare
+}
+
+// Prepare is work done ahead, while a batch's jobs run, so that the next job starts right after the
+// gate: capturing the prior values of batch Batch of wave Wave, or resolving wave Wave's devices
+// (Batch -1). It only reads the hub; its result is stored once it finished.
+type Prepare struct{ Wave, Batch int }
+
+// PrepareAhead decides what may be prepared while batch bi of wave wi runs: a later batch's
+// snapshot first, in order (snapshots are the slowest preparation on a fast hub), then the next
+// wave's devices, then its first batch's snapshot. A wave with bake or verify is not run ahead of, nor
+// a next wave behind an approval or a closed schedule window: the hub waits for them anyway, and a
+// wave's devices are best resolved close to its start.
+func PrepareAhead(p *plan.Plan, st *State, wi, bi int, now time.Time) *Prepare {
+	w, pw := &st.Waves[wi], p.Waves[wi]
+	for j := bi + 1; j < len(w.Batches) && pw.Action.TwinUpdate != nil; j++ {
+		if !w.Batches[j].Snapshotted {
+			return &Prepare{Wave: wi, Batch: j}
+		}
+	}
+	ni := wi + 1
+	if ni >= len(st.Waves) || pw.Bake != 0 || pw.Verify != nil {
+		return nil
+	}
+	nw, npw := &st.Waves[ni], p.Waves[ni]
+	if nw.Status != StatusPending || npw.Approval {
+		return nil
+	}
+	if open, _ := ScheduleOpen(p.Schedule, now); !open {
+		return nil
+	}
+	switch {
+	case !nw.Resolved:
+		return &Prepare{Wave: ni, Batch: -1}
+	case npw.Action.TwinUpdate != nil && len(nw.Batches) > 0 && !nw.Batches[0].Snapshotted:
+		return &Prepare{Wave: ni, Batch: 0}
+	}
+	return nil
 }
 
 // Next decides the next step of rollout st of plan p at now; approved reports whether a wave's approval
@@ -332,7 +427,7 @@ func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Tim
 			}
 			for b := range w.Batches {
 				if w.Batches[b].Status != StatusDone {
-					return Step{Kind: StepBatch, Wave: i, Batch: b}
+					return Step{Kind: StepBatch, Wave: i, Batch: b, Ahead: PrepareAhead(p, st, i, b, now)}
 				}
 			}
 			return Step{Kind: StepWaveGate, Wave: i}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/plan"
 )
 
@@ -301,5 +302,91 @@ func TestNext(t *testing.T) {
 	st := withWaves(StatusRunning, done, Wave{Status: StatusBaking, BakeStart: t0, VerifyOK: true})
 	if got := Next(p, st, all, t0.Add(time.Minute)); got.Kind != StepFinishWave {
 		t.Errorf("after the bake: %+v", got)
+	}
+}
+
+func TestJobsToStart(t *testing.T) {
+	jobs := func(states ...string) []*Job {
+		var out []*Job
+		for i, s := range states {
+			j := &Job{ID: fmt.Sprint(i)}
+			switch s {
+			case "running":
+				j.Intent, j.Created = true, true
+			case "ended":
+				j.Intent, j.Created, j.Collected = true, true, true
+			}
+			out = append(out, j)
+		}
+		return out
+	}
+	ids := func(js []*Job) (out []string) {
+		for _, j := range js {
+			out = append(out, j.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		jobs  []*Job
+		limit int
+		want  []string
+	}{
+		{jobs("new", "new", "new"), 1, []string{"0"}},
+		{jobs("new", "new", "new"), 10, []string{"0", "1", "2"}},
+		{jobs("running", "new", "new"), 1, nil},
+		{jobs("ended", "running", "new", "new"), 2, []string{"2"}},
+		{jobs("ended", "ended"), 1, nil},
+	}
+	for _, tt := range tests {
+		if got := ids(JobsToStart(tt.jobs, tt.limit)); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("JobsToStart(limit %d) = %v, want %v", tt.limit, got, tt.want)
+		}
+	}
+}
+
+func TestStatsCounts(t *testing.T) {
+	c, left := StatsCounts(&hubapi.DeviceJobStatistics{DeviceCount: 8, SucceededCount: 5, FailedCount: 1, RunningCount: 2}, 10)
+	if c != (Counts{Targeted: 10, Succeeded: 5, Failed: 1}) || left != 4 {
+		t.Errorf("StatsCounts = %+v, %d; want 5 succeeded, 1 failed, 4 left (2 running, 2 not taken)", c, left)
+	}
+	if c.Ended() != (Counts{Targeted: 10, Succeeded: 5, Failed: 1, TimedOut: 4}) {
+		t.Errorf("Ended = %+v: devices never reached time out", c.Ended())
+	}
+	if c, left := StatsCounts(nil, 3); c.Targeted != 3 || left != 3 {
+		t.Errorf("without statistics: %+v, %d", c, left)
+	}
+}
+
+func TestPrepareAhead(t *testing.T) {
+	p := &plan.Plan{Waves: []plan.Wave{
+		{Name: "a", Action: plan.Action{TwinUpdate: &plan.TwinUpdate{}}},
+		{Name: "b", Action: plan.Action{TwinUpdate: &plan.TwinUpdate{}}},
+		{Name: "c", Approval: true},
+	}}
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	st := &State{Waves: []Wave{
+		{Status: StatusRunning, Resolved: true, Batches: []Batch{{Snapshotted: true}, {}, {}}},
+		{Status: StatusPending},
+		{Status: StatusPending},
+	}}
+	if got := PrepareAhead(p, st, 0, 0, now); got == nil || *got != (Prepare{Wave: 0, Batch: 1}) {
+		t.Errorf("a later batch's snapshot comes first: %+v", got)
+	}
+	st.Waves[0].Batches[1].Snapshotted, st.Waves[0].Batches[2].Snapshotted = true, true
+	if got := PrepareAhead(p, st, 0, 2, now); got == nil || *got != (Prepare{Wave: 1, Batch: -1}) {
+		t.Errorf("then the next wave's devices: %+v", got)
+	}
+	st.Waves[1].Resolved, st.Waves[1].Batches = true, []Batch{{}}
+	if got := PrepareAhead(p, st, 0, 2, now); got == nil || *got != (Prepare{Wave: 1, Batch: 0}) {
+		t.Errorf("then its first batch's snapshot: %+v", got)
+	}
+	st.Waves[0].Status, st.Waves[1].Status = StatusDone, StatusRunning
+	if got := PrepareAhead(p, st, 1, 0, now); got != nil {
+		t.Errorf("a next wave behind an approval is not prepared: %+v", got)
+	}
+	p.Waves[0].Bake = time.Minute
+	st.Waves[0].Status, st.Waves[1].Status, st.Waves[1].Resolved = StatusRunning, StatusPending, false
+	if got := PrepareAhead(p, st, 0, 2, now); got != nil {
+		t.Errorf("nothing is prepared past a wave that bakes: %+v", got)
 	}
 }

@@ -103,49 +103,74 @@ func methodCall(m *plan.DirectMethod) *hubapi.CloudToDeviceMethod {
 // errJobsOpen is awaitJobs' answer, with NoWait, while jobs are still running on the hub.
 var errJobsOpen = errors.New("jobs are still running on the hub")
 
-// awaitJobs polls jobs until each has ended (with NoWait: polls once, and gives errJobsOpen while any
-// runs) and, when collectOutcomes is set, collects its outcomes.
-func (r *runner) awaitJobs(ctx context.Context, wi, bi int, jobs []*Job, collectOutcomes bool) error {
-	for {
-		pending, open := 0, 0
-		for _, j := range jobs {
-			if j.Collected {
-				continue
-			}
-			resp, err := r.Hub.GetJob(ctx, j.ID)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", j.ID, err)
-			}
-			j.Status = resp.Status
-			if resp.Terminal() {
-				if collectOutcomes {
-					if err := r.collect(ctx, wi, bi, j, resp); err != nil {
-						return err
-					}
-				} else {
-					if s := resp.DeviceJobStatistics; s != nil {
-						j.Counts = Counts{Targeted: j.End - j.Start, Succeeded: int(s.SucceededCount),
-							Failed: j.End - j.Start - int(s.SucceededCount)}
-					}
-					j.Collected = true
-					if err := r.save(); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			open++
-			if s := resp.DeviceJobStatistics; s != nil {
-				pending += int(s.PendingCount + s.RunningCount)
-			}
+// jobsProgress is where a set of jobs stands after a poll.
+type jobsProgress struct {
+	counts  Counts // outcomes of the ended jobs, and what the running ones did so far
+	pending int    // device operations the running jobs have left
+	open    int    // jobs created and not ended
+	ended   bool   // every job ended and was settled
+}
+
+// pollJobs reads each created job that has not been settled and settles those that ended (settle
+// records their outcome), and sums where all of jobs stand. It is the one job-polling step of forward
+// and compensating jobs alike.
+func (r *runner) pollJobs(ctx context.Context, jobs []*Job, settle settleFunc) (jobsProgress, error) {
+	var p jobsProgress
+	for _, j := range jobs {
+		if !j.Created || j.Collected {
+			p.counts = p.counts.Add(j.Counts)
+			continue
 		}
-		if open == 0 {
-			return nil
+		resp, err := r.Hub.GetJob(ctx, j.ID)
+		if err != nil {
+			return p, fmt.Errorf("job %s: %w", j.ID, err)
+		}
+		j.Status = resp.Status
+		if resp.Terminal() {
+			if err := settle(ctx, j, resp); err != nil {
+				return p, err
+			}
+			p.counts = p.counts.Add(j.Counts)
+			continue
+		}
+		p.open++
+		c, pending := StatsCounts(resp.DeviceJobStatistics, j.End-j.Start)
+		p.counts, p.pending = p.counts.Add(c), p.pending+pending
+	}
+	p.ended = AllSettled(jobs)
+	return p, nil
+}
+
+// settleFunc records the outcome of a job that ended.
+type settleFunc func(context.Context, *Job, *hubapi.JobResponse) error
+
+// collector settles the forward jobs of batch bi of wave wi: each device's outcome (see collect).
+func (r *runner) collector(wi, bi int) settleFunc {
+	return func(ctx context.Context, j *Job, resp *hubapi.JobResponse) error {
+		return r.collect(ctx, wi, bi, j, resp)
+	}
+}
+
+// settleByStatistics settles a compensating job from its statistics alone: its outcomes are not
+// recorded per device, since the forward outcomes are what rollback and the report read.
+func (r *runner) settleByStatistics(_ context.Context, j *Job, resp *hubapi.JobResponse) error {
+	c, _ := StatsCounts(resp.DeviceJobStatistics, j.End-j.Start)
+	j.Counts, j.Collected = c.Ended(), true
+	return r.save()
+}
+
+// awaitJobs polls jobs until each has ended and was settled (with NoWait: polls once, and gives
+// errJobsOpen while any runs).
+func (r *runner) awaitJobs(ctx context.Context, jobs []*Job, settle settleFunc) error {
+	for {
+		p, err := r.pollJobs(ctx, jobs, settle)
+		if err != nil || p.ended {
+			return err
 		}
 		if r.NoWait {
 			return errJobsOpen
 		}
-		if err := r.sleep(ctx, r.pollInterval(pending, open, 0)); err != nil {
+		if err := r.sleep(ctx, r.pollInterval(p.pending, p.open, 0)); err != nil {
 			return err
 		}
 	}

@@ -72,7 +72,7 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 		}
 		forward = append(forward, j)
 	}
-	if err := r.awaitJobs(ctx, wi, bi, forward, true); err != nil {
+	if err := r.awaitJobs(ctx, forward, r.collector(wi, bi)); err != nil {
 		return err
 	}
 	ids, err := r.waveDevices(wi)
@@ -203,12 +203,12 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 		}
 		jobs = append(jobs, j)
 	}
-	if err := r.awaitJobs(ctx, wi, bi, jobs, false); err != nil {
+	if err := r.awaitJobs(ctx, jobs, r.settleByStatistics); err != nil {
 		return 0, 0, err
 	}
 	for _, j := range jobs {
 		done += j.Counts.Succeeded
-		failed += j.Counts.Failed
+		failed += j.Counts.Failed + j.Counts.TimedOut
 	}
 	return done, failed, nil
 }

@@ -362,7 +362,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			err = r.resolve(ctx, step.Wave)
 		case StepBatch:
 			var waiting bool
-			waiting, err = r.runBatch(ctx, step.Wave, step.Batch)
+			waiting, err = r.runBatch(ctx, step)
 			if err == nil && waiting && r.NoWait {
 				// Jobs are running on the hub: the rollout progresses normally without us.
 				res := r.result(step)

@@ -154,6 +154,15 @@ func (c Counts) Tally(o Outcome) Counts {
 	return c
 }
 
+// Done is the number of devices with an outcome.
+func (c Counts) Done() int { return c.Succeeded + c.Failed + c.TimedOut + c.Unreachable }
+
+// Ended is c for a job that ended: its devices without an outcome were never reached in time.
+func (c Counts) Ended() Counts {
+	c.TimedOut += c.Targeted - c.Done()
+	return c
+}
+
 // Add returns c plus d.
 func (c Counts) Add(d Counts) Counts {
 	return Counts{c.Targeted + d.Targeted, c.Succeeded + d.Succeeded, c.Failed + d.Failed,
