@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -75,4 +76,30 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 		payload = json.RawMessage("null")
 	}
 	return &hubapi.MethodResult{Status: 200, Payload: payload}, nil
+}
+
+// checkMethod checks a direct-method call's fields and fills in the default response timeout.
+func checkMethod(m *hubapi.CloudToDeviceMethod) error {
+	if m.MethodName == "" {
+		return hubErr(hubapi.CodeArgumentNull, "methodName is required")
+	}
+	if len(m.MethodName) > 1024 {
+		return hubErr(hubapi.CodeArgumentInvalid, "methodName is too long")
+	}
+	if m.ResponseTimeoutInSeconds == 0 {
+		m.ResponseTimeoutInSeconds = 30
+	}
+	if m.ResponseTimeoutInSeconds < 5 || m.ResponseTimeoutInSeconds > 300 {
+		return hubErr(hubapi.CodeArgumentInvalid, "responseTimeoutInSeconds must be between 5 and 300, got %d", m.ResponseTimeoutInSeconds)
+	}
+	if m.ConnectTimeoutInSeconds < 0 || m.ConnectTimeoutInSeconds > 300 {
+		return hubErr(hubapi.CodeArgumentInvalid, "connectTimeoutInSeconds must be between 0 and 300, got %d", m.ConnectTimeoutInSeconds)
+	}
+	if len(m.Payload) > 128*1024 {
+		return hubErr(hubapi.CodeMessageTooLarge, "The method payload is larger than 128 KB")
+	}
+	if len(bytes.TrimSpace(m.Payload)) == 0 {
+		m.Payload = json.RawMessage("null")
+	}
+	return nil
 }

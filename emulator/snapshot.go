@@ -281,18 +281,6 @@ func (s *Server) loadData(path string) (bool, error) {
 	return true, nil
 }
 
-// resumeJobs restarts the runners of jobs that had not ended when the data file was written.
-func (s *Server) resumeJobs() {
-	s.jobs.mu.RLock()
-	defer s.jobs.mu.RUnlock()
-	for _, j := range s.jobs.order {
-		switch j.status {
-		case hubapi.JobQueued, hubapi.JobScheduled, hubapi.JobRunning:
-			s.startRunner(j)
-		}
-	}
-}
-
 // rawSection renders a twin section for the data file; nil stays absent.
 func rawSection(m map[string]any) json.RawMessage {
 	if len(m) == 0 {
