@@ -21,18 +21,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 		}
 		top = n
 	}
-	s.store.mu.RLock()
-	out := make([]*hubapi.Device, 0, min(top, len(s.store.byID)))
-	for _, d := range s.store.order {
-		if len(out) == top {
-			break
-		}
-		if !d.deleted {
-			out = append(out, s.store.deviceJSON(d))
-		}
-	}
-	s.store.mu.RUnlock()
-	return writeOK(w, out)
+	return writeOK(w, s.store.devices(top))
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, id string) error {

@@ -179,14 +179,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.invokeHandler(w, r, seg[1])
 	case len(seg) >= 4 && seg[0] == "twins" && seg[2] == "modules":
-		// The emulator simulates devices without modules.
-		s.store.mu.RLock()
-		_, err := s.store.get(seg[1])
-		s.store.mu.RUnlock()
-		if err != nil {
-			return err
-		}
-		return hubErr(hubapi.CodeModuleNotFound, "Module %s not found on device %s", seg[3], seg[1])
+		return s.moduleTwin(seg[1], seg[3])
 	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "v2" && seg[2] == "query":
 		if r.Method != http.MethodGet {
 			return errMethod(r)
@@ -204,14 +197,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodPost {
 			return errMethod(r)
 		}
-		if err := s.limits.allow(QuotaJobOps); err != nil {
-			return err
-		}
-		resp, err := s.cancelJob(seg[2])
-		if err != nil {
-			return err
-		}
-		return writeOK(w, resp)
+		return s.cancelJob(w, seg[2])
 	}
 	return errNotFound
 }

@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,4 +169,191 @@ func validJobID(id string) bool {
 		}
 	}
 	return true
+}
+
+// newJob makes the job a creation request asks for, queued at now.
+func newJob(req *hubapi.JobRequest, w *twinWrite, now time.Time) *job {
+	j := &job{id: req.JobID, idAny: req.JobID, typAny: req.Type, req: *req, write: w, created: now.UnixNano(), cancel: make(chan struct{})}
+	j.start = j.created
+	if req.StartTime != nil && !req.StartTime.IsZero() {
+		j.start = req.StartTime.UnixNano()
+		j.req.StartTime = req.StartTime
+	} else {
+		t := hubapi.NewTime(now)
+		j.req.StartTime = &t
+	}
+	return j
+}
+
+// create registers a new job, queued, unless its id is taken or the tier's concurrent-job limit is
+// reached.
+func (js *jobStore) create(j *job, q hubapi.Quotas) (*hubapi.JobResponse, error) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if _, dup := js.byID[j.id]; dup {
+		return nil, hubErr(hubapi.CodeJobAlreadyExists, "A job with id '%s' already exists", j.id)
+	}
+	// Scheduled and queued jobs count towards the concurrent-job limit as running ones do (unconfirmed
+	// in the reference; the strict reading).
+	if js.active() >= q.ConcurrentJobs {
+		return nil, hubErr(hubapi.CodeThrottlingMaxActiveJobCountExceeded,
+			"The maximum number of active jobs (%d on the %s tier) has been reached", q.ConcurrentJobs, q.Tier)
+	}
+	js.byID[j.id] = j
+	js.order = append(js.order, j)
+	js.setStatus(j, hubapi.JobQueued, j.created)
+	return j.response(), nil
+}
+
+// restore adds a job read back from the data file, with its timeline.
+func (js *jobStore) restore(j *job, events []JobEvent) error {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if _, dup := js.byID[j.id]; dup {
+		return fmt.Errorf("job %s appears twice", j.id)
+	}
+	js.byID[j.id] = j
+	js.order = append(js.order, j)
+	js.timeline = append(js.timeline, events...)
+	return nil
+}
+
+// cancel cancels a job that has not started running; a running or finished job refuses.
+func (js *jobStore) cancel(id string, now int64) (*hubapi.JobResponse, error) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, err
+	}
+	switch j.status {
+	case hubapi.JobQueued, hubapi.JobScheduled:
+		for i := range j.rows {
+			if j.rows[i].status == rowPending {
+				j.setRow(&j.rows[i], rowCanceled)
+			}
+		}
+		j.end = now
+		js.setStatus(j, hubapi.JobCancelled, now)
+		close(j.cancel)
+	case hubapi.JobCancelled:
+	default:
+		// The hub refuses to cancel a running job; the exact code is unconfirmed (reference §3.3).
+		return nil, hubErr(hubapi.CodeInvalidOperation, "Job %s is %s and cannot be cancelled", id, j.status)
+	}
+	return j.response(), nil
+}
+
+// get returns the job of id, or the hub's JobNotFound; callers hold mu.
+func (js *jobStore) get(id string) (*job, error) {
+	j, ok := js.byID[id]
+	if !ok {
+		return nil, hubErr(hubapi.CodeJobNotFound, "Job %s not found", id)
+	}
+	return j, nil
+}
+
+// response is the job of id as the hub reports it.
+func (js *jobStore) response(id string) (*hubapi.JobResponse, error) {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return j.response(), nil
+}
+
+// filter returns the jobs of a type and a status ("" for any), matched case-insensitively, in creation
+// order.
+func (js *jobStore) filter(typ, status string) []*job {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var jobs []*job
+	for _, j := range js.order {
+		if typ != "" && !strings.EqualFold(typ, j.req.Type) {
+			continue
+		}
+		if status != "" && !strings.EqualFold(status, j.status) {
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// unfinished returns the jobs that have not ended.
+func (js *jobStore) unfinished() []*job {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var out []*job
+	for _, j := range js.order {
+		switch j.status {
+		case hubapi.JobQueued, hubapi.JobScheduled, hubapi.JobRunning:
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// responsesRenderer renders jobs as the hub reports them, each page as they stand when it is served.
+func (js *jobStore) responsesRenderer(jobs []*job) func(b []byte, from, to int) []byte {
+	return renderLive(&js.mu, jobs, (*job).response)
+}
+
+// rowsRenderer renders devices.jobs rows, each page as they stand when it is served.
+func (js *jobStore) rowsRenderer(rows []*deviceJobRow) func(b []byte, from, to int) []byte {
+	return renderLive(&js.mu, rows, (*deviceJobRow).deviceJob)
+}
+
+// events returns the timeline of every job.
+func (js *jobStore) events() []JobEvent {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	return append([]JobEvent{}, js.timeline...)
+}
+
+// responses returns every job as the hub reports it, in creation order, and the timeline of them all.
+func (js *jobStore) responses() ([]*hubapi.JobResponse, []JobEvent) {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var jobs []*hubapi.JobResponse
+	for _, j := range js.order {
+		jobs = append(jobs, j.response())
+	}
+	return jobs, append([]JobEvent(nil), js.timeline...)
+}
+
+// describe returns the job of id as the hub reports it, with its own timeline.
+func (js *jobStore) describe(id string) (*hubapi.JobResponse, []JobEvent, error) {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return j.response(), js.eventsOf(j), nil
+}
+
+// forEach calls f with each job, in creation order, and its timeline, under the read lock, until f fails.
+func (js *jobStore) forEach(f func(j *job, events []JobEvent) error) error {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	for _, j := range js.order {
+		if err := f(j, js.eventsOf(j)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventsOf returns j's status changes; callers hold mu.
+func (js *jobStore) eventsOf(j *job) []JobEvent {
+	var events []JobEvent
+	for _, e := range js.timeline {
+		if e.JobID == j.id {
+			events = append(events, e)
+		}
+	}
+	return events
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
 )
@@ -34,15 +35,9 @@ func (s *Server) getJob(w http.ResponseWriter, id string) error {
 	if err := s.limits.allow(QuotaJobOps); err != nil {
 		return err
 	}
-	s.jobs.mu.RLock()
-	j, ok := s.jobs.byID[id]
-	var resp *hubapi.JobResponse
-	if ok {
-		resp = j.response()
-	}
-	s.jobs.mu.RUnlock()
-	if !ok {
-		return hubErr(hubapi.CodeJobNotFound, "Job %s not found", id)
+	resp, err := s.jobs.response(id)
+	if err != nil {
+		return err
 	}
 	return writeOK(w, resp)
 }
@@ -52,19 +47,8 @@ func (s *Server) getJob(w http.ResponseWriter, id string) error {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	return s.servePaged(w, r, QuotaJobOps, func() (*cursor, error) {
 		typ, status := r.URL.Query().Get("jobType"), r.URL.Query().Get("jobStatus")
-		s.jobs.mu.RLock()
-		var jobs []*job
-		for _, j := range s.jobs.order {
-			if typ != "" && !strings.EqualFold(typ, j.req.Type) {
-				continue
-			}
-			if status != "" && !strings.EqualFold(status, j.status) {
-				continue
-			}
-			jobs = append(jobs, j)
-		}
-		s.jobs.mu.RUnlock()
-		return &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: renderLive(&s.jobs.mu, jobs, (*job).response)}, nil
+		jobs := s.jobs.filter(typ, status)
+		return &cursor{itemType: hubapi.ItemTypeJobResponse, n: len(jobs), render: s.jobs.responsesRenderer(jobs)}, nil
 	})
 }
 
@@ -130,4 +114,16 @@ func parseJobRequest(pathID string, body []byte, maxQuery int) (*hubapi.JobReque
 		req.MaxExecutionTimeInSeconds = defaultMaxExecution
 	}
 	return &req, w, nil
+}
+
+// cancelJob serves POST /jobs/v2/{id}/cancel.
+func (s *Server) cancelJob(w http.ResponseWriter, id string) error {
+	if err := s.limits.allow(QuotaJobOps); err != nil {
+		return err
+	}
+	resp, err := s.jobs.cancel(id, time.Now().UnixNano())
+	if err != nil {
+		return err
+	}
+	return writeOK(w, resp)
 }

@@ -15,18 +15,10 @@ import (
 // GatewayTimeout after the response timeout; one in the failure share answers status 500; the others
 // answer 200 echoing the request payload after their latency.
 func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceMethod) (*hubapi.MethodResult, error) {
-	s.store.mu.Lock()
-	if d.deleted {
-		s.store.mu.Unlock()
-		return nil, hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
+	flags, disabled, beh, id, err := s.store.callMethod(d)
+	if err != nil {
+		return nil, err
 	}
-	d.methodCalls++
-	flags, disabled, beh, id := d.flags, d.disabled, d.beh, d.id
-	if flags&flagOffline == 0 && !disabled {
-		d.methodCallsDelivered++
-		d.lastActivity = time.Now().UnixNano()
-	}
-	s.store.mu.Unlock()
 
 	sleep := func(dur time.Duration) error {
 		if dur <= 0 {
@@ -76,6 +68,22 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 		payload = json.RawMessage("null")
 	}
 	return &hubapi.MethodResult{Status: 200, Payload: payload}, nil
+}
+
+// callMethod counts a direct method call on d, and its delivery when d is online, and returns what
+// the simulated device's answer depends on.
+func (s *store) callMethod(d *device) (flags uint8, disabled bool, beh *Behavior, id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.deleted {
+		return 0, false, nil, "", hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
+	}
+	d.methodCalls++
+	if d.flags&flagOffline == 0 && !d.disabled {
+		d.methodCallsDelivered++
+		d.lastActivity = time.Now().UnixNano()
+	}
+	return d.flags, d.disabled, d.beh, d.id, nil
 }
 
 // checkMethod checks a direct-method call's fields and fills in the default response timeout.

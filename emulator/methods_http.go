@@ -14,9 +14,7 @@ func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, id string
 	if err := checkMethod(&m); err != nil {
 		return err
 	}
-	s.store.mu.RLock()
-	d, err := s.store.get(id)
-	s.store.mu.RUnlock()
+	d, err := s.store.lookup(id)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/query"
 )
 
@@ -267,28 +268,23 @@ func parseCondition(cond string) (*query.Matcher, error) {
 	return query.Compile(e), nil
 }
 
-// selectDevices returns the devices a job condition selects now.
-func (s *Server) selectDevices(cond string) ([]*device, error) {
-	m, err := parseCondition(cond)
-	if err != nil {
-		return nil, err
-	}
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
+// selectWhere returns the registered devices m matches now, in creation order.
+func (s *store) selectWhere(m *query.Matcher) []*device {
 	var out []*device
-	for _, d := range s.store.order {
-		if !d.deleted && m.Match((*twinDoc)(d)) {
+	_ = s.forEach(func(d *device) error {
+		if m.Match((*twinDoc)(d)) {
 			out = append(out, d)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out
 }
 
-// twins iterates the twins a query sees, with the query lag applied; callers hold the store's read lock.
-func (s *Server) twins() iter.Seq[*device] {
-	view := s.store.lag.view(time.Now().UnixNano())
+// twins iterates the twins a query sees at now, with the query lag applied; callers hold the read lock.
+func (s *store) twins(now int64) iter.Seq[*device] {
+	view := s.lag.view(now)
 	return func(yield func(*device) bool) {
-		for _, d := range s.store.order {
+		for _, d := range s.order {
 			if d.deleted {
 				continue
 			}
@@ -313,4 +309,135 @@ func (s *Server) twins() iter.Seq[*device] {
 			}
 		}
 	}
+}
+
+// matchTwins returns the twins m matches, as a query sees them now, up to top of them (-1: all).
+func (s *store) matchTwins(m *query.Matcher, top int) []*device {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var devs []*device
+	for d := range s.twins(time.Now().UnixNano()) {
+		if top >= 0 && len(devs) >= top {
+			break
+		}
+		if m.Match((*twinDoc)(d)) {
+			devs = append(devs, d)
+		}
+	}
+	return devs
+}
+
+// copyTwins copies the twins devs under the read lock; their maps are immutable, so the copies can be
+// rendered outside it.
+func (s *store) copyTwins(devs []*device) []device {
+	page := make([]device, len(devs))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i, d := range devs {
+		page[i] = *d
+	}
+	return page
+}
+
+// queryRows evaluates an aggregating or projecting query over the twins it sees now and renders each
+// row as JSON.
+func (s *store) queryRows(q *query.Query) ([][]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	twins := s.twins(time.Now().UnixNano())
+	var rows [][]byte
+	if q.Aggregate() {
+		seq := func(yield func(query.Object) bool) {
+			for d := range twins {
+				if !yield((*twinDoc)(d)) {
+					return
+				}
+			}
+		}
+		for _, row := range q.Run(seq) {
+			b, err := marshalRow(q, row)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, b)
+		}
+		return rows, nil
+	}
+	m, top := q.Matcher(), q.Top()
+	for d := range twins {
+		if top >= 0 && len(rows) >= top {
+			break
+		}
+		doc := (*twinDoc)(d)
+		if !m.Match(doc) {
+			continue
+		}
+		b, err := marshalRow(q, q.Project(doc))
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, b)
+	}
+	return rows, nil
+}
+
+// marshalRow renders one row of a query's result, its keys spelled as the hub spells them.
+func marshalRow(q *query.Query, row map[string]any) ([]byte, error) {
+	b, err := json.Marshal(canonicalKeys(q, row))
+	if err != nil {
+		return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
+	}
+	return b, nil
+}
+
+// matchRows returns the devices.jobs rows m matches, up to top of them (-1: all).
+func (js *jobStore) matchRows(m *query.Matcher, top int) []*deviceJobRow {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var rows []*deviceJobRow
+	for _, j := range js.order {
+		for i := range j.rows {
+			if top >= 0 && len(rows) >= top {
+				return rows
+			}
+			if r := &j.rows[i]; m.Match((*rowDoc)(r)) {
+				rows = append(rows, r)
+			}
+		}
+	}
+	return rows
+}
+
+// twinFieldNames are the twin's top-level property names as the hub spells them.
+var twinFieldNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"deviceId", "etag", "deviceEtag", "version", "status", "statusReason",
+		"statusUpdateTime", "connectionState", "lastActivityTime", "cloudToDeviceMessageCount",
+		"authenticationType", "x509Thumbprint", "capabilities", "modelId", "tags", "properties",
+		"desired", "reported", "iotEdge"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// canonicalKeys renames projected keys that name twin properties to the hub's spelling: the hub answers
+// SELECT DeviceId with the key deviceId. Keys from aliases and from stored twin maps are left alone.
+func canonicalKeys(q *query.Query, row map[string]any) map[string]any {
+	for _, it := range q.Select() {
+		if it.Alias != "" || it.Func != "" || len(it.Path.Segments) == 0 {
+			continue
+		}
+		written := it.Path.Segments[len(it.Path.Segments)-1]
+		canon, ok := twinFieldNames[strings.ToLower(written)]
+		if !ok || canon == written {
+			continue
+		}
+		if v, present := row[written]; present {
+			if _, taken := row[canon]; !taken {
+				delete(row, written)
+				row[canon] = v
+			}
+		}
+	}
+	return row
 }

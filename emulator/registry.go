@@ -133,3 +133,19 @@ func (s *store) deviceJSON(d *device) *hubapi.Device {
 		Capabilities: &hubapi.Capabilities{IoTEdge: d.iotEdge},
 	}
 }
+
+// devices is the registry view of the first top devices, in creation order.
+func (s *store) devices(top int) []*hubapi.Device {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*hubapi.Device, 0, min(top, len(s.byID)))
+	for _, d := range s.order {
+		if len(out) == top {
+			break
+		}
+		if !d.deleted {
+			out = append(out, s.deviceJSON(d))
+		}
+	}
+	return out
+}

@@ -110,49 +110,16 @@ func (s *Server) saveData(path string) error {
 	enc := json.NewEncoder(w)
 	err = enc.Encode(snapHeader{Format: dataFormat, Seed: s.opts.Seed})
 	pending := s.conv.live()
-	s.store.mu.RLock()
-	for _, d := range s.store.order {
-		if err != nil {
-			break
-		}
-		if d.deleted {
-			continue
-		}
-		var due int64
-		if it, ok := pending[d]; ok && it.ver == d.desiredVer {
-			// A due time of 0 would read as none pending; a clock that far back is not worth a field.
-			due = max(it.due, 1)
-		}
-		err = enc.Encode(snapLine{Device: &snapDevice{
-			ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
-			ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
-			Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
-			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
-			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
-			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
-			Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
-			ConvergeDue: due,
-		}})
+	if err == nil {
+		err = s.store.forEach(func(d *device) error {
+			return enc.Encode(snapLine{Device: snapOfDevice(d, pending)})
+		})
 	}
-	s.store.mu.RUnlock()
-	s.jobs.mu.RLock()
-	for _, j := range s.jobs.order {
-		if err != nil {
-			break
-		}
-		sj := &snapJob{Request: j.req, Status: j.status, Times: [4]int64{j.created, j.start, j.began, j.end}, Failure: j.failure}
-		for _, r := range j.rows {
-			sj.Rows = append(sj.Rows, snapRow{DeviceID: r.dev.id, Status: r.status, Start: r.start, End: r.end,
-				Result: r.result, ErrCode: r.errCode, ErrDesc: r.errDesc})
-		}
-		for _, e := range s.jobs.timeline {
-			if e.JobID == j.id {
-				sj.Timeline = append(sj.Timeline, e)
-			}
-		}
-		err = enc.Encode(snapLine{Job: sj})
+	if err == nil {
+		err = s.jobs.forEach(func(j *job, events []JobEvent) error {
+			return enc.Encode(snapLine{Job: snapOfJob(j, events)})
+		})
 	}
-	s.jobs.mu.RUnlock()
 	if err == nil {
 		err = w.Flush()
 	}
@@ -169,6 +136,35 @@ func (s *Server) saveData(path string) error {
 		return fmt.Errorf("emulator: writing data file %s: %w", path, err)
 	}
 	return nil
+}
+
+// snapOfDevice is d's line in the data file; pending holds the reports still due.
+func snapOfDevice(d *device, pending map[*device]convItem) *snapDevice {
+	var due int64
+	if it, ok := pending[d]; ok && it.ver == d.desiredVer {
+		// A due time of 0 would read as none pending; a clock that far back is not worth a field.
+		due = max(it.due, 1)
+	}
+	return &snapDevice{
+		ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
+		ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
+		Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
+		Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
+		Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
+		DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
+		Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+		ConvergeDue: due,
+	}
+}
+
+// snapOfJob is j's line in the data file, with its timeline.
+func snapOfJob(j *job, events []JobEvent) *snapJob {
+	sj := &snapJob{Request: j.req, Status: j.status, Times: [4]int64{j.created, j.start, j.began, j.end}, Failure: j.failure, Timeline: events}
+	for _, r := range j.rows {
+		sj.Rows = append(sj.Rows, snapRow{DeviceID: r.dev.id, Status: r.status, Start: r.start, End: r.end,
+			Result: r.result, ErrCode: r.errCode, ErrDesc: r.errDesc})
+	}
+	return sj
 }
 
 // loadData reads a data file written by saveData; it reports false when the file does not exist yet.
@@ -231,7 +227,7 @@ func (s *Server) loadData(path string) (bool, error) {
 				desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
 				methodCalls: sd.Counts[0], methodCallsDelivered: sd.Counts[1], twinPatches: sd.Counts[2], reports: sd.Counts[3],
 			}
-			if err := st.insert(d); err != nil {
+			if err := st.add(d); err != nil {
 				return false, fail(line, "%v", err)
 			}
 			if sd.ConvergeDue != 0 {
@@ -257,8 +253,8 @@ func (s *Server) loadData(path string) (bool, error) {
 			}
 			j.rows = make([]deviceJobRow, len(sj.Rows))
 			for i, r := range sj.Rows {
-				d, ok := st.byID[r.DeviceID]
-				if !ok {
+				d, err := st.lookup(r.DeviceID)
+				if err != nil {
 					d = &device{id: r.DeviceID, idAny: r.DeviceID, beh: st.defaults, deleted: true}
 				}
 				if int(r.Status) >= len(rowStatus) {
@@ -268,12 +264,9 @@ func (s *Server) loadData(path string) (bool, error) {
 					result: r.Result, errCode: r.ErrCode, errDesc: r.ErrDesc}
 				j.counts[r.Status]++
 			}
-			if _, dup := s.jobs.byID[j.id]; dup {
-				return false, fail(line, "job %s appears twice", j.id)
+			if err := s.jobs.restore(j, sj.Timeline); err != nil {
+				return false, fail(line, "%v", err)
 			}
-			s.jobs.byID[j.id] = j
-			s.jobs.order = append(s.jobs.order, j)
-			s.jobs.timeline = append(s.jobs.timeline, sj.Timeline...)
 		default:
 			return false, fail(line, "neither a device nor a job")
 		}

@@ -11,7 +11,8 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
-// store is the device registry and twin store.
+// store is the device registry and twin store. Its methods take mu themselves; the lower-case helpers
+// that say "callers hold mu" serve those methods only.
 type store struct {
 	mu        sync.RWMutex
 	byID      map[string]*device
@@ -36,6 +37,8 @@ func (s *store) load(f *Fleet, now int64) error {
 	if f == nil {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	total := len(f.Devices)
 	for _, g := range f.Groups {
 		total += g.Count
@@ -118,6 +121,14 @@ func (s *store) initDevice(d *device, now int64) {
 	d.created, d.desiredAt, d.reportedAt, d.statusAt = now, now, now, now
 }
 
+// add inserts a device read back from the data file.
+func (s *store) add(d *device) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(d)
+}
+
+// insert adds d; callers hold mu.
 func (s *store) insert(d *device) error {
 	if _, dup := s.byID[d.id]; dup {
 		return fmt.Errorf("device %q is defined more than once", d.id)
@@ -145,6 +156,29 @@ func (s *store) snapshot(id string) (device, error) {
 		return device{}, err
 	}
 	return *d, nil
+}
+
+// lookup returns the live device of id, for a caller that passes it back to the store (a method call
+// on it): its fields are read under the store's lock only.
+func (s *store) lookup(id string) (*device, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.get(id)
+}
+
+// forEach calls f with each registered device in creation order, under the read lock, until f fails.
+func (s *store) forEach(f func(d *device) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, d := range s.order {
+		if d.deleted {
+			continue
+		}
+		if err := f(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // remove deletes a device identity and its twin.

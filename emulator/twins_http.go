@@ -51,3 +51,11 @@ func (s *Server) writeTwinHandler(w http.ResponseWriter, r *http.Request, id str
 	}
 	return writeRaw(w, appendTwin(nil, &d))
 }
+
+// moduleTwin answers every module twin path: the emulator simulates devices without modules.
+func (s *Server) moduleTwin(id, module string) error {
+	if _, err := s.store.lookup(id); err != nil {
+		return err
+	}
+	return hubErr(hubapi.CodeModuleNotFound, "Module %s not found on device %s", module, id)
+}

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"errors"
 	"math"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -28,6 +29,26 @@ func (s *store) writeTwin(id string, w *twinWrite, ifMatch string, now int64) (d
 		return device{}, err
 	}
 	return *d, nil
+}
+
+// errDeviceGone is applyAll's outcome for a device deleted since the job selected it.
+var errDeviceGone = errors.New("the device was deleted")
+
+// applyAll applies w to each of devs under one hold of the write lock, putting each outcome in errs
+// (errDeviceGone for a deleted device), and then calls record, still under the lock, so that no reader
+// sees a twin changed while the job's row for it is still pending. Lock order: the store's before the
+// job store's.
+func (s *store) applyAll(devs []*device, errs []error, w *twinWrite, tagMemo, desMemo *patchMemo, now int64, record func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, d := range devs {
+		if d.deleted {
+			errs[k] = errDeviceGone
+			continue
+		}
+		errs[k] = s.applyWrite(d, w, tagMemo, desMemo, now)
+	}
+	record()
 }
 
 // applyWrite changes one twin; memos (optional) share results between twins that share maps. Callers hold
@@ -97,8 +118,21 @@ func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo,
 	return nil
 }
 
+// reportDue makes the devices of due report their desired values back, skipping deleted and offline
+// devices and items whose desired version has since changed.
+func (s *store) reportDue(due []convItem, memo *reportMemo, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range due {
+		if it.dev.deleted || it.dev.desiredVer != it.ver || it.dev.offline() {
+			continue
+		}
+		s.report(it.dev, memo, now)
+	}
+}
+
 // report merges the device's desired values into its reported properties, as a simulated device does
-// once it has applied them.
+// once it has applied them; callers hold mu.
 func (s *store) report(d *device, memo *reportMemo, now int64) {
 	s.lag.record(d)
 	d.reported = memo.apply(d.reported, d.desired)
