@@ -83,6 +83,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	opts, q, key, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := newServer(opts, q)
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
+	ln, err := s.listen(key)
+	if err != nil {
+		return nil, err
+	}
+	s.serve(ln)
+	return s, nil
+}
+
+// withDefaults fills in the options left zero and checks the others; it returns the tier's quotas and
+// the decoded policy key.
+func withDefaults(opts Options) (Options, hubapi.Quotas, []byte, error) {
 	if opts.Tier == "" {
 		opts.Tier = "unlimited"
 	}
@@ -91,7 +110,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	q, err := hubapi.TierQuotas(opts.Tier, opts.Units)
 	if err != nil {
-		return nil, fmt.Errorf("emulator: %w", err)
+		return opts, q, nil, fmt.Errorf("emulator: %w", err)
 	}
 	if opts.PolicyName == "" {
 		opts.PolicyName = DevelopmentPolicyName
@@ -101,14 +120,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	key, err := base64.StdEncoding.DecodeString(opts.PolicyKey)
 	if err != nil || len(key) == 0 {
-		return nil, errors.New("emulator: the policy key is not base64")
+		return opts, q, nil, errors.New("emulator: the policy key is not base64")
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
 	if opts.QueryLag < 0 {
-		return nil, errors.New("emulator: the query lag must not be negative")
+		return opts, q, nil, errors.New("emulator: the query lag must not be negative")
 	}
+	return opts, q, key, nil
+}
+
+// newServer builds a server's stores, empty, for options with their defaults filled in.
+func newServer(opts Options, q hubapi.Quotas) *Server {
 	s := &Server{opts: opts, quotas: q, jobs: newJobStore(), limits: newLimits(q),
 		faults: newFaultInjector(opts.Faults, opts.Seed), cursors: newCursorStore(),
 		done: make(chan struct{}), errCounts: map[string]int64{}}
@@ -122,19 +146,27 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.conv = newConverger(s.store)
 	s.store.onDesired = s.conv.schedule
+	return s
+}
 
-	loaded := false
-	if opts.DataFile != "" {
-		if loaded, err = s.loadData(opts.DataFile); err != nil {
-			return nil, err
+// loadState fills the stores from the data file when it exists, else from the fleet.
+func (s *Server) loadState() error {
+	if s.opts.DataFile != "" {
+		loaded, err := s.loadData(s.opts.DataFile)
+		if err != nil || loaded {
+			return err
 		}
 	}
-	if !loaded {
-		if err := s.store.load(opts.Fleet, time.Now().UnixNano()); err != nil {
-			return nil, fmt.Errorf("emulator: fleet: %w", err)
-		}
+	if err := s.store.load(s.opts.Fleet, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("emulator: fleet: %w", err)
 	}
+	return nil
+}
 
+// listen opens the listening socket, works out the host name the connection string names and the
+// hosts a token may be signed for, and sets up TLS when asked. It returns the listener to serve on.
+func (s *Server) listen(key []byte) (net.Listener, error) {
+	opts := s.opts
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("emulator: %w", err)
@@ -167,29 +199,43 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	scheme := "http"
 	if opts.TLS {
-		dir := opts.CertDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "rollout-emulator-ca-"); err != nil {
-				ln.Close()
-				return nil, err
-			}
-			s.tmpDir = dir
-		}
-		cfg, caFile, err := serverTLS(dir, []string{lhost, strings.Split(s.host, ":")[0]})
-		if err != nil {
-			ln.Close()
-			if s.tmpDir != "" {
-				os.RemoveAll(s.tmpDir)
-			}
+		if ln, err = s.listenTLS(ln, lhost); err != nil {
 			return nil, err
 		}
-		s.caFile = caFile
-		s.http.TLSConfig = cfg
 		scheme = "https"
-		ln = tls.NewListener(ln, cfg)
 	}
 	s.url = scheme + "://" + net.JoinHostPort(lhost, port)
+	return ln, nil
+}
 
+// listenTLS wraps ln in TLS with a certificate for lhost and the connection string's host, signed by the
+// CA in CertDir (or a temporary directory). On error it closes ln.
+func (s *Server) listenTLS(ln net.Listener, lhost string) (net.Listener, error) {
+	dir := s.opts.CertDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "rollout-emulator-ca-"); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.tmpDir = dir
+	}
+	cfg, caFile, err := serverTLS(dir, []string{lhost, strings.Split(s.host, ":")[0]})
+	if err != nil {
+		ln.Close()
+		if s.tmpDir != "" {
+			os.RemoveAll(s.tmpDir)
+		}
+		return nil, err
+	}
+	s.caFile = caFile
+	s.http.TLSConfig = cfg
+	return tls.NewListener(ln, cfg), nil
+}
+
+// serve starts the simulated devices, the cursor expiry and the runners of unfinished jobs, and serves
+// ln until Close.
+func (s *Server) serve(ln net.Listener) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -205,7 +251,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		// Serve returns http.ErrServerClosed after Close; there is no one else to tell.
 		_ = s.http.Serve(ln)
 	}()
-	return s, nil
 }
 
 // ConnectionString is a service connection string for the emulator's policy.
