@@ -48,53 +48,8 @@ func (s *store) load(f *Fleet, now int64) error {
 		s.order = make([]*device, 0, total)
 	}
 	for gi := range f.Groups {
-		g := &f.Groups[gi]
-		beh := g.Behavior
-		devs := make([]device, g.Count) // one allocation per group
-		width := groupIDWidth(g.Count)
-		buf := make([]byte, 0, len(g.IDPrefix)+width)
-		for i := range devs {
-			buf = append(buf[:0], g.IDPrefix...)
-			n := strconv.Itoa(i)
-			for j := len(n); j < width; j++ {
-				buf = append(buf, '0')
-			}
-			buf = append(buf, n...)
-			d := &devs[i]
-			d.id = string(buf)
-			d.beh = &beh
-			d.group = g.Name
-			d.tags, d.desired, d.reported = g.Tags, g.Desired, g.Reported
-			s.initDevice(d, now)
-		}
-		for _, a := range aspectShares(&beh) {
-			k := int(math.Round(a.share * float64(g.Count)))
-			if k <= 0 {
-				continue
-			}
-			if k >= g.Count {
-				for i := range devs {
-					devs[i].flags |= a.flag
-				}
-				continue
-			}
-			hs := make([]uint64, len(devs))
-			for i := range devs {
-				hs[i] = hashID(s.seed, a.aspect, devs[i].id)
-			}
-			sorted := slices.Clone(hs)
-			slices.Sort(sorted)
-			limit := sorted[k-1]
-			for i := range devs {
-				if hs[i] <= limit {
-					devs[i].flags |= a.flag
-				}
-			}
-		}
-		for i := range devs {
-			if err := s.insert(&devs[i]); err != nil {
-				return err
-			}
+		if err := s.loadGroup(&f.Groups[gi], now); err != nil {
+			return err
 		}
 	}
 	for i := range f.Devices {
@@ -113,6 +68,64 @@ func (s *store) load(f *Fleet, now int64) error {
 		}
 	}
 	return nil
+}
+
+// loadGroup adds a generated group's devices, which share its maps and behaviour; callers hold mu.
+func (s *store) loadGroup(g *Group, now int64) error {
+	beh := g.Behavior
+	devs := make([]device, g.Count) // one allocation per group
+	width := groupIDWidth(g.Count)
+	buf := make([]byte, 0, len(g.IDPrefix)+width)
+	for i := range devs {
+		buf = append(buf[:0], g.IDPrefix...)
+		n := strconv.Itoa(i)
+		for j := len(n); j < width; j++ {
+			buf = append(buf, '0')
+		}
+		buf = append(buf, n...)
+		d := &devs[i]
+		d.id = string(buf)
+		d.beh = &beh
+		d.group = g.Name
+		d.tags, d.desired, d.reported = g.Tags, g.Desired, g.Reported
+		s.initDevice(d, now)
+	}
+	for _, a := range aspectShares(&beh) {
+		markShare(devs, s.seed, a)
+	}
+	for i := range devs {
+		if err := s.insert(&devs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markShare sets a's flag on exactly round(share × count) devices of a group: those with the smallest
+// hashes for a's aspect.
+func markShare(devs []device, seed int64, a aspectShare) {
+	k := int(math.Round(a.share * float64(len(devs))))
+	if k <= 0 {
+		return
+	}
+	if k >= len(devs) {
+		for i := range devs {
+			devs[i].flags |= a.flag
+		}
+		return
+	}
+	hs := make([]uint64, len(devs))
+	for i := range devs {
+		hs[i] = hashID(seed, a.aspect, devs[i].id)
+	}
+	sorted := slices.Clone(hs)
+	slices.Sort(sorted)
+	limit := sorted[k-1]
+	for i := range devs {
+		if hs[i] <= limit {
+			devs[i].flags |= a.flag
+		}
+	}
 }
 
 func (s *store) initDevice(d *device, now int64) {
