@@ -153,13 +153,11 @@ func (s *Server) writePage(w http.ResponseWriter, c *cursor, from, pageSize int)
 	return nil
 }
 
-// servePaged serves a paged listing charged to quota. A request with a continuation token gets the
-// next page of the stored cursor it names; any other runs first, which validates the request and
+// servePaged serves a paged listing of the one charged to quota: a continuation token is good for the
+// listing that made it only. A request with a token gets the next page of the stored cursor it names;
+// any other runs first, which validates the request and
 // returns the whole result, and gets its first page.
 func (s *Server) servePaged(w http.ResponseWriter, r *http.Request, quota string, first func() (*cursor, error)) error {
-	if err := s.limits.allow(quota); err != nil {
-		return err
-	}
 	pageSize, err := s.pageSize(r)
 	if err != nil {
 		return err

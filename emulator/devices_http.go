@@ -9,10 +9,11 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
+// The registry's handlers: GET /devices and GET, PUT and DELETE /devices/{id}. Each is charged to the
+// registry operations quota by the router.
+
+// listDevices serves GET /devices, with the optional top.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
-	if err := s.limits.allow(QuotaRegistryOps); err != nil {
-		return err
-	}
 	top := 1000 // the hub's default and maximum for GET /devices
 	if t := r.URL.Query().Get("top"); t != "" {
 		n, err := strconv.Atoi(t)
@@ -24,23 +25,17 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	return writeOK(w, s.store.devices(top))
 }
 
+// getDevice serves GET /devices/{id}.
 func (s *Server) getDevice(w http.ResponseWriter, id string) error {
-	if err := s.limits.allow(QuotaRegistryOps); err != nil {
-		return err
-	}
 	d, err := s.store.snapshot(id)
 	if err != nil {
 		return err
 	}
-	dj := s.store.deviceJSON(&d)
-	w.Header().Set("ETag", `"`+dj.ETag+`"`)
-	return writeOK(w, dj)
+	return s.writeDevice(w, &d)
 }
 
+// putDevice serves PUT /devices/{id}: it creates the device, or updates it when If-Match is given.
 func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, id string) error {
-	if err := s.limits.allow(QuotaRegistryOps); err != nil {
-		return err
-	}
 	var req hubapi.Device
 	if _, err := decodeBody(r, &req); err != nil {
 		return err
@@ -67,15 +62,18 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, id string) er
 	if err != nil {
 		return err
 	}
-	dj := s.store.deviceJSON(&d)
+	return s.writeDevice(w, &d)
+}
+
+// writeDevice answers with the registry view of d (a snapshot) and its etag.
+func (s *Server) writeDevice(w http.ResponseWriter, d *device) error {
+	dj := s.store.deviceJSON(d)
 	w.Header().Set("ETag", `"`+dj.ETag+`"`)
 	return writeOK(w, dj)
 }
 
+// deleteDevice serves DELETE /devices/{id}, conditional on If-Match when given.
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, id string) error {
-	if err := s.limits.allow(QuotaRegistryOps); err != nil {
-		return err
-	}
 	if err := s.store.remove(id, r.Header.Get("If-Match")); err != nil {
 		return err
 	}

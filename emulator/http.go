@@ -134,6 +134,8 @@ func errMethod(r *http.Request) error {
 		msg: "The method " + r.Method + " is not allowed on " + r.URL.Path}
 }
 
+// route serves an IoT Hub request with the handler its path and method name, charged to the handler's
+// quota (statistics, direct methods and module paths are charged to none).
 func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	seg, err := segments(r)
 	if err != nil {
@@ -144,17 +146,17 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return errMethod(r)
 		}
-		return s.listDevices(w, r)
+		return s.charge(QuotaRegistryOps, func() error { return s.listDevices(w, r) })
 	case len(seg) == 2 && seg[0] == "devices" && seg[1] == "query" && r.Method == http.MethodPost:
-		return s.handleQuery(w, r)
+		return s.charge(QuotaQueries, func() error { return s.handleQuery(w, r) })
 	case len(seg) == 2 && seg[0] == "devices":
 		switch r.Method {
 		case http.MethodGet:
-			return s.getDevice(w, seg[1])
+			return s.charge(QuotaRegistryOps, func() error { return s.getDevice(w, seg[1]) })
 		case http.MethodPut:
-			return s.putDevice(w, r, seg[1])
+			return s.charge(QuotaRegistryOps, func() error { return s.putDevice(w, r, seg[1]) })
 		case http.MethodDelete:
-			return s.deleteDevice(w, r, seg[1])
+			return s.charge(QuotaRegistryOps, func() error { return s.deleteDevice(w, r, seg[1]) })
 		}
 		return errMethod(r)
 	case len(seg) == 2 && seg[0] == "statistics" && (seg[1] == "devices" || seg[1] == "service"):
@@ -168,9 +170,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	case len(seg) == 2 && seg[0] == "twins":
 		switch r.Method {
 		case http.MethodGet:
-			return s.getTwin(w, seg[1])
+			return s.charge(QuotaTwinReads, func() error { return s.getTwin(w, seg[1]) })
 		case http.MethodPatch, http.MethodPut:
-			return s.writeTwinHandler(w, r, seg[1])
+			return s.charge(QuotaTwinUpdates, func() error { return s.writeTwinHandler(w, r, seg[1]) })
 		}
 		return errMethod(r)
 	case len(seg) == 3 && seg[0] == "twins" && seg[2] == "methods":
@@ -184,22 +186,30 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return errMethod(r)
 		}
-		return s.listJobs(w, r)
+		return s.charge(QuotaJobOps, func() error { return s.listJobs(w, r) })
 	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "v2":
 		switch r.Method {
 		case http.MethodGet:
-			return s.getJob(w, seg[2])
+			return s.charge(QuotaJobOps, func() error { return s.getJob(w, seg[2]) })
 		case http.MethodPut:
-			return s.putJob(w, r, seg[2])
+			return s.charge(QuotaJobOps, func() error { return s.putJob(w, r, seg[2]) })
 		}
 		return errMethod(r)
 	case len(seg) == 4 && seg[0] == "jobs" && seg[1] == "v2" && seg[3] == "cancel":
 		if r.Method != http.MethodPost {
 			return errMethod(r)
 		}
-		return s.cancelJob(w, seg[2])
+		return s.charge(QuotaJobOps, func() error { return s.cancelJob(w, seg[2]) })
 	}
 	return errNotFound
+}
+
+// charge takes one request from quota, then serves it with h.
+func (s *Server) charge(quota string, h func() error) error {
+	if err := s.limits.allow(quota); err != nil {
+		return err
+	}
+	return h()
 }
 
 func writeOK(w http.ResponseWriter, v any) error {

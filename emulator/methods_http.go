@@ -6,6 +6,8 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
+// invokeHandler serves POST /twins/{id}/methods: a direct method call, answered when the simulated
+// device answers (or the client goes away).
 func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, id string) error {
 	var m hubapi.CloudToDeviceMethod
 	if _, err := decodeBody(r, &m); err != nil {
