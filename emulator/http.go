@@ -46,37 +46,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.errMu.Unlock()
 		}
 	}()
-	if fault, slow := s.faults.draw(); fault != faultNone || slow > 0 {
-		if slow > 0 {
-			select {
-			case <-time.After(slow):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		switch fault {
-		case faultThrottle:
-			s.faultCount.Add(1)
-			writeError(rec, hubErr(hubapi.CodeThrottlingException, "Injected fault: throttled"))
-			return
-		case faultServerError:
-			s.faultCount.Add(1)
-			writeError(rec, hubErr(hubapi.CodeServerError, "Injected fault: server error"))
-			return
-		case faultUnavailable:
-			s.faultCount.Add(1)
-			writeError(rec, hubErr(hubapi.CodeServiceUnavailable, "Injected fault: service unavailable"))
-			return
-		case faultDrop:
-			s.faultCount.Add(1)
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					conn.Close()
-					return
-				}
-			}
-			panic(http.ErrAbortHandler)
-		}
+	if s.injectFault(w, rec, r) {
+		return
 	}
 	if err := s.auth.verify(r.Header.Get("Authorization")); err != nil {
 		writeError(rec, err)
@@ -89,6 +60,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.route(rec, r); err != nil {
 		writeError(rec, err)
 	}
+}
+
+// injectFault slows the request or answers it with a fault, as the seeded draw decides; it reports
+// whether the request is answered (or dropped, or gone) already.
+func (s *Server) injectFault(w http.ResponseWriter, rec *statusRecorder, r *http.Request) bool {
+	fault, slow := s.faults.draw()
+	if slow > 0 {
+		select {
+		case <-time.After(slow):
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	if fault == faultNone {
+		return false
+	}
+	s.faultCount.Add(1)
+	switch fault {
+	case faultThrottle:
+		writeError(rec, hubErr(hubapi.CodeThrottlingException, "Injected fault: throttled"))
+	case faultServerError:
+		writeError(rec, hubErr(hubapi.CodeServerError, "Injected fault: server error"))
+	case faultUnavailable:
+		writeError(rec, hubErr(hubapi.CodeServiceUnavailable, "Injected fault: service unavailable"))
+	case faultDrop:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return true
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
+	return true
 }
 
 // statusRecorder notes the error code of a response, for Stats.

@@ -127,47 +127,48 @@ func (p *propsDoc) Field(name string) (any, bool) {
 func (p *propsDoc) MarshalJSON() ([]byte, error) {
 	d := (*device)(p)
 	b := []byte(`{"desired":`)
-	b = appendSection(b, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true)
+	b = d.desiredSection().append(b)
 	b = append(b, `,"reported":`...)
-	b = appendSection(b, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false)
+	b = d.reportedSection().append(b)
 	return append(b, '}'), nil
 }
 
-type desiredDoc device
+// desiredDoc and reportedDoc are a twin's properties sections seen by the query evaluator.
+type (
+	desiredDoc  device
+	reportedDoc device
+)
 
 func (s *desiredDoc) Field(name string) (any, bool) {
-	d := (*device)(s)
-	return sectionField(d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true, name)
+	return (*device)(s).desiredSection().field(name)
 }
 
 func (s *desiredDoc) MarshalJSON() ([]byte, error) {
-	d := (*device)(s)
-	return appendSection(nil, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true), nil
+	return (*device)(s).desiredSection().append(nil), nil
 }
 
-type reportedDoc device
-
 func (s *reportedDoc) Field(name string) (any, bool) {
-	d := (*device)(s)
-	return sectionField(d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false, name)
+	return (*device)(s).reportedSection().field(name)
 }
 
 func (s *reportedDoc) MarshalJSON() ([]byte, error) {
-	d := (*device)(s)
-	return appendSection(nil, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false), nil
+	return (*device)(s).reportedSection().append(nil), nil
 }
 
-func sectionField(m map[string]any, meta []metaEntry, at, created, ver int64, withVersion bool, name string) (any, bool) {
+// field is a section's property of that name, exact first, then case-insensitively, with $version and
+// $metadata.
+func (s section) field(name string) (any, bool) {
+	m := s.m
 	if v, ok := m[name]; ok {
 		return v, true
 	}
 	switch {
 	case strings.EqualFold(name, "$version"):
-		return ver, true
+		return s.ver, true
 	case strings.EqualFold(name, "$metadata"):
 		// Built on demand: queries on metadata are rare, so it is not kept per twin.
 		var mm map[string]any
-		_ = json.Unmarshal(appendSection(nil, m, meta, at, created, ver, withVersion), &mm)
+		_ = json.Unmarshal(s.append(nil), &mm)
 		return mm["$metadata"], true
 	}
 	for k, v := range m {
