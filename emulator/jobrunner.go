@@ -81,7 +81,7 @@ func (s *Server) beginJob(j *job) bool {
 	default:
 		return false
 	}
-	if d := time.Until(time.Unix(0, start)); d > 0 && !s.waitJob(j, d) {
+	if d := time.Until(time.Unix(0, start)); d > 0 && sleep(d, s.done, j.cancel) != elapsed {
 		return false
 	}
 	var devs []*device
@@ -90,19 +90,6 @@ func (s *Server) beginJob(j *job) bool {
 		devs = s.store.selectWhere(m)
 	}
 	return s.jobs.begin(j, devs, err, time.Now().UnixNano())
-}
-
-// waitJob waits d, and reports false when the job is cancelled or the emulator closes first.
-func (s *Server) waitJob(j *job, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-j.cancel:
-	case <-s.done:
-	}
-	return false
 }
 
 // runTwinJob applies the job's patch to each device, paced by the tier's job device operations.

@@ -20,43 +20,29 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 		return nil, err
 	}
 
-	sleep := func(dur time.Duration) error {
-		if dur <= 0 {
-			return nil
-		}
-		t := time.NewTimer(dur)
-		defer t.Stop()
-		// A call under way when the emulator shuts down finishes at once with the answer the device
-		// would have given: the device already has it, and a job resumed from the data file must not
-		// call it again. (A job's context is cancelled on shutdown too, so check s.done first.)
-		select {
-		case <-t.C:
-			return nil
-		case <-s.done:
-			return nil
-		case <-ctx.Done():
-			select {
-			case <-s.done:
-				return nil
-			default:
-			}
+	// A call under way when the emulator shuts down finishes at once with the answer the device would
+	// have given: the device already has it, and a job resumed from the data file must not call it
+	// again. (A job's context is cancelled on shutdown too, so sleep prefers done.)
+	wait := func(dur time.Duration) error {
+		if dur > 0 && sleep(dur, s.done, ctx.Done()) == stopped {
 			return ctx.Err()
 		}
+		return nil
 	}
 	if flags&flagOffline != 0 || disabled {
-		if err := sleep(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
+		if err := wait(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
 			return nil, err
 		}
 		return nil, hubErr(hubapi.CodeDeviceNotOnline, "Timed out waiting for device to connect.")
 	}
 	respTimeout := time.Duration(m.ResponseTimeoutInSeconds) * time.Second
 	if flags&flagMethodTimeout != 0 || beh.MethodLatency > respTimeout {
-		if err := sleep(respTimeout); err != nil {
+		if err := wait(respTimeout); err != nil {
 			return nil, err
 		}
 		return nil, hubErr(hubapi.CodeGatewayTimeout, "Timed out waiting for the response from device.")
 	}
-	if err := sleep(beh.MethodLatency); err != nil {
+	if err := wait(beh.MethodLatency); err != nil {
 		return nil, err
 	}
 	if flags&flagMethodFailure != 0 {
@@ -68,6 +54,35 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 		payload = json.RawMessage("null")
 	}
 	return &hubapi.MethodResult{Status: 200, Payload: payload}, nil
+}
+
+// wakeCause is what ended a sleep.
+type wakeCause int
+
+const (
+	elapsed wakeCause = iota
+	closing           // done was closed
+	stopped           // stop was closed, and done was not
+)
+
+// sleep waits d, or until done or stop is closed, and says which came first; done wins when both are
+// closed.
+func sleep(d time.Duration, done, stop <-chan struct{}) wakeCause {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return elapsed
+	case <-done:
+		return closing
+	case <-stop:
+		select {
+		case <-done:
+			return closing
+		default:
+			return stopped
+		}
+	}
 }
 
 // callMethod counts a direct method call on d, and its delivery when d is online, and returns what
