@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
@@ -24,14 +25,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	began := time.Now()
-	defer func() {
-		if s.opts.Log != nil {
-			s.logMu.Lock()
-			fmt.Fprintf(s.opts.Log, "%s %s %s %d %s %s\n", began.UTC().Format("15:04:05.000"), r.Method, r.URL.Path,
-				rec.status, rec.code, time.Since(began).Round(time.Microsecond))
-			s.logMu.Unlock()
-		}
-	}()
+	defer s.log.request(r, rec, began)
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -41,9 +35,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(rec, fmt.Errorf("panic: %v", p))
 		}
 		if rec.code != "" {
-			s.errMu.Lock()
-			s.errCounts[rec.code]++
-			s.errMu.Unlock()
+			s.errors.add(rec.code)
 		}
 	}()
 	if s.injectFault(w, rec, r) {
@@ -94,6 +86,25 @@ func (s *Server) injectFault(w http.ResponseWriter, rec *statusRecorder, r *http
 		panic(http.ErrAbortHandler)
 	}
 	return true
+}
+
+// requestLog writes a line per IoT Hub request to Options.Log; it is safe for concurrent use, and
+// without a writer it writes nothing.
+type requestLog struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// request logs the answer rec recorded to r, begun at began: method, path, status, error code and
+// duration. Tokens and bodies are never logged.
+func (l *requestLog) request(r *http.Request, rec *statusRecorder, began time.Time) {
+	if l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, "%s %s %s %d %s %s\n", began.UTC().Format("15:04:05.000"), r.Method, r.URL.Path,
+		rec.status, rec.code, time.Since(began).Round(time.Microsecond))
 }
 
 // statusRecorder notes the error code of a response, for Stats.

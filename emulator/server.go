@@ -67,9 +67,8 @@ type Server struct {
 
 	requests   atomic.Int64
 	faultCount atomic.Int64
-	errMu      sync.Mutex
-	errCounts  map[string]int64
-	logMu      sync.Mutex
+	errors     errorCounts
+	log        requestLog
 }
 
 // maxBody bounds request bodies: a twin is at most 8 KB of tags and 32 KB of desired properties and a
@@ -135,7 +134,7 @@ func withDefaults(opts Options) (Options, hubapi.Quotas, []byte, error) {
 func newServer(opts Options, q hubapi.Quotas) *Server {
 	s := &Server{opts: opts, quotas: q, jobs: newJobStore(), limits: newLimits(q),
 		faults: newFaultInjector(opts.Faults, opts.Seed), cursors: newCursorStore(),
-		done: make(chan struct{}), errCounts: map[string]int64{}}
+		done: make(chan struct{}), log: requestLog{w: opts.Log}}
 	defaults := DefaultBehavior
 	if opts.Fleet != nil {
 		defaults = opts.Fleet.Defaults

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -75,16 +76,36 @@ func deviceStats(d *device) DeviceStats {
 	}
 }
 
+// errorCounts counts error responses by code; it is safe for concurrent use.
+type errorCounts struct {
+	mu     sync.Mutex
+	byCode map[string]int64
+}
+
+func (c *errorCounts) add(code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byCode == nil {
+		c.byCode = map[string]int64{}
+	}
+	c.byCode[code]++
+}
+
+// copyTo puts the counts into m.
+func (c *errorCounts) copyTo(m map[string]int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.byCode {
+		m[k] = v
+	}
+}
+
 // Stats returns a snapshot of what the emulator observed. Device holds only devices with a non-zero count.
 func (s *Server) Stats() Stats {
 	st := Stats{Device: map[string]DeviceStats{}, Quotas: map[string]QuotaUse{}, Errors: map[string]int64{}, Tier: s.quotas.Tier}
 	st.Requests = s.requests.Load()
 	st.Faults = s.faultCount.Load()
-	s.errMu.Lock()
-	for k, v := range s.errCounts {
-		st.Errors[k] = v
-	}
-	s.errMu.Unlock()
+	s.errors.copyTo(st.Errors)
 	st.Devices = s.store.observe(st.Device, &st.Totals)
 	st.Jobs = s.jobs.events()
 	for name, c := range s.limits.use {
