@@ -72,7 +72,9 @@ type deviceJobRow struct {
 	errDesc string
 }
 
-// jobStore holds the jobs. Lock order: store.mu before jobStore.mu.
+// jobStore holds the jobs. Its methods take mu themselves, as the store's do; the helpers that say
+// "callers hold mu" serve those methods only. Lock order: store.mu before jobStore.mu (see
+// store.applyAll).
 type jobStore struct {
 	mu       sync.RWMutex
 	byID     map[string]*job
