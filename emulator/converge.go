@@ -75,14 +75,7 @@ func (c *converger) run(done <-chan struct{}) {
 		}
 		c.mu.Unlock()
 		if len(due) > 0 {
-			c.st.mu.Lock()
-			for _, it := range due {
-				if it.dev.deleted || it.dev.desiredVer != it.ver || it.dev.offline() {
-					continue
-				}
-				c.st.report(it.dev, &memo, now)
-			}
-			c.st.mu.Unlock()
+			c.st.reportDue(due, &memo, now)
 			continue
 		}
 		timer.Reset(max(next, 0))

@@ -152,3 +152,36 @@ func (s *Server) writePage(w http.ResponseWriter, c *cursor, from, pageSize int)
 	_, _ = w.Write(b)
 	return nil
 }
+
+// servePaged serves a paged listing of the one charged to quota: a continuation token is good for the
+// listing that made it only. A request with a token gets the next page of the stored cursor it names;
+// any other runs first, which validates the request and
+// returns the whole result, and gets its first page.
+func (s *Server) servePaged(w http.ResponseWriter, r *http.Request, quota string, first func() (*cursor, error)) error {
+	pageSize, err := s.pageSize(r)
+	if err != nil {
+		return err
+	}
+	if tok := r.Header.Get(hubapi.HeaderContinuation); tok != "" {
+		return s.servePage(w, tok, quota, pageSize)
+	}
+	c, err := first()
+	if err != nil {
+		return err
+	}
+	c.source = quota
+	return s.serveFirstPage(w, c, pageSize)
+}
+
+// pageSize reads x-ms-max-item-count, capped at the tier's page size.
+func (s *Server) pageSize(r *http.Request) (int, error) {
+	n := s.quotas.MaxPageSize
+	if h := r.Header.Get(hubapi.HeaderMaxItemCount); h != "" {
+		v, err := strconv.Atoi(strings.TrimSpace(h))
+		if err != nil || v < 1 {
+			return 0, hubErr(hubapi.CodeArgumentInvalid, "%s must be a positive number", hubapi.HeaderMaxItemCount)
+		}
+		n = min(v, n)
+	}
+	return n, nil
+}

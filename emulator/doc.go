@@ -26,6 +26,25 @@
 // HostName=localhost) and NODE_EXTRA_CA_CERTS. The development policy (DevelopmentPolicyName,
 // DevelopmentPolicyKey) is public, like Azurite's well-known account; override it for anything shared.
 //
+// # Layout
+//
+// The files follow the flow of a request. server.go starts and stops a Server (defaults, the stores'
+// state, listen, serve); http.go is the middleware every IoT Hub request passes (tier headers, faults,
+// authentication, logging) and the router, which picks a handler and charges its quota. The handlers are
+// the HTTP I/O and nothing else, a file per resource: devices_http.go, twins_http.go, methods_http.go,
+// jobs_http.go, query_http.go, statistics.go, with paging in cursor.go and the /_emulator/ endpoints in
+// stats.go; they decode a request, call one store method and write the answer, and none takes a lock.
+// State lives in stores that take their own locks: the registry and twins (store.go, device.go,
+// registry.go, twinwrite.go) and the jobs (jobs.go); their methods are the transitions, a twin write or
+// a job moving from queued to running (jobstate.go), and the decisions they rest on (an etag match, the
+// concurrent-job limit, twin sizes in twin.go) are plain functions of the state. The job runner
+// (jobrunner.go) does the waiting and pacing of each job on its own goroutine and moves it on only
+// through the job store; when a twin job's batch is written, the store records the rows while its lock
+// is held, so the lock order is always the registry's before the jobs'. The simulated devices are the
+// converger (converge.go), which reports desired values back, and methods.go, which answers direct
+// methods; both change twins only through the store. The data file (snapshot.go) reads and writes the
+// stores through their methods as well.
+//
 // # The tier in every response
 //
 // Every response, errors and /_emulator/ endpoints included, states the emulated tier in two headers a

@@ -1,15 +1,10 @@
 package emulator
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"math"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/iot-rollout/rollout/hubapi"
 )
@@ -77,7 +72,9 @@ type deviceJobRow struct {
 	errDesc string
 }
 
-// jobStore holds the jobs. Lock order: store.mu before jobStore.mu.
+// jobStore holds the jobs. Its methods take mu themselves, as the store's do; the helpers that say
+// "callers hold mu" serve those methods only. Lock order: store.mu before jobStore.mu (see
+// store.applyAll).
 type jobStore struct {
 	mu       sync.RWMutex
 	byID     map[string]*job
@@ -176,131 +173,8 @@ func validJobID(id string) bool {
 	return true
 }
 
-// parseJobRequest decodes and checks a job creation body. Errors are the hub's: 400 GenericBadRequest for
-// a wrong job type, 400 ArgumentNull or ArgumentInvalid for missing or bad fields, 412 PreconditionFailed
-// for an update job whose etag is not "*" or a condition over the query size limit.
-func parseJobRequest(pathID string, body []byte, maxQuery int) (*hubapi.JobRequest, *twinWrite, error) {
-	var req hubapi.JobRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, nil, hubErr(hubapi.CodeIotHubFormatError, "The job request is not valid JSON: %v", err)
-	}
-	if req.JobID == "" {
-		req.JobID = pathID
-	}
-	if req.JobID != pathID {
-		return nil, nil, hubErr(hubapi.CodeArgumentInvalid, "The jobId in the body (%s) differs from the one in the path (%s)", req.JobID, pathID)
-	}
-	var w *twinWrite
-	switch req.Type {
-	case hubapi.JobTypeDeviceMethod:
-		m := req.CloudToDeviceMethod
-		if m == nil || m.MethodName == "" {
-			return nil, nil, hubErr(hubapi.CodeArgumentNull, "cloudToDeviceMethod.methodName is required for a scheduleDeviceMethod job")
-		}
-		if err := checkMethod(m); err != nil {
-			return nil, nil, err
-		}
-		req.UpdateTwin = nil
-	case hubapi.JobTypeUpdateTwin:
-		var raw struct {
-			UpdateTwin map[string]json.RawMessage `json:"updateTwin"`
-		}
-		_ = json.Unmarshal(body, &raw)
-		if req.UpdateTwin == nil || raw.UpdateTwin == nil {
-			return nil, nil, hubErr(hubapi.CodeArgumentNull, "updateTwin is required for a scheduleUpdateTwin job")
-		}
-		if _, ok := raw.UpdateTwin["desired"]; ok {
-			return nil, nil, hubErr(hubapi.CodeArgumentInvalid, "updateTwin has a top-level 'desired'; desired properties go under properties.desired")
-		}
-		if strings.Trim(strings.TrimSpace(req.UpdateTwin.ETag), `"`) != "*" {
-			return nil, nil, hubErr(hubapi.CodePreconditionFailed, "A scheduleUpdateTwin job needs updateTwin.etag \"*\"")
-		}
-		var err error
-		if w, err = patchWrite(req.UpdateTwin); err != nil {
-			return nil, nil, err
-		}
-		req.CloudToDeviceMethod = nil
-		req.UpdateTwin = &hubapi.Twin{ETag: "*", Tags: req.UpdateTwin.Tags, Properties: req.UpdateTwin.Properties}
-	default:
-		return nil, nil, hubErr(hubapi.CodeGenericBadRequest, "BadRequest")
-	}
-	if strings.TrimSpace(req.QueryCondition) == "" {
-		return nil, nil, hubErr(hubapi.CodeArgumentNull, "queryCondition is required; use * for every device")
-	}
-	if len(req.QueryCondition) > maxQuery {
-		// The hub answers an oversized job condition with 412 (reference: query-and-jobs §2.2).
-		return nil, nil, hubErr(hubapi.CodePreconditionFailed, "The query condition is %d characters long; the limit is %d", len(req.QueryCondition), maxQuery)
-	}
-	if req.MaxExecutionTimeInSeconds < 0 {
-		return nil, nil, hubErr(hubapi.CodeArgumentInvalid, "maxExecutionTimeInSeconds must not be negative")
-	}
-	if req.MaxExecutionTimeInSeconds == 0 {
-		req.MaxExecutionTimeInSeconds = defaultMaxExecution
-	}
-	return &req, w, nil
-}
-
-// patchWrite turns a twin patch (PATCH body or a job's updateTwin) into a validated write.
-func patchWrite(t *hubapi.Twin) (*twinWrite, error) {
-	w := &twinWrite{}
-	if len(t.Tags) > 0 {
-		if err := validateSection(t.Tags, true, math.MaxInt); err != nil {
-			return nil, hubErr(hubapi.CodeArgumentInvalid, "Twin tags are invalid: %v", err)
-		}
-		w.tags, w.hasTags = t.Tags, true
-	}
-	if t.Properties != nil {
-		if des := stripSystemKeys(t.Properties.Desired); len(des) > 0 {
-			if err := validateSection(des, true, math.MaxInt); err != nil {
-				return nil, hubErr(hubapi.CodeArgumentInvalid, "Twin desired properties are invalid: %v", err)
-			}
-			w.desired, w.hasDesired = des, true
-		}
-	}
-	return w, nil
-}
-
-// checkMethod checks a direct-method call's fields and fills in the default response timeout.
-func checkMethod(m *hubapi.CloudToDeviceMethod) error {
-	if m.MethodName == "" {
-		return hubErr(hubapi.CodeArgumentNull, "methodName is required")
-	}
-	if len(m.MethodName) > 1024 {
-		return hubErr(hubapi.CodeArgumentInvalid, "methodName is too long")
-	}
-	if m.ResponseTimeoutInSeconds == 0 {
-		m.ResponseTimeoutInSeconds = 30
-	}
-	if m.ResponseTimeoutInSeconds < 5 || m.ResponseTimeoutInSeconds > 300 {
-		return hubErr(hubapi.CodeArgumentInvalid, "responseTimeoutInSeconds must be between 5 and 300, got %d", m.ResponseTimeoutInSeconds)
-	}
-	if m.ConnectTimeoutInSeconds < 0 || m.ConnectTimeoutInSeconds > 300 {
-		return hubErr(hubapi.CodeArgumentInvalid, "connectTimeoutInSeconds must be between 0 and 300, got %d", m.ConnectTimeoutInSeconds)
-	}
-	if len(m.Payload) > 128*1024 {
-		return hubErr(hubapi.CodeMessageTooLarge, "The method payload is larger than 128 KB")
-	}
-	if len(bytes.TrimSpace(m.Payload)) == 0 {
-		m.Payload = json.RawMessage("null")
-	}
-	return nil
-}
-
-// createJob registers a job and starts its runner.
-func (s *Server) createJob(req *hubapi.JobRequest, w *twinWrite) (*hubapi.JobResponse, error) {
-	now := time.Now()
-	js := s.jobs
-	js.mu.Lock()
-	defer js.mu.Unlock()
-	if _, dup := js.byID[req.JobID]; dup {
-		return nil, hubErr(hubapi.CodeJobAlreadyExists, "A job with id '%s' already exists", req.JobID)
-	}
-	// Scheduled and queued jobs count towards the concurrent-job limit as running ones do (unconfirmed
-	// in the reference; the strict reading).
-	if js.active() >= s.quotas.ConcurrentJobs {
-		return nil, hubErr(hubapi.CodeThrottlingMaxActiveJobCountExceeded,
-			"The maximum number of active jobs (%d on the %s tier) has been reached", s.quotas.ConcurrentJobs, s.quotas.Tier)
-	}
+// newJob makes the job a creation request asks for, queued at now.
+func newJob(req *hubapi.JobRequest, w *twinWrite, now time.Time) *job {
 	j := &job{id: req.JobID, idAny: req.JobID, typAny: req.Type, req: *req, write: w, created: now.UnixNano(), cancel: make(chan struct{})}
 	j.start = j.created
 	if req.StartTime != nil && !req.StartTime.IsZero() {
@@ -310,34 +184,52 @@ func (s *Server) createJob(req *hubapi.JobRequest, w *twinWrite) (*hubapi.JobRes
 		t := hubapi.NewTime(now)
 		j.req.StartTime = &t
 	}
+	return j
+}
+
+// create registers a new job, queued, unless its id is taken or the tier's concurrent-job limit is
+// reached.
+func (js *jobStore) create(j *job, q hubapi.Quotas) (*hubapi.JobResponse, error) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if _, dup := js.byID[j.id]; dup {
+		return nil, hubErr(hubapi.CodeJobAlreadyExists, "A job with id '%s' already exists", j.id)
+	}
+	// Scheduled and queued jobs count towards the concurrent-job limit as running ones do (unconfirmed
+	// in the reference; the strict reading).
+	if js.active() >= q.ConcurrentJobs {
+		return nil, hubErr(hubapi.CodeThrottlingMaxActiveJobCountExceeded,
+			"The maximum number of active jobs (%d on the %s tier) has been reached", q.ConcurrentJobs, q.Tier)
+	}
 	js.byID[j.id] = j
 	js.order = append(js.order, j)
 	js.setStatus(j, hubapi.JobQueued, j.created)
-	resp := j.response()
-	s.startRunner(j)
-	return resp, nil
+	return j.response(), nil
 }
 
-func (s *Server) startRunner(j *job) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runJob(j)
-	}()
-}
-
-// cancelJob cancels a job that has not started running; a running or finished job refuses.
-func (s *Server) cancelJob(id string) (*hubapi.JobResponse, error) {
-	js := s.jobs
+// restore adds a job read back from the data file, with its timeline.
+func (js *jobStore) restore(j *job, events []JobEvent) error {
 	js.mu.Lock()
 	defer js.mu.Unlock()
-	j, ok := js.byID[id]
-	if !ok {
-		return nil, hubErr(hubapi.CodeJobNotFound, "Job %s not found", id)
+	if _, dup := js.byID[j.id]; dup {
+		return fmt.Errorf("job %s appears twice", j.id)
+	}
+	js.byID[j.id] = j
+	js.order = append(js.order, j)
+	js.timeline = append(js.timeline, events...)
+	return nil
+}
+
+// cancel cancels a job that has not started running; a running or finished job refuses.
+func (js *jobStore) cancel(id string, now int64) (*hubapi.JobResponse, error) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, err
 	}
 	switch j.status {
 	case hubapi.JobQueued, hubapi.JobScheduled:
-		now := time.Now().UnixNano()
 		for i := range j.rows {
 			if j.rows[i].status == rowPending {
 				j.setRow(&j.rows[i], rowCanceled)
@@ -354,201 +246,116 @@ func (s *Server) cancelJob(id string) (*hubapi.JobResponse, error) {
 	return j.response(), nil
 }
 
-// runJob drives one job: queued, scheduled until its start time, running over the devices its condition
-// selects at start, then completed (or failed when the condition cannot be evaluated).
-func (s *Server) runJob(j *job) {
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-j.cancel:
-		case <-s.done:
-		}
-		return false
+// get returns the job of id, or the hub's JobNotFound; callers hold mu.
+func (js *jobStore) get(id string) (*job, error) {
+	j, ok := js.byID[id]
+	if !ok {
+		return nil, hubErr(hubapi.CodeJobNotFound, "Job %s not found", id)
 	}
-	js := s.jobs
-	js.mu.Lock()
-	if j.status == hubapi.JobQueued && j.start > time.Now().UnixNano() {
-		js.setStatus(j, hubapi.JobScheduled, time.Now().UnixNano())
-	}
-	status, start := j.status, j.start
-	js.mu.Unlock()
-	if status == hubapi.JobQueued || status == hubapi.JobScheduled {
-		if d := time.Until(time.Unix(0, start)); d > 0 && !wait(d) {
-			return
-		}
-		devs, err := s.selectDevices(j.req.QueryCondition)
-		now := time.Now().UnixNano()
-		js.mu.Lock()
-		if j.status == hubapi.JobCancelled {
-			js.mu.Unlock()
-			return
-		}
-		j.began = now
-		if err != nil {
-			j.failure = "The job's query condition could not be evaluated: " + err.Error()
-			j.end = now
-			js.setStatus(j, hubapi.JobFailed, now)
-			js.mu.Unlock()
-			return
-		}
-		j.rows = make([]deviceJobRow, len(devs))
-		for i, d := range devs {
-			j.rows[i] = deviceJobRow{job: j, dev: d}
-		}
-		j.counts[rowPending] = int32(len(devs))
-		js.setStatus(j, hubapi.JobRunning, now)
-		js.mu.Unlock()
-	} else if status != hubapi.JobRunning {
-		return
-	}
-	deadline := time.Unix(0, j.began).Add(time.Duration(j.req.MaxExecutionTimeInSeconds) * time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if j.req.Type == hubapi.JobTypeUpdateTwin {
-		s.runTwinJob(ctx, j)
-	} else {
-		s.runMethodJob(ctx, j)
-	}
-	select {
-	case <-s.done:
-		return // shutting down: the job stays running and resumes after a restart with --data
-	default:
-	}
-	now := time.Now().UnixNano()
-	js.mu.Lock()
-	for i := range j.rows {
-		if r := &j.rows[i]; r.status == rowPending || r.status == rowRunning {
-			r.errCode, r.errDesc = DeviceJobErrorTimeout, "The job's maxExecutionTimeInSeconds elapsed before the device was reached"
-			r.end = now
-			j.setRow(r, rowFailed)
-		}
-	}
-	j.end = now
-	js.setStatus(j, hubapi.JobCompleted, now)
-	js.mu.Unlock()
+	return j, nil
 }
 
-// pending returns the indexes of rows still pending (a resumed job skips finished ones).
-func (j *job) pending() []int {
-	var idx []int
-	for i := range j.rows {
-		if j.rows[i].status == rowPending || j.rows[i].status == rowRunning {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
-
-// runTwinJob applies the job's patch to each device, paced by the tier's job device operations.
-func (s *Server) runTwinJob(ctx context.Context, j *job) {
-	js := s.jobs
+// response is the job of id as the hub reports it.
+func (js *jobStore) response(id string) (*hubapi.JobResponse, error) {
 	js.mu.RLock()
-	idx := j.pending()
-	js.mu.RUnlock()
-	tagMemo, desMemo := newPatchMemo(j.write.tags), newPatchMemo(j.write.desired)
-	lim := s.limits.buckets[QuotaJobDeviceOps]
-	use := s.limits.use[QuotaJobDeviceOps]
-	batch := 1
-	if lim.Limit() == rate.Inf {
-		batch = 2048
+	defer js.mu.RUnlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, err
 	}
-	for len(idx) > 0 {
-		n := min(batch, len(idx))
-		if lim.Limit() != rate.Inf {
-			if err := lim.Wait(ctx); err != nil {
-				return
-			}
-		} else if ctx.Err() != nil {
-			return
-		}
-		use.used.Add(int64(n))
-		now := time.Now().UnixNano()
-		s.store.mu.Lock()
-		js.mu.Lock()
-		for _, i := range idx[:n] {
-			r := &j.rows[i]
-			r.start, r.end = now, now
-			if r.dev.deleted {
-				r.errCode, r.errDesc = DeviceJobErrorNotFound, "Device "+r.dev.id+" not registered"
-				j.setRow(r, rowFailed)
-				continue
-			}
-			if err := s.store.applyWrite(r.dev, j.write, tagMemo, desMemo, now); err != nil {
-				r.errCode, r.errDesc = "ArgumentInvalid", err.Error()
-				j.setRow(r, rowFailed)
-				continue
-			}
-			j.setRow(r, rowCompleted)
-		}
-		js.mu.Unlock()
-		s.store.mu.Unlock()
-		idx = idx[n:]
-	}
+	return j.response(), nil
 }
 
-// runMethodJob calls the job's method on each device, paced by the tier's job device operations, with
-// up to methodWorkers calls in flight (devices answer after their latency).
-func (s *Server) runMethodJob(ctx context.Context, j *job) {
-	const methodWorkers = 256
-	js := s.jobs
+// filter returns the jobs of a type and a status ("" for any), matched case-insensitively, in creation
+// order.
+func (js *jobStore) filter(typ, status string) []*job {
 	js.mu.RLock()
-	idx := j.pending()
-	js.mu.RUnlock()
-	lim := s.limits.buckets[QuotaJobDeviceOps]
-	use := s.limits.use[QuotaJobDeviceOps]
-	sem := make(chan struct{}, methodWorkers)
-	var wg sync.WaitGroup
-	for _, i := range idx {
-		if err := lim.Wait(ctx); err != nil {
-			break
+	defer js.mu.RUnlock()
+	var jobs []*job
+	for _, j := range js.order {
+		if typ != "" && !strings.EqualFold(typ, j.req.Type) {
+			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if status != "" && !strings.EqualFold(status, j.status) {
+			continue
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		use.used.Add(1)
-		r := &j.rows[i]
-		js.mu.Lock()
-		r.start = time.Now().UnixNano()
-		j.setRow(r, rowRunning)
-		js.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			m := *j.req.CloudToDeviceMethod
-			res, err := s.invoke(ctx, r.dev, &m)
-			if ctx.Err() != nil && err != nil {
-				return // the job ran out of time (or the server is closing) mid-call
-			}
-			now := time.Now().UnixNano()
-			js.mu.Lock()
-			defer js.mu.Unlock()
-			r.end = now
-			if err != nil {
-				code, desc := "ServerError", err.Error()
-				if he, ok := err.(*hubError); ok {
-					code, desc = he.code.Name, he.msg
-				}
-				r.errCode, r.errDesc = code, desc
-				j.setRow(r, rowFailed)
-				return
-			}
-			r.result = res
-			j.setRow(r, rowCompleted)
-		}()
+		jobs = append(jobs, j)
 	}
-	wg.Wait()
+	return jobs
+}
+
+// unfinished returns the jobs that have not ended.
+func (js *jobStore) unfinished() []*job {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var out []*job
+	for _, j := range js.order {
+		switch j.status {
+		case hubapi.JobQueued, hubapi.JobScheduled, hubapi.JobRunning:
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// responsesRenderer renders jobs as the hub reports them, each page as they stand when it is served.
+func (js *jobStore) responsesRenderer(jobs []*job) func(b []byte, from, to int) []byte {
+	return renderLive(&js.mu, jobs, (*job).response)
+}
+
+// rowsRenderer renders devices.jobs rows, each page as they stand when it is served.
+func (js *jobStore) rowsRenderer(rows []*deviceJobRow) func(b []byte, from, to int) []byte {
+	return renderLive(&js.mu, rows, (*deviceJobRow).deviceJob)
+}
+
+// events returns the timeline of every job.
+func (js *jobStore) events() []JobEvent {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	return append([]JobEvent{}, js.timeline...)
+}
+
+// responses returns every job as the hub reports it, in creation order, and the timeline of them all.
+func (js *jobStore) responses() ([]*hubapi.JobResponse, []JobEvent) {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	var jobs []*hubapi.JobResponse
+	for _, j := range js.order {
+		jobs = append(jobs, j.response())
+	}
+	return jobs, append([]JobEvent(nil), js.timeline...)
+}
+
+// describe returns the job of id as the hub reports it, with its own timeline.
+func (js *jobStore) describe(id string) (*hubapi.JobResponse, []JobEvent, error) {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	j, err := js.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return j.response(), js.eventsOf(j), nil
+}
+
+// forEach calls f with each job, in creation order, and its timeline, under the read lock, until f fails.
+func (js *jobStore) forEach(f func(j *job, events []JobEvent) error) error {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
+	for _, j := range js.order {
+		if err := f(j, js.eventsOf(j)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventsOf returns j's status changes; callers hold mu.
+func (js *jobStore) eventsOf(j *job) []JobEvent {
+	var events []JobEvent
+	for _, e := range js.timeline {
+		if e.JobID == j.id {
+			events = append(events, e)
+		}
+	}
+	return events
 }

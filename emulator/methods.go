@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -14,56 +15,34 @@ import (
 // GatewayTimeout after the response timeout; one in the failure share answers status 500; the others
 // answer 200 echoing the request payload after their latency.
 func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceMethod) (*hubapi.MethodResult, error) {
-	s.store.mu.Lock()
-	if d.deleted {
-		s.store.mu.Unlock()
-		return nil, hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
+	flags, disabled, beh, id, err := s.store.callMethod(d)
+	if err != nil {
+		return nil, err
 	}
-	d.methodCalls++
-	flags, disabled, beh, id := d.flags, d.disabled, d.beh, d.id
-	if flags&flagOffline == 0 && !disabled {
-		d.methodCallsDelivered++
-		d.lastActivity = time.Now().UnixNano()
-	}
-	s.store.mu.Unlock()
 
-	sleep := func(dur time.Duration) error {
-		if dur <= 0 {
-			return nil
-		}
-		t := time.NewTimer(dur)
-		defer t.Stop()
-		// A call under way when the emulator shuts down finishes at once with the answer the device
-		// would have given: the device already has it, and a job resumed from the data file must not
-		// call it again. (A job's context is cancelled on shutdown too, so check s.done first.)
-		select {
-		case <-t.C:
-			return nil
-		case <-s.done:
-			return nil
-		case <-ctx.Done():
-			select {
-			case <-s.done:
-				return nil
-			default:
-			}
+	// A call under way when the emulator shuts down finishes at once with the answer the device would
+	// have given: the device already has it, and a job resumed from the data file must not call it
+	// again. (A job's context is cancelled on shutdown too, so sleep prefers done.)
+	wait := func(dur time.Duration) error {
+		if dur > 0 && sleep(dur, s.done, ctx.Done()) == stopped {
 			return ctx.Err()
 		}
+		return nil
 	}
 	if flags&flagOffline != 0 || disabled {
-		if err := sleep(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
+		if err := wait(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
 			return nil, err
 		}
 		return nil, hubErr(hubapi.CodeDeviceNotOnline, "Timed out waiting for device to connect.")
 	}
 	respTimeout := time.Duration(m.ResponseTimeoutInSeconds) * time.Second
 	if flags&flagMethodTimeout != 0 || beh.MethodLatency > respTimeout {
-		if err := sleep(respTimeout); err != nil {
+		if err := wait(respTimeout); err != nil {
 			return nil, err
 		}
 		return nil, hubErr(hubapi.CodeGatewayTimeout, "Timed out waiting for the response from device.")
 	}
-	if err := sleep(beh.MethodLatency); err != nil {
+	if err := wait(beh.MethodLatency); err != nil {
 		return nil, err
 	}
 	if flags&flagMethodFailure != 0 {
@@ -75,4 +54,75 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 		payload = json.RawMessage("null")
 	}
 	return &hubapi.MethodResult{Status: 200, Payload: payload}, nil
+}
+
+// wakeCause is what ended a sleep.
+type wakeCause int
+
+const (
+	elapsed wakeCause = iota
+	closing           // done was closed
+	stopped           // stop was closed, and done was not
+)
+
+// sleep waits d, or until done or stop is closed, and says which came first; done wins when both are
+// closed.
+func sleep(d time.Duration, done, stop <-chan struct{}) wakeCause {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return elapsed
+	case <-done:
+		return closing
+	case <-stop:
+		select {
+		case <-done:
+			return closing
+		default:
+			return stopped
+		}
+	}
+}
+
+// callMethod counts a direct method call on d, and its delivery when d is online, and returns what
+// the simulated device's answer depends on.
+func (s *store) callMethod(d *device) (flags uint8, disabled bool, beh *Behavior, id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.deleted {
+		return 0, false, nil, "", hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
+	}
+	d.methodCalls++
+	if d.flags&flagOffline == 0 && !d.disabled {
+		d.methodCallsDelivered++
+		d.lastActivity = time.Now().UnixNano()
+	}
+	return d.flags, d.disabled, d.beh, d.id, nil
+}
+
+// checkMethod checks a direct-method call's fields and fills in the default response timeout.
+func checkMethod(m *hubapi.CloudToDeviceMethod) error {
+	if m.MethodName == "" {
+		return hubErr(hubapi.CodeArgumentNull, "methodName is required")
+	}
+	if len(m.MethodName) > 1024 {
+		return hubErr(hubapi.CodeArgumentInvalid, "methodName is too long")
+	}
+	if m.ResponseTimeoutInSeconds == 0 {
+		m.ResponseTimeoutInSeconds = 30
+	}
+	if m.ResponseTimeoutInSeconds < 5 || m.ResponseTimeoutInSeconds > 300 {
+		return hubErr(hubapi.CodeArgumentInvalid, "responseTimeoutInSeconds must be between 5 and 300, got %d", m.ResponseTimeoutInSeconds)
+	}
+	if m.ConnectTimeoutInSeconds < 0 || m.ConnectTimeoutInSeconds > 300 {
+		return hubErr(hubapi.CodeArgumentInvalid, "connectTimeoutInSeconds must be between 0 and 300, got %d", m.ConnectTimeoutInSeconds)
+	}
+	if len(m.Payload) > 128*1024 {
+		return hubErr(hubapi.CodeMessageTooLarge, "The method payload is larger than 128 KB")
+	}
+	if len(bytes.TrimSpace(m.Payload)) == 0 {
+		m.Payload = json.RawMessage("null")
+	}
+	return nil
 }

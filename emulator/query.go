@@ -3,7 +3,6 @@ package emulator
 import (
 	"encoding/json"
 	"iter"
-	"net/http"
 	"strings"
 	"time"
 
@@ -128,47 +127,48 @@ func (p *propsDoc) Field(name string) (any, bool) {
 func (p *propsDoc) MarshalJSON() ([]byte, error) {
 	d := (*device)(p)
 	b := []byte(`{"desired":`)
-	b = appendSection(b, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true)
+	b = d.desiredSection().append(b)
 	b = append(b, `,"reported":`...)
-	b = appendSection(b, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false)
+	b = d.reportedSection().append(b)
 	return append(b, '}'), nil
 }
 
-type desiredDoc device
+// desiredDoc and reportedDoc are a twin's properties sections seen by the query evaluator.
+type (
+	desiredDoc  device
+	reportedDoc device
+)
 
 func (s *desiredDoc) Field(name string) (any, bool) {
-	d := (*device)(s)
-	return sectionField(d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true, name)
+	return (*device)(s).desiredSection().field(name)
 }
 
 func (s *desiredDoc) MarshalJSON() ([]byte, error) {
-	d := (*device)(s)
-	return appendSection(nil, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true), nil
+	return (*device)(s).desiredSection().append(nil), nil
 }
 
-type reportedDoc device
-
 func (s *reportedDoc) Field(name string) (any, bool) {
-	d := (*device)(s)
-	return sectionField(d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false, name)
+	return (*device)(s).reportedSection().field(name)
 }
 
 func (s *reportedDoc) MarshalJSON() ([]byte, error) {
-	d := (*device)(s)
-	return appendSection(nil, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false), nil
+	return (*device)(s).reportedSection().append(nil), nil
 }
 
-func sectionField(m map[string]any, meta []metaEntry, at, created, ver int64, withVersion bool, name string) (any, bool) {
+// field is a section's property of that name, exact first, then case-insensitively, with $version and
+// $metadata.
+func (s section) field(name string) (any, bool) {
+	m := s.m
 	if v, ok := m[name]; ok {
 		return v, true
 	}
 	switch {
 	case strings.EqualFold(name, "$version"):
-		return ver, true
+		return s.ver, true
 	case strings.EqualFold(name, "$metadata"):
 		// Built on demand: queries on metadata are rare, so it is not kept per twin.
 		var mm map[string]any
-		_ = json.Unmarshal(appendSection(nil, m, meta, at, created, ver, withVersion), &mm)
+		_ = json.Unmarshal(s.append(nil), &mm)
 		return mm["$metadata"], true
 	}
 	for k, v := range m {
@@ -269,28 +269,23 @@ func parseCondition(cond string) (*query.Matcher, error) {
 	return query.Compile(e), nil
 }
 
-// selectDevices returns the devices a job condition selects now.
-func (s *Server) selectDevices(cond string) ([]*device, error) {
-	m, err := parseCondition(cond)
-	if err != nil {
-		return nil, err
-	}
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
+// selectWhere returns the registered devices m matches now, in creation order.
+func (s *store) selectWhere(m *query.Matcher) []*device {
 	var out []*device
-	for _, d := range s.store.order {
-		if !d.deleted && m.Match((*twinDoc)(d)) {
+	_ = s.forEach(func(d *device) error {
+		if m.Match((*twinDoc)(d)) {
 			out = append(out, d)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out
 }
 
-// twins iterates the twins a query sees, with the query lag applied; callers hold the store's read lock.
-func (s *Server) twins() iter.Seq[*device] {
-	view := s.store.lag.view(time.Now().UnixNano())
+// twins iterates the twins a query sees at now, with the query lag applied; callers hold the read lock.
+func (s *store) twins(now int64) iter.Seq[*device] {
+	view := s.lag.view(now)
 	return func(yield func(*device) bool) {
-		for _, d := range s.store.order {
+		for _, d := range s.order {
 			if d.deleted {
 				continue
 			}
@@ -317,90 +312,12 @@ func (s *Server) twins() iter.Seq[*device] {
 	}
 }
 
-// handleQuery serves POST /devices/query: twins, devices.jobs rows, projections and aggregates, paged
-// through stored cursors.
-func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) error {
-	return s.servePaged(w, r, QuotaQueries, func() (*cursor, error) {
-		var spec hubapi.QuerySpecification
-		if _, err := decodeBody(r, &spec); err != nil {
-			return nil, err
-		}
-		if strings.TrimSpace(spec.Query) == "" {
-			return nil, hubErr(hubapi.CodeArgumentNull, "The query is empty")
-		}
-		if len(spec.Query) > s.quotas.MaxQueryLength {
-			return nil, hubErr(hubapi.CodeArgumentInvalid, "The query is %d characters long; the limit is %d", len(spec.Query), s.quotas.MaxQueryLength)
-		}
-		q, err := query.Parse(spec.Query)
-		if err != nil {
-			return nil, hubErr(hubapi.CodeArgumentInvalid, "The query is invalid. Please check the format of the query and try again. %v", err)
-		}
-		return s.runQuery(q)
-	})
-}
-
-// runQuery evaluates a query once and returns its stored result.
-func (s *Server) runQuery(q *query.Query) (*cursor, error) {
-	top := q.Top()
-	switch q.Collection() {
-	case query.DeviceJobs:
-		return s.runJobsQuery(q)
-	case query.Modules:
-		// The emulator has no modules: every module query is empty.
-		return &cursor{itemType: hubapi.ItemTypeTwin, render: func(b []byte, _, _ int) []byte { return b }}, nil
-	}
-	if q.Aggregate() || !q.SelectAll() {
-		var rows [][]byte
-		s.store.mu.RLock()
-		if q.Aggregate() {
-			seq := func(yield func(query.Object) bool) {
-				for d := range s.twins() {
-					if !yield((*twinDoc)(d)) {
-						return
-					}
-				}
-			}
-			for _, row := range q.Run(seq) {
-				b, err := json.Marshal(canonicalKeys(q, row))
-				if err != nil {
-					s.store.mu.RUnlock()
-					return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
-				}
-				rows = append(rows, b)
-			}
-		} else {
-			m := q.Matcher()
-			for d := range s.twins() {
-				if top >= 0 && len(rows) >= top {
-					break
-				}
-				doc := (*twinDoc)(d)
-				if !m.Match(doc) {
-					continue
-				}
-				b, err := json.Marshal(canonicalKeys(q, q.Project(doc)))
-				if err != nil {
-					s.store.mu.RUnlock()
-					return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
-				}
-				rows = append(rows, b)
-			}
-		}
-		s.store.mu.RUnlock()
-		return &cursor{itemType: hubapi.ItemTypeRaw, n: len(rows), render: func(b []byte, from, to int) []byte {
-			for i := from; i < to; i++ {
-				if i > from {
-					b = append(b, ',')
-				}
-				b = append(b, rows[i]...)
-			}
-			return b
-		}}, nil
-	}
-	m := q.Matcher()
+// matchTwins returns the twins m matches, as a query sees them now, up to top of them (-1: all).
+func (s *store) matchTwins(m *query.Matcher, top int) []*device {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var devs []*device
-	s.store.mu.RLock()
-	for d := range s.twins() {
+	for d := range s.twins(time.Now().UnixNano()) {
 		if top >= 0 && len(devs) >= top {
 			break
 		}
@@ -408,42 +325,88 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 			devs = append(devs, d)
 		}
 	}
-	s.store.mu.RUnlock()
-	return &cursor{itemType: hubapi.ItemTypeTwin, n: len(devs), render: func(b []byte, from, to int) []byte {
-		// Copy the page's twins under the lock (maps are immutable), render outside it.
-		page := make([]device, to-from)
-		s.store.mu.RLock()
-		for i := range page {
-			page[i] = *devs[from+i]
-		}
-		s.store.mu.RUnlock()
-		for i := range page {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendTwin(b, &page[i])
-		}
-		return b
-	}}, nil
+	return devs
 }
 
-func (s *Server) runJobsQuery(q *query.Query) (*cursor, error) {
+// copyTwins copies the twins devs under the read lock; their maps are immutable, so the copies can be
+// rendered outside it.
+func (s *store) copyTwins(devs []*device) []device {
+	page := make([]device, len(devs))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i, d := range devs {
+		page[i] = *d
+	}
+	return page
+}
+
+// queryRows evaluates an aggregating or projecting query over the twins it sees now and renders each
+// row as JSON.
+func (s *store) queryRows(q *query.Query) ([][]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	twins := s.twins(time.Now().UnixNano())
+	var rows [][]byte
+	if q.Aggregate() {
+		seq := func(yield func(query.Object) bool) {
+			for d := range twins {
+				if !yield((*twinDoc)(d)) {
+					return
+				}
+			}
+		}
+		for _, row := range q.Run(seq) {
+			b, err := marshalRow(q, row)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, b)
+		}
+		return rows, nil
+	}
 	m, top := q.Matcher(), q.Top()
+	for d := range twins {
+		if top >= 0 && len(rows) >= top {
+			break
+		}
+		doc := (*twinDoc)(d)
+		if !m.Match(doc) {
+			continue
+		}
+		b, err := marshalRow(q, q.Project(doc))
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, b)
+	}
+	return rows, nil
+}
+
+// marshalRow renders one row of a query's result, its keys spelled as the hub spells them.
+func marshalRow(q *query.Query, row map[string]any) ([]byte, error) {
+	b, err := json.Marshal(canonicalKeys(q, row))
+	if err != nil {
+		return nil, hubErr(hubapi.CodeArgumentInvalid, "The query's result cannot be represented in JSON: %v", err)
+	}
+	return b, nil
+}
+
+// matchRows returns the devices.jobs rows m matches, up to top of them (-1: all).
+func (js *jobStore) matchRows(m *query.Matcher, top int) []*deviceJobRow {
+	js.mu.RLock()
+	defer js.mu.RUnlock()
 	var rows []*deviceJobRow
-	s.jobs.mu.RLock()
-outer:
-	for _, j := range s.jobs.order {
+	for _, j := range js.order {
 		for i := range j.rows {
 			if top >= 0 && len(rows) >= top {
-				break outer
+				return rows
 			}
 			if r := &j.rows[i]; m.Match((*rowDoc)(r)) {
 				rows = append(rows, r)
 			}
 		}
 	}
-	s.jobs.mu.RUnlock()
-	return &cursor{itemType: hubapi.ItemTypeDeviceJob, n: len(rows), render: renderLive(&s.jobs.mu, rows, (*deviceJobRow).deviceJob)}, nil
+	return rows
 }
 
 // twinFieldNames are the twin's top-level property names as the hub spells them.

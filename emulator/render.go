@@ -41,13 +41,35 @@ func appendTwin(b []byte, d *device) []byte {
 		b = appendObject(b, d.tags)
 	}
 	b = append(b, `,"properties":{"desired":`...)
-	b = appendSection(b, d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true)
+	b = d.desiredSection().append(b)
 	b = append(b, `,"reported":`...)
-	b = appendSection(b, d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false)
+	b = d.reportedSection().append(b)
 	b = append(b, `},"capabilities":{"iotEdge":`...)
 	b = strconv.AppendBool(b, d.iotEdge)
 	b = append(b, "}}"...)
 	return b
+}
+
+// section is a twin's desired or reported properties with what their $metadata and $version are
+// rendered from.
+type section struct {
+	m                map[string]any
+	meta             []metaEntry
+	at, created, ver int64
+	withVersion      bool // $lastUpdatedVersion in $metadata: desired properties only
+}
+
+func (d *device) desiredSection() section {
+	return section{d.desired, d.desiredMeta, d.desiredAt, d.created, d.desiredVer, true}
+}
+
+func (d *device) reportedSection() section {
+	return section{d.reported, d.reportedMeta, d.reportedAt, d.created, d.reportedVer, false}
+}
+
+// append appends the section with its $metadata and $version.
+func (s section) append(b []byte) []byte {
+	return appendSection(b, s.m, s.meta, s.at, s.created, s.ver, s.withVersion)
 }
 
 // appendSection appends a desired or reported section with its $metadata and $version.

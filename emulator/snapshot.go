@@ -110,49 +110,16 @@ func (s *Server) saveData(path string) error {
 	enc := json.NewEncoder(w)
 	err = enc.Encode(snapHeader{Format: dataFormat, Seed: s.opts.Seed})
 	pending := s.conv.live()
-	s.store.mu.RLock()
-	for _, d := range s.store.order {
-		if err != nil {
-			break
-		}
-		if d.deleted {
-			continue
-		}
-		var due int64
-		if it, ok := pending[d]; ok && it.ver == d.desiredVer {
-			// A due time of 0 would read as none pending; a clock that far back is not worth a field.
-			due = max(it.due, 1)
-		}
-		err = enc.Encode(snapLine{Device: &snapDevice{
-			ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
-			ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
-			Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
-			Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
-			Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
-			DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
-			Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
-			ConvergeDue: due,
-		}})
+	if err == nil {
+		err = s.store.forEach(func(d *device) error {
+			return enc.Encode(snapLine{Device: snapOfDevice(d, pending)})
+		})
 	}
-	s.store.mu.RUnlock()
-	s.jobs.mu.RLock()
-	for _, j := range s.jobs.order {
-		if err != nil {
-			break
-		}
-		sj := &snapJob{Request: j.req, Status: j.status, Times: [4]int64{j.created, j.start, j.began, j.end}, Failure: j.failure}
-		for _, r := range j.rows {
-			sj.Rows = append(sj.Rows, snapRow{DeviceID: r.dev.id, Status: r.status, Start: r.start, End: r.end,
-				Result: r.result, ErrCode: r.errCode, ErrDesc: r.errDesc})
-		}
-		for _, e := range s.jobs.timeline {
-			if e.JobID == j.id {
-				sj.Timeline = append(sj.Timeline, e)
-			}
-		}
-		err = enc.Encode(snapLine{Job: sj})
+	if err == nil {
+		err = s.jobs.forEach(func(j *job, events []JobEvent) error {
+			return enc.Encode(snapLine{Job: snapOfJob(j, events)})
+		})
 	}
-	s.jobs.mu.RUnlock()
 	if err == nil {
 		err = w.Flush()
 	}
@@ -171,6 +138,35 @@ func (s *Server) saveData(path string) error {
 	return nil
 }
 
+// snapOfDevice is d's line in the data file; pending holds the reports still due.
+func snapOfDevice(d *device, pending map[*device]convItem) *snapDevice {
+	var due int64
+	if it, ok := pending[d]; ok && it.ver == d.desiredVer {
+		// A due time of 0 would read as none pending; a clock that far back is not worth a field.
+		due = max(it.due, 1)
+	}
+	return &snapDevice{
+		ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
+		ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
+		Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
+		Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
+		Times:       [5]int64{d.created, d.desiredAt, d.reportedAt, d.statusAt, d.lastActivity},
+		DesiredMeta: toSnapMeta(d.desiredMeta), ReportedMeta: toSnapMeta(d.reportedMeta),
+		Counts:      [4]uint32{d.methodCalls, d.methodCallsDelivered, d.twinPatches, d.reports},
+		ConvergeDue: due,
+	}
+}
+
+// snapOfJob is j's line in the data file, with its timeline.
+func snapOfJob(j *job, events []JobEvent) *snapJob {
+	sj := &snapJob{Request: j.req, Status: j.status, Times: [4]int64{j.created, j.start, j.began, j.end}, Failure: j.failure, Timeline: events}
+	for _, r := range j.rows {
+		sj.Rows = append(sj.Rows, snapRow{DeviceID: r.dev.id, Status: r.status, Start: r.start, End: r.end,
+			Result: r.result, ErrCode: r.errCode, ErrDesc: r.errDesc})
+	}
+	return sj
+}
+
 // loadData reads a data file written by saveData; it reports false when the file does not exist yet.
 // Devices keep the behaviour of their fleet group when the fleet still has it.
 func (s *Server) loadData(path string) (bool, error) {
@@ -185,20 +181,18 @@ func (s *Server) loadData(path string) (bool, error) {
 	fail := func(line int, format string, args ...any) error {
 		return fmt.Errorf("emulator: data file %s:%d: %s", path, line, fmt.Sprintf(format, args...))
 	}
-	groups := map[string]*Behavior{}
-	if s.opts.Fleet != nil {
-		for i := range s.opts.Fleet.Groups {
-			g := &s.opts.Fleet.Groups[i]
-			groups[g.Name] = &g.Behavior
-		}
-	}
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 	var hdr snapHeader
 	if err := dec.Decode(&hdr); err != nil || hdr.Format != dataFormat {
 		return false, fail(1, "not an emulator data file (want format %s)", dataFormat)
 	}
-	st := s.store
-	interned := &internTable{m: map[string]map[string]any{}}
+	l := &dataLoader{s: s, groups: map[string]*Behavior{}, interned: &internTable{m: map[string]map[string]any{}}}
+	if s.opts.Fleet != nil {
+		for i := range s.opts.Fleet.Groups {
+			g := &s.opts.Fleet.Groups[i]
+			l.groups[g.Name] = &g.Behavior
+		}
+	}
 	line := 1
 	for dec.More() {
 		line++
@@ -208,89 +202,94 @@ func (s *Server) loadData(path string) (bool, error) {
 		}
 		switch {
 		case sl.Device != nil:
-			sd := sl.Device
-			if err := validDeviceID(sd.ID); err != nil {
-				return false, fail(line, "%v", err)
-			}
-			var sections [3]map[string]any
-			for i, raw := range []json.RawMessage{sd.Tags, sd.Desired, sd.Reported} {
-				if sections[i], err = interned.get(raw); err != nil {
-					return false, fail(line, "device %s: %v", sd.ID, err)
-				}
-			}
-			beh := st.defaults
-			if b, ok := groups[sd.Group]; ok {
-				beh = b
-			}
-			d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags, disabled: sd.Disabled,
-				statusReason: sd.StatusReason, modelID: sd.ModelID, iotEdge: sd.IoTEdge,
-				primaryKey: sd.PrimaryKey, secondaryKey: sd.SecondaryKey,
-				tags: sections[0], desired: sections[1], reported: sections[2],
-				version: sd.Versions[0], desiredVer: sd.Versions[1], reportedVer: sd.Versions[2], deviceETag: sd.Versions[3],
-				created: sd.Times[0], desiredAt: sd.Times[1], reportedAt: sd.Times[2], statusAt: sd.Times[3], lastActivity: sd.Times[4],
-				desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
-				methodCalls: sd.Counts[0], methodCallsDelivered: sd.Counts[1], twinPatches: sd.Counts[2], reports: sd.Counts[3],
-			}
-			if err := st.insert(d); err != nil {
-				return false, fail(line, "%v", err)
-			}
-			if sd.ConvergeDue != 0 {
-				s.conv.restore(d, sd.ConvergeDue)
-			}
+			err = l.device(sl.Device)
 		case sl.Job != nil:
-			sj := sl.Job
-			if !validJobID(sj.Request.JobID) {
-				return false, fail(line, "invalid job id %q", sj.Request.JobID)
-			}
-			j := &job{id: sj.Request.JobID, idAny: sj.Request.JobID, typAny: sj.Request.Type, req: sj.Request,
-				status: sj.Status, created: sj.Times[0], start: sj.Times[1], began: sj.Times[2], end: sj.Times[3],
-				failure: sj.Failure, cancel: make(chan struct{})}
-			if j.req.Type == hubapi.JobTypeUpdateTwin {
-				if j.req.UpdateTwin == nil {
-					return false, fail(line, "twin job %s has no updateTwin", j.id)
-				}
-				if j.write, err = patchWrite(j.req.UpdateTwin); err != nil {
-					return false, fail(line, "job %s: %v", j.id, err)
-				}
-			} else if j.req.CloudToDeviceMethod == nil {
-				return false, fail(line, "method job %s has no cloudToDeviceMethod", j.id)
-			}
-			j.rows = make([]deviceJobRow, len(sj.Rows))
-			for i, r := range sj.Rows {
-				d, ok := st.byID[r.DeviceID]
-				if !ok {
-					d = &device{id: r.DeviceID, idAny: r.DeviceID, beh: st.defaults, deleted: true}
-				}
-				if int(r.Status) >= len(rowStatus) {
-					return false, fail(line, "job %s: bad row status %d", j.id, r.Status)
-				}
-				j.rows[i] = deviceJobRow{job: j, dev: d, status: r.Status, start: r.Start, end: r.End,
-					result: r.Result, errCode: r.ErrCode, errDesc: r.ErrDesc}
-				j.counts[r.Status]++
-			}
-			if _, dup := s.jobs.byID[j.id]; dup {
-				return false, fail(line, "job %s appears twice", j.id)
-			}
-			s.jobs.byID[j.id] = j
-			s.jobs.order = append(s.jobs.order, j)
-			s.jobs.timeline = append(s.jobs.timeline, sj.Timeline...)
+			err = l.job(sl.Job)
 		default:
-			return false, fail(line, "neither a device nor a job")
+			err = errors.New("neither a device nor a job")
+		}
+		if err != nil {
+			return false, fail(line, "%v", err)
 		}
 	}
 	return true, nil
 }
 
-// resumeJobs restarts the runners of jobs that had not ended when the data file was written.
-func (s *Server) resumeJobs() {
-	s.jobs.mu.RLock()
-	defer s.jobs.mu.RUnlock()
-	for _, j := range s.jobs.order {
-		switch j.status {
-		case hubapi.JobQueued, hubapi.JobScheduled, hubapi.JobRunning:
-			s.startRunner(j)
+// dataLoader puts the lines of a data file back into a server's stores.
+type dataLoader struct {
+	s        *Server
+	groups   map[string]*Behavior // the fleet's groups by name
+	interned *internTable
+}
+
+// device restores a device line; it keeps the behaviour of its fleet group when the fleet still has it.
+func (l *dataLoader) device(sd *snapDevice) error {
+	if err := validDeviceID(sd.ID); err != nil {
+		return err
+	}
+	var sections [3]map[string]any
+	for i, raw := range []json.RawMessage{sd.Tags, sd.Desired, sd.Reported} {
+		var err error
+		if sections[i], err = l.interned.get(raw); err != nil {
+			return fmt.Errorf("device %s: %v", sd.ID, err)
 		}
 	}
+	beh := l.s.store.defaults
+	if b, ok := l.groups[sd.Group]; ok {
+		beh = b
+	}
+	d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags, disabled: sd.Disabled,
+		statusReason: sd.StatusReason, modelID: sd.ModelID, iotEdge: sd.IoTEdge,
+		primaryKey: sd.PrimaryKey, secondaryKey: sd.SecondaryKey,
+		tags: sections[0], desired: sections[1], reported: sections[2],
+		version: sd.Versions[0], desiredVer: sd.Versions[1], reportedVer: sd.Versions[2], deviceETag: sd.Versions[3],
+		created: sd.Times[0], desiredAt: sd.Times[1], reportedAt: sd.Times[2], statusAt: sd.Times[3], lastActivity: sd.Times[4],
+		desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
+		methodCalls: sd.Counts[0], methodCallsDelivered: sd.Counts[1], twinPatches: sd.Counts[2], reports: sd.Counts[3],
+	}
+	if err := l.s.store.add(d); err != nil {
+		return err
+	}
+	if sd.ConvergeDue != 0 {
+		l.s.conv.restore(d, sd.ConvergeDue)
+	}
+	return nil
+}
+
+// job restores a job line with its rows; a row whose device is gone keeps a deleted stand-in.
+func (l *dataLoader) job(sj *snapJob) error {
+	if !validJobID(sj.Request.JobID) {
+		return fmt.Errorf("invalid job id %q", sj.Request.JobID)
+	}
+	st := l.s.store
+	j := &job{id: sj.Request.JobID, idAny: sj.Request.JobID, typAny: sj.Request.Type, req: sj.Request,
+		status: sj.Status, created: sj.Times[0], start: sj.Times[1], began: sj.Times[2], end: sj.Times[3],
+		failure: sj.Failure, cancel: make(chan struct{})}
+	if j.req.Type == hubapi.JobTypeUpdateTwin {
+		if j.req.UpdateTwin == nil {
+			return fmt.Errorf("twin job %s has no updateTwin", j.id)
+		}
+		var err error
+		if j.write, err = patchWrite(j.req.UpdateTwin); err != nil {
+			return fmt.Errorf("job %s: %v", j.id, err)
+		}
+	} else if j.req.CloudToDeviceMethod == nil {
+		return fmt.Errorf("method job %s has no cloudToDeviceMethod", j.id)
+	}
+	j.rows = make([]deviceJobRow, len(sj.Rows))
+	for i, r := range sj.Rows {
+		d, err := st.lookup(r.DeviceID)
+		if err != nil {
+			d = &device{id: r.DeviceID, idAny: r.DeviceID, beh: st.defaults, deleted: true}
+		}
+		if int(r.Status) >= len(rowStatus) {
+			return fmt.Errorf("job %s: bad row status %d", j.id, r.Status)
+		}
+		j.rows[i] = deviceJobRow{job: j, dev: d, status: r.Status, start: r.Start, end: r.End,
+			result: r.Result, errCode: r.ErrCode, errDesc: r.ErrDesc}
+		j.counts[r.Status]++
+	}
+	return l.s.jobs.restore(j, sj.Timeline)
 }
 
 // rawSection renders a twin section for the data file; nil stays absent.

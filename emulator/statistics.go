@@ -16,9 +16,20 @@ func (s *Server) stateTier(h http.Header) {
 
 // registryStatistics serves GET /statistics/devices: the registry's device counts.
 func (s *Server) registryStatistics(w http.ResponseWriter) error {
+	return writeOK(w, s.store.registryStatistics())
+}
+
+// serviceStatistics serves GET /statistics/service: how many devices are connected.
+func (s *Server) serviceStatistics(w http.ResponseWriter) error {
+	return writeOK(w, s.store.serviceStatistics())
+}
+
+// registryStatistics counts the registered devices, enabled and disabled.
+func (s *store) registryStatistics() hubapi.RegistryStatistics {
 	var st hubapi.RegistryStatistics
-	s.store.mu.RLock()
-	for _, d := range s.store.byID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, d := range s.byID {
 		if d.deleted {
 			continue
 		}
@@ -29,19 +40,18 @@ func (s *Server) registryStatistics(w http.ResponseWriter) error {
 			st.EnabledDeviceCount++
 		}
 	}
-	s.store.mu.RUnlock()
-	return writeOK(w, st)
+	return st
 }
 
-// serviceStatistics serves GET /statistics/service: how many devices are connected.
-func (s *Server) serviceStatistics(w http.ResponseWriter) error {
+// serviceStatistics counts the connected devices.
+func (s *store) serviceStatistics() hubapi.ServiceStatistics {
 	var st hubapi.ServiceStatistics
-	s.store.mu.RLock()
-	for _, d := range s.store.byID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, d := range s.byID {
 		if !d.deleted && d.connectionState() == "Connected" {
 			st.ConnectedDeviceCount++
 		}
 	}
-	s.store.mu.RUnlock()
-	return writeOK(w, st)
+	return st
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -75,31 +76,38 @@ func deviceStats(d *device) DeviceStats {
 	}
 }
 
+// errorCounts counts error responses by code; it is safe for concurrent use.
+type errorCounts struct {
+	mu     sync.Mutex
+	byCode map[string]int64
+}
+
+func (c *errorCounts) add(code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byCode == nil {
+		c.byCode = map[string]int64{}
+	}
+	c.byCode[code]++
+}
+
+// copyTo puts the counts into m.
+func (c *errorCounts) copyTo(m map[string]int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.byCode {
+		m[k] = v
+	}
+}
+
 // Stats returns a snapshot of what the emulator observed. Device holds only devices with a non-zero count.
 func (s *Server) Stats() Stats {
 	st := Stats{Device: map[string]DeviceStats{}, Quotas: map[string]QuotaUse{}, Errors: map[string]int64{}, Tier: s.quotas.Tier}
 	st.Requests = s.requests.Load()
 	st.Faults = s.faultCount.Load()
-	s.errMu.Lock()
-	for k, v := range s.errCounts {
-		st.Errors[k] = v
-	}
-	s.errMu.Unlock()
-	s.store.mu.RLock()
-	st.Devices = len(s.store.byID)
-	for _, d := range s.store.order {
-		if !d.deleted && (d.methodCalls|d.twinPatches|d.reports) != 0 {
-			st.Device[d.id] = deviceStats(d)
-			st.Totals.MethodInvocations += int64(d.methodCalls)
-			st.Totals.MethodsDelivered += int64(d.methodCallsDelivered)
-			st.Totals.TwinPatches += int64(d.twinPatches)
-			st.Totals.Reports += int64(d.reports)
-		}
-	}
-	s.store.mu.RUnlock()
-	s.jobs.mu.RLock()
-	st.Jobs = append([]JobEvent{}, s.jobs.timeline...)
-	s.jobs.mu.RUnlock()
+	s.errors.copyTo(st.Errors)
+	st.Devices = s.store.observe(st.Device, &st.Totals)
+	st.Jobs = s.jobs.events()
 	for name, c := range s.limits.use {
 		lim := c.limit
 		if lim > 1e300 {
@@ -113,9 +121,31 @@ func (s *Server) Stats() Stats {
 
 // DeviceStats returns one device's counts; false when the device does not exist.
 func (s *Server) DeviceStats(id string) (DeviceStats, bool) {
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
-	d, ok := s.store.byID[id]
+	return s.store.deviceStats(id)
+}
+
+// observe puts the counts of each device with one into per and adds them to totals; it returns how
+// many devices the registry holds.
+func (s *store) observe(per map[string]DeviceStats, totals *Totals) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, d := range s.order {
+		if !d.deleted && (d.methodCalls|d.twinPatches|d.reports) != 0 {
+			per[d.id] = deviceStats(d)
+			totals.MethodInvocations += int64(d.methodCalls)
+			totals.MethodsDelivered += int64(d.methodCallsDelivered)
+			totals.TwinPatches += int64(d.twinPatches)
+			totals.Reports += int64(d.reports)
+		}
+	}
+	return len(s.byID)
+}
+
+// deviceStats returns one device's counts; false when the device does not exist.
+func (s *store) deviceStats(id string) (DeviceStats, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.byID[id]
 	if !ok {
 		return DeviceStats{}, false
 	}
@@ -165,34 +195,15 @@ func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, ds)
 	case len(parts) == 1 && parts[0] == "jobs":
-		s.jobs.mu.RLock()
-		out := map[string]any{"timeline": append([]JobEvent(nil), s.jobs.timeline...)}
-		var jobs []any
-		for _, j := range s.jobs.order {
-			jobs = append(jobs, j.response())
-		}
-		s.jobs.mu.RUnlock()
-		out["jobs"] = jobs
-		writeJSON(w, http.StatusOK, out)
+		jobs, timeline := s.jobs.responses()
+		writeJSON(w, http.StatusOK, map[string]any{"timeline": timeline, "jobs": jobs})
 	case len(parts) == 2 && parts[0] == "jobs":
-		s.jobs.mu.RLock()
-		j, ok := s.jobs.byID[parts[1]]
-		var out map[string]any
-		if ok {
-			var events []JobEvent
-			for _, e := range s.jobs.timeline {
-				if e.JobID == j.id {
-					events = append(events, e)
-				}
-			}
-			out = map[string]any{"job": j.response(), "timeline": events}
-		}
-		s.jobs.mu.RUnlock()
-		if !ok {
+		job, events, err := s.jobs.describe(parts[1])
+		if err != nil {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no job " + parts[1]})
 			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, map[string]any{"job": job, "timeline": events})
 	case len(parts) == 1 && parts[0] == "health":
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	default:

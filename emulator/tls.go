@@ -108,25 +108,13 @@ func newCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, erro
 	return ca, key, nil
 }
 
+// loadCA reads the CA a previous start made; any error means a new one is made instead.
 func loadCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cb, err := os.ReadFile(certPath)
+	ca, err := readPEM(certPath, x509.ParseCertificate)
 	if err != nil {
 		return nil, nil, err
 	}
-	kb, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	cp, _ := pem.Decode(cb)
-	kp, _ := pem.Decode(kb)
-	if cp == nil || kp == nil {
-		return nil, nil, errors.New("bad PEM")
-	}
-	ca, err := x509.ParseCertificate(cp.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := x509.ParseECPrivateKey(kp.Bytes)
+	key, err := readPEM(keyPath, x509.ParseECPrivateKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,6 +122,20 @@ func loadCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, err
 		return nil, nil, errors.New("CA expired")
 	}
 	return ca, key, nil
+}
+
+// readPEM reads the first PEM block of a file and parses its bytes.
+func readPEM[T any](path string, parse func(der []byte) (T, error)) (T, error) {
+	var zero T
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return zero, err
+	}
+	p, _ := pem.Decode(b)
+	if p == nil {
+		return zero, errors.New("bad PEM")
+	}
+	return parse(p.Bytes)
 }
 
 // writeFileAtomic writes data to path through a temporary file, fsync and rename, so that a reader never

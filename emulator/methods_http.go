@@ -1,0 +1,31 @@
+package emulator
+
+import (
+	"net/http"
+
+	"github.com/iot-rollout/rollout/hubapi"
+)
+
+// invokeHandler serves POST /twins/{id}/methods: a direct method call, answered when the simulated
+// device answers (or the client goes away).
+func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, id string) error {
+	var m hubapi.CloudToDeviceMethod
+	if _, err := decodeBody(r, &m); err != nil {
+		return err
+	}
+	if err := checkMethod(&m); err != nil {
+		return err
+	}
+	d, err := s.store.lookup(id)
+	if err != nil {
+		return err
+	}
+	res, err := s.invoke(r.Context(), d, &m)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client went away
+		}
+		return err
+	}
+	return writeOK(w, res)
+}
