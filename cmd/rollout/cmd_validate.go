@@ -148,11 +148,19 @@ func writeText(w io.Writer, results []validated) {
 		if r.plan != nil {
 			warnings := ""
 			if n := len(r.diags); n > 0 {
-				warnings = fmt.Sprintf(", %d warning(s)", n)
+				warnings = ", " + count(n, "warning")
 			}
-			fmt.Fprintf(w, "%s: valid: %d wave(s), hash %.8s%s\n", displayName(r.file), len(r.plan.Waves), r.plan.Hash, warnings)
+			fmt.Fprintf(w, "%s: valid: %s, hash %.8s%s\n", displayName(r.file), count(len(r.plan.Waves), "wave"), r.plan.Hash, warnings)
 		}
 	}
+}
+
+// count renders n with noun, plural when n is not 1: "1 wave", "3 waves".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // snippetWidth is how many characters of a long source line are shown either side of the column.
@@ -250,7 +258,11 @@ func writeMarkdown(w io.Writer, results []validated) {
 		total += len(r.diags)
 	}
 	if total == 0 {
-		fmt.Fprintf(w, "All %d plan(s) are valid.\n", len(results))
+		if len(results) == 1 {
+			fmt.Fprintln(w, "The plan is valid.")
+		} else {
+			fmt.Fprintf(w, "All %d plans are valid.\n", len(results))
+		}
 		return
 	}
 	fmt.Fprintln(w, "| | Location | Problem |")
