@@ -268,6 +268,9 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 	if f, ok := number(w.get("percent")); ok {
 		wave.Percent = f
 	}
+	if b := deref(pick(w.get("allowEmpty"), defaults.get("allowEmpty")).node); b != nil && b.ShortTag() == "!!bool" {
+		_ = b.Decode(&wave.AllowEmpty) // not a boolean: the schema reported it
+	}
 	approval := deref(w.get("approval").node)
 	wave.Approval = approval != nil && (approval.Value == "required" || approval.ShortTag() == "!!bool" && approval.Value == "true")
 

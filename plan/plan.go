@@ -41,12 +41,16 @@ type Wave struct {
 	Target   string  // condition as written; "*" selects every fleet device
 	Percent  float64 // 0 < Percent <= 100; 100 when the wave takes all its target selects
 	Approval bool    // the wave waits for `rollout approve`
-	Action   Action
-	Timeout  time.Duration // maxExecutionTimeInSeconds of each job
-	Batch    Batch
-	Success  Success
-	Bake     time.Duration // 0: no bake
-	Verify   *Verify       // nil: no verify
+	// AllowEmpty lets the wave select no device: it is then skipped. Without it an empty wave halts
+	// the rollout before any later wave, since a canary without devices proves nothing. Left out of
+	// the hash when false, so plans written before the setting existed keep their hash.
+	AllowEmpty bool `json:",omitempty"`
+	Action     Action
+	Timeout    time.Duration // maxExecutionTimeInSeconds of each job
+	Batch      Batch
+	Success    Success
+	Bake       time.Duration // 0: no bake
+	Verify     *Verify       // nil: no verify
 }
 
 // Action is the change a wave applies: exactly one of TwinUpdate and DirectMethod is set.
