@@ -229,9 +229,15 @@ func (l *loader) parse() (*yaml.Node, bool) {
 	return root, !l.diags.HasErrors()
 }
 
-// yamlError turns a YAML syntax error into a diagnostic. yaml.v3 reports only the line, so the column
-// is that of the line's first non-blank character.
+// yamlError turns a YAML syntax error into a diagnostic. yaml.v3 reports only a line, and for many
+// errors the line where the enclosing construct starts, so the source is scanned for the actual cause
+// first (see scanSyntax). When the scan finds none, the diagnostic keeps yaml.v3's message, at the
+// first non-blank character of its line.
 func (l *loader) yamlError(err error) {
+	if p, ok := scanSyntax(l.src); ok {
+		l.addAt(Error, p.line, p.col, "", p.hint, "invalid YAML: "+p.msg)
+		return
+	}
 	msg := err.Error()
 	line, col := 1, 1
 	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
