@@ -39,7 +39,7 @@ const (
 type Wave struct {
 	Name     string
 	Target   string  // condition as written; "*" selects every fleet device
-	Percent  float64 // 0 < Percent <= 100; 100 when the wave takes all its target selects
+	Percent  float64 // 0 < Percent <= 100 (written 50 or 50%); 100 when the wave takes all its target selects
 	Approval bool    // the wave waits for `rollout approve`
 	// AllowEmpty lets the wave select no device: it is then skipped. Without it an empty wave halts
 	// the rollout before any later wave, since a canary without devices proves nothing. Left out of

@@ -94,7 +94,7 @@ waves:
     batch: {growth: 1}
     approval: true
   - name: rest
-    percent: 50
+    percent: 25%
     timeout: 1h
     verify: {within: 1h}
     action:
@@ -124,7 +124,7 @@ schedule:
 		{"canary verify", *c.Verify, plan.Verify{Condition: "properties.reported.firmware.version = '2.4.0'", MinRate: 0.9, Within: plan.DefaultVerifyWithin}},
 		{"canary tags", c.Action.TwinUpdate.Tags["n"], 3.0},
 		{"rest target", r.Target, "*"},
-		{"rest percent", r.Percent, 50.0},
+		{"rest percent", r.Percent, 25.0},
 		{"rest approval", r.Approval, false},
 		{"rest timeout", r.Timeout, time.Hour},
 		{"rest batch", r.Batch, plan.Batch{Size: 20, Growth: plan.DefaultBatchGrowth}},
@@ -255,6 +255,7 @@ action:
 `,
 		"defaults written out":          strings.Replace(base, "defaults: {timeout: 30m}", "defaults: {timeout: 1800s, batch: {size: 100, growth: 2}, bake: 0s}", 1),
 		"description changed":           strings.Replace(base, "description: one", "description: two", 1),
+		"percent with a % sign":         strings.Replace(base, "percent: 50}", "percent: 50%}", 1),
 		"allowEmpty: false written out": strings.Replace(base, "percent: 50}", "percent: 50, allowEmpty: false}", 1),
 		"value moved to waves":          strings.Replace(strings.Replace(base, "defaults: {timeout: 30m}\n", "", 1), `"*", percent: 50}`, `"*", percent: 50, timeout: 30m}`, 1),
 	}
