@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,6 +129,9 @@ func (l *loader) load() *Plan {
 	if !ok {
 		return nil
 	}
+	if l.fleetFile() {
+		return nil
+	}
 	value := l.toValue(doc, "")
 	for _, d := range l.diags {
 		l.fatal = l.fatal || !strings.HasPrefix(d.Message, "duplicate key")
@@ -144,6 +148,32 @@ func (l *loader) load() *Plan {
 		return nil
 	}
 	return l.resolve(s)
+}
+
+// fleetFile reports, as one error, a document that is an emulator fleet file rather than a plan: it
+// has groups or devices at the top and no waves. Its keys would otherwise each be reported as unknown.
+func (l *loader) fleetFile() bool {
+	var keys []string
+	var first *yaml.Node
+	for i := 0; i+1 < len(l.root.Content); i += 2 {
+		switch k := l.root.Content[i]; k.Value {
+		case "waves":
+			return false
+		case "groups", "devices":
+			if !slices.Contains(keys, k.Value+":") {
+				keys = append(keys, k.Value+":")
+			}
+			if first == nil {
+				first = k
+			}
+		}
+	}
+	if first == nil {
+		return false
+	}
+	l.add(Error, first, "", "a plan has version, name, action and waves; a fleet file describes the emulator's devices",
+		"this looks like a fleet file (%s); give it with --emulate FLEET", strings.Join(keys, ", "))
+	return true
 }
 
 // readable rejects inputs that are not worth handing to the YAML parser: empty, oversized, or not
