@@ -365,13 +365,13 @@ func readPlan(e *env, file string) ([]byte, error) {
 }
 
 // loadPlan loads the plan read from file for the command name. An invalid plan gives nil, after its
-// diagnostics, one a line, and a pointer to `rollout validate` went to standard error.
+// diagnostics, rendered as `rollout validate` renders them (source line, caret, path and hint), and a
+// pointer to `rollout validate` went to standard error.
 func loadPlan(e *env, name, file string, data []byte) *plan.Plan {
 	p, diags := plan.Load(file, data)
 	if diags.HasErrors() || p == nil {
-		for _, d := range diags {
-			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
-		}
+		// The source is at hand: standard input cannot be read again, and the file may have changed.
+		printDiagnosticsWith(e, diags, map[string][]byte{file: data})
 		fmt.Fprintf(e.stderr, "rollout %s: the plan is invalid; `rollout validate` shows the details\n", name)
 		return nil
 	}
