@@ -257,7 +257,24 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 	if top >= 0 {
 		parent = &s.blocks[top]
 	}
+	if parent != nil && parent.key == "-" && !isItem && top > 0 && s.blocks[top-1].indent == ind {
+		// A key after a compact list (items at the indentation of their key): the list has ended.
+		top--
+		parent = &s.blocks[top]
+	}
 	switch {
+	case parent != nil && parent.indent == ind && isItem && parent.key != "-" && (parent.hasValue || top != len(s.blocks)-1):
+		// A "- " item beside keys; only right under a key without a value does it start that key's list.
+		return syntaxProblem{num, ind + 1, "this list item stands among the keys of a mapping",
+			"indent it under the key that holds the list, or write it as key: value"}, true
+	case parent != nil && parent.indent == ind && !isItem && m != nil && parent.key == "-":
+		// A key beside "- " items: it belongs to an item, or should start one.
+		hint := "indent it into the item above, or start a new item with - "
+		if top+1 < len(s.blocks) {
+			in := s.blocks[top+1]
+			hint = fmt.Sprintf("indent it %d spaces to put it in the item above, like %s on line %d; or start a new item with - ", in.indent, describe(in), in.line)
+		}
+		return syntaxProblem{num, ind + 1, fmt.Sprintf("%s is a key at the indentation of the list's items", strings.Trim(m[2], `"'`)), hint}, true
 	case parent != nil && parent.indent == ind:
 		// A sibling of parent.
 	case top < len(s.blocks)-1 && (parent == nil || parent.indent < ind):
@@ -301,7 +318,8 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		}
 	}
 	s.blocks = s.blocks[:top+1]
-	if parent != nil && parent.indent == ind {
+	if parent != nil && parent.indent == ind && (!isItem || parent.key == "-") {
+		// A sibling replaces parent; but a compact list's first item keeps its key below it.
 		s.blocks = s.blocks[:top]
 	}
 	// Push the levels this line opens: each "- " item, then the key.

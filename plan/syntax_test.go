@@ -28,6 +28,7 @@ func TestScanSyntaxQuietOnValidYAML(t *testing.T) {
 		"multi-line flow":  []byte("a: {b: 1,\n  c: [1,\n    2]}\nd: [\n  x,\n]\n"),
 		"multi-line quote": []byte("a: \"one\n  two\"\nb: 'three\n  four'\n"),
 		"compact sequence": []byte("waves:\n- name: a\n  target: b\n-   name: c\n    x:\n      - 1\n      - - 2\n        - 3\n"),
+		"compact then key": []byte("waves:\n- name: a\n  x: 1\n- b\nother: 1\nlist:\n- - x\n  - y\nlast:\n  - z\nend: 1\n"),
 		"complex key":      []byte("? [a, b]\n: c\n"),
 		"documents":        []byte("---\na: 1\n...\n---\n  b: 2\n"),
 		"scalar document":  []byte("just text\n"),
