@@ -33,7 +33,11 @@ type block struct {
 
 // keyLine matches the start of a block mapping entry: an optional run of "- " items, then a plain or
 // quoted key followed by ':' and a space or the end of the line.
-var keyLine = regexp.MustCompile(`^((?:- +)*)("[^"]*"|'[^']*'|[^\s:#{}\[\],'"&*!|>%@` + "`" + `-][^:#]*?|-[^\s:#][^:#]*?)\s*:(?:\s|$)`)
+var keyLine = regexp.MustCompile(`^((?:- +)*)("[^"]*"|'[^']*'|(?:[^\s:#{}\[\],'"&*!|>%@` + "`" + `-]|-[^\s:#])` + plainRest + `)\s*:(?:\s|$)`)
+
+// plainRest is the rest of a plain key: '#' is text unless a space precedes it; the key ends at the
+// first ':' followed by a space or the end of the line, as the match is the shortest.
+const plainRest = `(?:\S|[ \t]+[^#\s])*?`
 
 // blockIndicator matches a block scalar header (| or > with optional indicators, then an optional comment).
 var blockIndicator = regexp.MustCompile(`^[|>][0-9+-]*\s*(#.*)?$`)
@@ -49,7 +53,13 @@ func scanSyntax(src []byte) (syntaxProblem, bool) {
 	s := &syntaxScanner{}
 	lines := strings.Split(string(src), "\n")
 	for i, text := range lines {
+		if s.suspect != nil && s.closedAt != 0 && i+1 > s.closedAt {
+			s.suspect = nil
+		}
 		if p, ok := s.line(i+1, []rune(strings.TrimRight(text, "\r"))); ok {
+			if s.suspect != nil {
+				return *s.suspect, true // the bracket or quote that ran on is the likelier cause
+			}
 			return p, true
 		}
 	}
@@ -63,6 +73,12 @@ type syntaxScanner struct {
 	scalarOwner int      // inside a block scalar: the indentation of its owner; -1 when not in one
 	inScalar    bool
 	complex     bool // the document uses "? " keys, which the indentation checks do not model
+	// suspect is a bracket or quote that ran on to a line that looks like the next key. YAML allows
+	// that, so it is reported only when it is never closed, or when a problem follows while it is
+	// open or on the line where it closed (closedAt).
+	suspect   *syntaxProblem
+	closedAt  int
+	continued bool // the current line continues a plain scalar
 }
 
 func indentOf(text []rune) int {
@@ -94,18 +110,24 @@ func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
 		if ind < len(text) && text[ind] == '\t' {
 			return syntaxProblem{num, ind + 1, "this line is indented with a tab", "indent YAML with spaces, not tabs"}, true
 		}
+		s.continued = false
 		if p, ok := s.indentation(num, text, ind); ok {
 			return p, true
 		}
+		if s.continued {
+			return syntaxProblem{}, false
+		}
 	} else if s.quote != nil && !blank {
 		// A quote that runs onto a line that looks like the next key was never closed.
-		if ind <= s.quote.indent && keyLine.MatchString(string(text[ind:])) {
-			return s.unclosed(*s.quote), true
+		if ind <= s.quote.indent && keyLine.MatchString(string(text[ind:])) && s.suspect == nil {
+			p := s.unclosed(*s.quote)
+			s.suspect, s.closedAt = &p, 0
 		}
 		s.quote.continuation = true
 	} else if len(s.flow) > 0 && !blank {
-		if o := s.flow[0]; ind <= o.indent && keyLine.MatchString(string(text[ind:])) {
-			return s.unclosed(s.flow[len(s.flow)-1]), true
+		if o := s.flow[0]; ind <= o.indent && keyLine.MatchString(string(text[ind:])) && s.suspect == nil {
+			p := s.unclosed(s.flow[len(s.flow)-1])
+			s.suspect, s.closedAt = &p, 0
 		}
 	}
 	return s.chars(num, text, ind)
@@ -134,11 +156,15 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 				i++
 			case ch == q.ch:
 				s.quote = nil
+				if s.suspect != nil && len(s.flow) == 0 {
+					s.closedAt = num
+				}
 				j := i + 1
 				for j < len(text) && (text[j] == ' ' || text[j] == '\t') {
 					j++
 				}
-				if j < len(text) && !strings.ContainsRune(":#", text[j]) && (len(s.flow) == 0 || !strings.ContainsRune(",]}", text[j])) {
+				// (A document that is only a scalar is left alone: the parser reads it leniently.)
+				if j < len(text) && (len(s.blocks) > 0 || len(s.flow) > 0) && !strings.ContainsRune(":#", text[j]) && (len(s.flow) == 0 || !strings.ContainsRune(",]}", text[j])) {
 					hint := `inside double quotes, write \" for a quote character`
 					if q.ch == '\'' {
 						hint = "inside single quotes, write '' for a quote character, or put the whole value in double quotes"
@@ -181,6 +207,9 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 					fmt.Sprintf("close %c with %c", o.ch, want)}, true
 			}
 			s.flow = s.flow[:len(s.flow)-1]
+			if s.suspect != nil && len(s.flow) == 0 {
+				s.closedAt = num
+			}
 		case len(s.flow) > 0 && (ch == ',' || ch == ':'):
 			start = true
 			continue
@@ -227,6 +256,9 @@ func (s *syntaxScanner) unclosed(o opener) syntaxProblem {
 }
 
 func (s *syntaxScanner) eof() (syntaxProblem, bool) {
+	if s.suspect != nil && (s.quote != nil || len(s.flow) > 0) {
+		return *s.suspect, true
+	}
 	if s.quote != nil {
 		return s.unclosed(*s.quote), true
 	}
@@ -277,11 +309,15 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		return syntaxProblem{num, ind + 1, fmt.Sprintf("%s is a key at the indentation of the list's items", strings.Trim(m[2], `"'`)), hint}, true
 	case parent != nil && parent.indent == ind:
 		// A sibling of parent.
-	case top < len(s.blocks)-1 && (parent == nil || parent.indent < ind):
+	case parent == nil && len(s.blocks) > 0:
+		// Left of the document's first key: what follows is beyond these checks.
+		s.complex = true
+		return syntaxProblem{}, false
+	case top < len(s.blocks)-1 && parent.indent < ind:
 		// Between two open levels: aligned with neither.
 		above := s.blocks[top+1]
 		near := above
-		if parent != nil && ind-parent.indent < above.indent-ind {
+		if ind-parent.indent < above.indent-ind {
 			near = *parent
 		}
 		what := "this line"
@@ -305,6 +341,7 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		if p, ok := colonInValue(num, text, ind); ok {
 			return p, true
 		}
+		s.continued = true // the line continues a plain value: its quotes and brackets are text
 		return syntaxProblem{}, false
 	}
 	if m == nil && !isItem {
@@ -314,7 +351,8 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 				fmt.Sprintf("write %s: followed by its value, or remove the line", word)}, true
 		}
 		if parent == nil {
-			return syntaxProblem{}, false // a document that is a single scalar
+			s.complex = true // a document that is a scalar: nothing to check
+			return syntaxProblem{}, false
 		}
 	}
 	s.blocks = s.blocks[:top+1]

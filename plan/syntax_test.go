@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,4 +67,33 @@ func TestScanSyntaxQuietOnValidYAML(t *testing.T) {
 	if checked < 50 {
 		t.Errorf("checked %d valid YAML files, want at least 50", checked)
 	}
+}
+
+// FuzzScanSyntax checks scanSyntax against yaml.v3: on input that parses, it must find no problem
+// (its finding would hide the real one when a later part of a file is broken), and it must not panic.
+func FuzzScanSyntax(f *testing.F) {
+	for _, pattern := range []string{"../plans/examples/*.yaml", "../testdata/plan/*.yaml", "../testdata/fleets/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			if data, err := os.ReadFile(file); err == nil && len(data) < 16<<10 {
+				f.Add(data)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, found := scanSyntax(data)
+		if !found {
+			return
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var n yaml.Node
+			if err := dec.Decode(&n); err != nil {
+				if err == io.EOF {
+					t.Fatalf("parses, but scanSyntax reports %d:%d: %s", p.line, p.col, p.msg)
+				}
+				return
+			}
+		}
+	})
 }
