@@ -388,7 +388,11 @@ func (l *loader) toValue(n *yaml.Node, path string) any {
 			}
 			kp := keyPath(path, k.Value)
 			if first, dup := seen[k.Value]; dup {
-				l.add(Error, n.Content[i], kp, "remove one of them", "duplicate key %q (first defined at line %d)", k.Value, first.Line)
+				where := fmt.Sprintf("line %d", first.Line)
+				if first.Line == n.Content[i].Line {
+					where = fmt.Sprintf("column %d of this line", first.Column)
+				}
+				l.add(Error, n.Content[i], kp, "remove one of them; until then the first one counts", "duplicate key %q (first defined at %s)", k.Value, where)
 				continue
 			}
 			seen[k.Value] = n.Content[i]
