@@ -47,8 +47,8 @@ var blockIndicator = regexp.MustCompile(`^[|>][0-9+-]*\s*(#.*)?$`)
 // the wrong character, text after a closing quote, a tab in the indentation, a line indented to no
 // level above it, a key nested under a key that already has a value, a line without ':' among keys,
 // and ': ' inside a plain value. It returns the first problem in document order, or false when it
-// finds none; then the caller keeps yaml.v3's own message. It never reports a problem in YAML that
-// parses (a test checks this against every plan and fleet in the repository).
+// finds none; then the caller keeps yaml.v3's own message. It must find nothing in YAML that parses
+// (TestScanSyntaxQuietOnValidYAML and FuzzScanSyntax check this): its finding replaces the parser's.
 func scanSyntax(src []byte) (syntaxProblem, bool) {
 	s := &syntaxScanner{}
 	lines := strings.Split(string(src), "\n")
@@ -70,9 +70,9 @@ type syntaxScanner struct {
 	flow        []opener // open flow brackets, innermost last
 	quote       *opener  // the open quoted scalar, if any
 	blocks      []block  // open block levels, outermost first
-	scalarOwner int      // inside a block scalar: the indentation of its owner; -1 when not in one
+	scalarOwner int      // inside a block scalar: the indentation of the line that opened it
 	inScalar    bool
-	complex     bool // the document uses "? " keys, which the indentation checks do not model
+	complex     bool // "? " keys or a scalar document, which the indentation checks do not model
 	// suspect is a bracket or quote that ran on to a line that looks like the next key. YAML allows
 	// that, so it is reported only when it is never closed, or when a problem follows while it is
 	// open or on the line where it closed (closedAt).
@@ -118,7 +118,7 @@ func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
 			return syntaxProblem{}, false
 		}
 	} else if s.quote != nil && !blank {
-		// A quote that runs onto a line that looks like the next key was never closed.
+		// A quote that runs onto a line that looks like the next key was probably never closed.
 		if ind <= s.quote.indent && keyLine.MatchString(string(text[ind:])) && s.suspect == nil {
 			p := s.unclosed(*s.quote)
 			s.suspect, s.closedAt = &p, 0
