@@ -73,24 +73,76 @@ func (p *fleetParser) err() error {
 
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntax reports a YAML syntax error at the first non-blank character of the line yaml.v3 names.
+// parserErrors are the messages of yaml.v3's parser, which numbers lines from 0 in its errors; its
+// scanner's messages (some also start "did not find expected") number them from 1.
+var parserErrors = map[string]bool{
+	"did not find expected <document start>": true, "did not find expected node content": true,
+	"did not find expected '-' indicator": true, "did not find expected key": true,
+	"did not find expected ',' or ']'": true, "did not find expected ',' or '}'": true,
+}
+
+// syntax reports a YAML syntax error. yaml.v3 names the line of the construct the error is in: for
+// the parser's errors counted from 0, for the scanner's from 1. An
+// unclosed bracket is pointed at; otherwise the column is the line's first non-blank character.
 func (p *fleetParser) syntax(err error) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line, col := 1, 1
+	hint := ""
 	if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if parserErrors[msg] {
+			line++
+		}
 		lines := strings.Split(string(p.src), "\n")
-		if line >= 1 && line <= len(lines) {
-			text := lines[line-1]
-			col = utf8.RuneCountInString(text[:len(text)-len(strings.TrimLeft(text, " \t"))]) + 1
+		line = min(max(line, 1), len(lines))
+		text := strings.TrimRight(lines[line-1], "\r")
+		indent := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+		col = utf8.RuneCountInString(indent) + 1
+		if i := strings.IndexByte(indent, '\t'); i >= 0 {
+			col = i + 1
+		}
+		for _, b := range []struct{ open, close, what string }{{"{", "}", "mapping"}, {"[", "]", "list"}} {
+			if strings.Contains(msg, "'"+b.close+"'") || msg == "did not find expected node content" {
+				if i := unclosedAt(text, b.open[0], b.close[0]); i >= 0 {
+					col = utf8.RuneCountInString(text[:i]) + 1
+					msg = fmt.Sprintf("this %s is never closed: add %s at the end of the %s", b.open, b.close, b.what)
+				}
+			}
 		}
 	}
-	hint := ""
 	if strings.Contains(msg, "tab") || strings.Contains(msg, "cannot start any token") {
 		hint = "indent YAML with spaces, not tabs"
 	}
 	p.problems = append(p.problems, FleetProblem{Line: line, Col: col, Message: "invalid YAML: " + msg, Hint: hint})
+}
+
+// unclosedAt returns the byte offset of the last open bracket on line that the line does not close,
+// skipping quoted text, or -1.
+func unclosedAt(line string, open, close byte) int {
+	var stack []int
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' '):
+			i = len(line)
+		case c == open:
+			stack = append(stack, i)
+		case c == close && len(stack) > 0:
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if len(stack) == 0 {
+		return -1
+	}
+	return stack[len(stack)-1]
 }
 
 // fieldKind is what a fleet file key holds.
