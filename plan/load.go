@@ -224,6 +224,14 @@ func (l *loader) sourceLine(n int) string {
 
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// parserErrors are the messages of yaml.v3's parser, which numbers lines from 0 in its errors; its
+// scanner's messages (some also start "did not find expected") number them from 1.
+var parserErrors = map[string]bool{
+	"did not find expected <document start>": true, "did not find expected node content": true,
+	"did not find expected '-' indicator": true, "did not find expected key": true,
+	"did not find expected ',' or ']'": true, "did not find expected ',' or '}'": true,
+}
+
 // parse decodes the single YAML document and checks that it is a mapping.
 func (l *loader) parse() (*yaml.Node, bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(l.src))
@@ -262,7 +270,7 @@ func (l *loader) parse() (*yaml.Node, bool) {
 // yamlError turns a YAML syntax error into a diagnostic. yaml.v3 reports only a line, and for many
 // errors the line where the enclosing construct starts, so the source is scanned for the actual cause
 // first (see scanSyntax). When the scan finds none, the diagnostic keeps yaml.v3's message, at the
-// first non-blank character of its line.
+// first non-blank character of the line it names.
 func (l *loader) yamlError(err error) {
 	if p, ok := scanSyntax(l.src); ok {
 		l.addAt(Error, p.line, p.col, "", p.hint, "invalid YAML: "+p.msg)
@@ -273,6 +281,11 @@ func (l *loader) yamlError(err error) {
 	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if parserErrors[msg] {
+			// The parser's errors (as opposed to the scanner's) count the line from 0.
+			line++
+		}
+		line = min(max(line, 1), bytes.Count(l.src, []byte{'\n'})+1)
 		text := l.sourceLine(line)
 		col = utf8.RuneCountInString(text[:len(text)-len(strings.TrimLeft(text, " \t"))]) + 1
 		if i := strings.IndexByte(text, '\t'); i >= 0 && strings.TrimLeft(text[:i], " ") == "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // syntaxProblem is a YAML syntax error located by scanning the source: where the problem is, what is
@@ -29,6 +30,7 @@ type block struct {
 	line     int
 	key      string
 	hasValue bool
+	scalar   bool // a plain value on its own line, which may go on over more lines
 }
 
 // keyLine matches the start of a block mapping entry: an optional run of "- " items, then a plain or
@@ -72,7 +74,8 @@ type syntaxScanner struct {
 	blocks      []block  // open block levels, outermost first
 	scalarOwner int      // inside a block scalar: the indentation of the line that opened it
 	inScalar    bool
-	complex     bool // "? " keys or a scalar document, which the indentation checks do not model
+	complex     bool // "? " keys, which the indentation checks do not model
+	scalarDoc   bool // the document is a scalar: nothing to check
 	// suspect is a bracket or quote that ran on to a line that looks like the next key. YAML allows
 	// that, so it is reported only when it is never closed, or when a problem follows while it is
 	// open or on the line where it closed (closedAt).
@@ -90,6 +93,9 @@ func indentOf(text []rune) int {
 }
 
 func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
+	if s.scalarDoc {
+		return syntaxProblem{}, false
+	}
 	ind := indentOf(text)
 	rest := strings.TrimSpace(string(text))
 	blank := rest == "" || strings.HasPrefix(rest, "#")
@@ -114,7 +120,7 @@ func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
 		if p, ok := s.indentation(num, text, ind); ok {
 			return p, true
 		}
-		if s.continued {
+		if s.continued || s.scalarDoc {
 			return syntaxProblem{}, false
 		}
 	} else if s.quote != nil && !blank {
@@ -221,7 +227,17 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 		case len(s.flow) == 0 && start && (ch == '|' || ch == '>') && blockIndicator.MatchString(string(text[i:])):
 			s.inScalar, s.scalarOwner = true, ind
 			return syntaxProblem{}, false
-		case start && !strings.ContainsRune("&!*", ch):
+		case start && ch == '!':
+			// A tag runs to the next space, brackets and all.
+			for i+1 < len(text) && text[i+1] != ' ' && text[i+1] != '\t' {
+				i++
+			}
+		case start && (ch == '&' || ch == '*'):
+			// An anchor or alias name: letters, digits, '-' and '_'.
+			for i+1 < len(text) && (unicode.IsLetter(text[i+1]) || unicode.IsDigit(text[i+1]) || text[i+1] == '-' || text[i+1] == '_') {
+				i++
+			}
+		case start:
 			plain = true
 		}
 		start = false
@@ -280,6 +296,10 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 	}
 	m := keyLine.FindStringSubmatch(body)
 	isItem := body == "-" || strings.HasPrefix(body, "- ")
+	if n := len(s.blocks); m == nil && !isItem && n > 0 && s.blocks[n-1].scalar && (n == 1 || ind > s.blocks[n-2].indent) {
+		s.continued = true // more lines of a plain value, indented less than its first but more than its key
+		return syntaxProblem{}, false
+	}
 	// Pop the levels this line closes.
 	top := len(s.blocks) - 1
 	for top >= 0 && s.blocks[top].indent > ind {
@@ -345,13 +365,18 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		return syntaxProblem{}, false
 	}
 	if m == nil && !isItem {
-		if parent != nil && parent.indent == ind || parent == nil && len(s.blocks) > 0 {
+		if parent != nil && parent.scalar && parent.indent <= ind {
+			s.continued = true // more lines of a plain value
+			return syntaxProblem{}, false
+		}
+		bare := !strings.ContainsAny(body, ":{}[]\"'&*!|>#") // a plain word or words, nothing that could be a key
+		if bare && (parent != nil && parent.indent == ind || parent == nil && len(s.blocks) > 0) {
 			word := firstWord(body)
 			return syntaxProblem{num, ind + 1, fmt.Sprintf("%s is not a key: there is no ':' after it", word),
 				fmt.Sprintf("write %s: followed by its value, or remove the line", word)}, true
 		}
 		if parent == nil {
-			s.complex = true // a document that is a scalar: nothing to check
+			s.scalarDoc = true // a document that is a scalar, which the parser reads leniently
 			return syntaxProblem{}, false
 		}
 	}
@@ -379,7 +404,7 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		if len(s.blocks) > top+1 && s.blocks[len(s.blocks)-1].key == "-" && s.blocks[len(s.blocks)-1].line == num {
 			s.blocks[len(s.blocks)-1].hasValue = true
 		} else {
-			s.blocks = append(s.blocks, block{indent: col, line: num, key: firstWord(body), hasValue: true})
+			s.blocks = append(s.blocks, block{indent: col, line: num, key: firstWord(body), hasValue: true, scalar: true})
 		}
 		return syntaxProblem{}, false
 	}
@@ -423,7 +448,7 @@ func describe(b block) string {
 }
 
 // colonInValue finds ": " (or a final ':') inside a plain value on a key line, which YAML reads as a
-// second key on the same line.
+// second key on the same line, and a value that is a bare *, which YAML reads as an alias.
 func colonInValue(num int, text []rune, ind int) (syntaxProblem, bool) {
 	key := ""
 	vstart := ind
@@ -446,6 +471,14 @@ func colonInValue(num int, text []rune, ind int) (syntaxProblem, bool) {
 	}
 	for vstart < len(text) && text[vstart] == ' ' {
 		vstart++
+	}
+	if vstart < len(text) && text[vstart] == '*' && (vstart+1 == len(text) || text[vstart+1] == ' ') {
+		fix := `"*"`
+		if key != "" {
+			fix = key + `: "*"`
+		}
+		return syntaxProblem{num, vstart + 1, "a bare * starts a YAML alias, which needs a name after it",
+			"to mean every device, quote it: " + fix}, true
 	}
 	if vstart >= len(text) || strings.ContainsRune("\"'{[|>&*!#", text[vstart]) {
 		return syntaxProblem{}, false
