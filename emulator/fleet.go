@@ -92,7 +92,6 @@ type groupYAML struct {
 	Desired  map[string]any `yaml:"desired"`
 	Reported map[string]any `yaml:"reported"`
 	Behavior *behaviorYAML  `yaml:"behavior"`
-	line     int
 }
 
 func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
@@ -100,7 +99,6 @@ func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(g)); err != nil {
 		return err
 	}
-	g.line = n.Line
 	return nil
 }
 
@@ -131,7 +129,6 @@ type deviceYAML struct {
 	X509Thumbprint            any `yaml:"x509Thumbprint"`
 	DeviceScope               any `yaml:"deviceScope"`
 	ParentScopes              any `yaml:"parentScopes"`
-	line                      int
 }
 
 func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
@@ -139,7 +136,6 @@ func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(d)); err != nil {
 		return err
 	}
-	d.line = n.Line
 	return nil
 }
 
