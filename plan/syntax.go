@@ -177,6 +177,9 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 					}
 					return syntaxProblem{num, i + 1, fmt.Sprintf("this %c ends the string that starts at line %d, column %d, but more text follows it", ch, q.line, q.col), hint}, true
 				}
+				if j < len(text) && text[j] == '#' {
+					return syntaxProblem{}, false // the parser takes a # right after a closing quote as a comment
+				}
 				start = false
 			}
 			continue
@@ -349,11 +352,8 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 			fmt.Sprintf("indent it %d spaces, like %s on line %d", near.indent, describe(near), near.line)}, true
 	case parent != nil && parent.hasValue:
 		// Deeper than a key that already has a value: only a plain value may continue here.
-		if m != nil || isItem {
-			what := "this item"
-			if m != nil {
-				what = strings.Trim(m[2], `"'`)
-			}
+		if m != nil { // ("- x" alone would be text that continues the value)
+			what := strings.Trim(m[2], `"'`)
 			return syntaxProblem{num, ind + 1,
 				fmt.Sprintf("%s is indented under %s (line %d), which already has a value", what, describe(*parent), parent.line),
 				fmt.Sprintf("indent it %d spaces to put it beside %s, or remove %s's value to nest it there", parent.indent, describe(*parent), describe(*parent))}, true
@@ -400,6 +400,9 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		return syntaxProblem{}, false
 	}
 	if m = keyLine.FindStringSubmatch(body); m == nil {
+		if isNodeProperty(body) {
+			return syntaxProblem{}, false // an anchor or tag for the node on the lines below
+		}
 		// A scalar: an item's value, or the value of the key above.
 		if len(s.blocks) > top+1 && s.blocks[len(s.blocks)-1].key == "-" && s.blocks[len(s.blocks)-1].line == num {
 			s.blocks[len(s.blocks)-1].hasValue = true
@@ -472,13 +475,9 @@ func colonInValue(num int, text []rune, ind int) (syntaxProblem, bool) {
 	for vstart < len(text) && text[vstart] == ' ' {
 		vstart++
 	}
-	if vstart < len(text) && text[vstart] == '*' && (vstart+1 == len(text) || text[vstart+1] == ' ') {
-		fix := `"*"`
-		if key != "" {
-			fix = key + `: "*"`
-		}
+	if key != "" && vstart < len(text) && text[vstart] == '*' && (vstart+1 == len(text) || text[vstart+1] == ' ') {
 		return syntaxProblem{num, vstart + 1, "a bare * starts a YAML alias, which needs a name after it",
-			"to mean every device, quote it: " + fix}, true
+			"to mean every device, quote it: " + key + `: "*"`}, true
 	}
 	if vstart >= len(text) || strings.ContainsRune("\"'{[|>&*!#", text[vstart]) {
 		return syntaxProblem{}, false
