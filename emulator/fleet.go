@@ -2,9 +2,7 @@ package emulator
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"regexp"
@@ -94,7 +92,6 @@ type groupYAML struct {
 	Desired  map[string]any `yaml:"desired"`
 	Reported map[string]any `yaml:"reported"`
 	Behavior *behaviorYAML  `yaml:"behavior"`
-	line     int
 }
 
 func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
@@ -102,7 +99,6 @@ func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(g)); err != nil {
 		return err
 	}
-	g.line = n.Line
 	return nil
 }
 
@@ -133,7 +129,6 @@ type deviceYAML struct {
 	X509Thumbprint            any `yaml:"x509Thumbprint"`
 	DeviceScope               any `yaml:"deviceScope"`
 	ParentScopes              any `yaml:"parentScopes"`
-	line                      int
 }
 
 func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
@@ -141,7 +136,6 @@ func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(d)); err != nil {
 		return err
 	}
-	d.line = n.Line
 	return nil
 }
 
@@ -254,96 +248,197 @@ func stripYAMLLine(s string) string {
 
 var idPrefixRE = regexp.MustCompile(`^[A-Za-z0-9\-:.+%_#*?!(),=@;$']*$`)
 
-// ParseFleet parses a fleet file's contents; name is used in error messages.
+// ParseFleet parses a fleet file's contents; name is used in error messages. A file that is not a
+// valid fleet gives a *FleetError holding every problem found, each with its line, column and path.
 func ParseFleet(name string, data []byte) (*Fleet, error) {
-	var ff fleetFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&ff); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	p := &fleetParser{file: name, src: data}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		p.syntax(err)
+		return nil, p.err()
 	}
 	f := &Fleet{Name: name, Defaults: DefaultBehavior}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind == 0 || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		return f, nil // empty: a fleet without devices
+	}
+	if root.Kind != yaml.MappingNode {
+		p.add(root, "", "a fleet file holds groups:, devices: and defaults:", "a fleet file must be a mapping of keys, found %s", nodeKind(root))
+		return nil, p.err()
+	}
+	if p.looksLikePlan(root) {
+		return nil, p.err()
+	}
+	p.check(root, fleetSchema, "", "")
+	if len(p.problems) > 0 {
+		return nil, p.err()
+	}
+	var ff fleetFile
+	if err := root.Decode(&ff); err != nil {
+		// The checks above should leave nothing for the decoder to refuse; say what it found without
+		// its Go type names.
+		p.add(root, "", "", "%s", decodeMessage(err))
+		return nil, p.err()
+	}
 	if ff.Defaults != nil {
 		f.Defaults = ff.Defaults.Behavior.apply(DefaultBehavior)
 	}
-	fail := func(line int, format string, args ...any) error {
-		return fmt.Errorf("%s:%d: %s", name, line, fmt.Sprintf(format, args...))
+	p.groups(f, ff.Groups, valueOf(root, "groups"))
+	p.devices(f, ff.Devices, valueOf(root, "devices"))
+	// Duplicate ids, explicit or generated, are found when the registry is built (see newStore): checking
+	// here would mean generating every id twice.
+	if err := p.err(); err != nil {
+		return nil, err
 	}
+	return f, nil
+}
+
+// item returns the i-th item of list n, or n itself when there is none.
+func item(n *yaml.Node, i int) *yaml.Node {
+	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i]
+	}
+	return n
+}
+
+// at returns the value under key in mapping n, or n when the key is absent, so a problem with a
+// missing value points at its mapping.
+func at(n *yaml.Node, key string) *yaml.Node {
+	if v := valueOf(n, key); v != nil {
+		return v
+	}
+	return n
+}
+
+func (p *fleetParser) groups(f *Fleet, groups []groupYAML, list *yaml.Node) {
 	total := 0
-	names := map[string]bool{}
-	for _, g := range ff.Groups {
+	names := map[string]*yaml.Node{}
+	for i, g := range groups {
+		n := item(list, i)
+		path := fmt.Sprintf("groups[%d]", i)
 		if g.Name == "" {
-			return nil, fail(g.line, "group has no name")
+			p.add(n, path, "give each group a name, such as name: canary", "group has no name")
+			continue
 		}
-		if names[g.Name] {
-			return nil, fail(g.line, "group %q is defined twice", g.Name)
+		if first, dup := names[g.Name]; dup {
+			p.add(at(n, "name"), path+".name", "give each group its own name", "group %q is already defined at line %d", g.Name, first.Line)
+			continue
 		}
-		names[g.Name] = true
-		if g.Count == nil || *g.Count < 0 {
-			return nil, fail(g.line, "group %q needs a count of zero or more devices", g.Name)
+		names[g.Name] = at(n, "name")
+		if g.Count == nil {
+			p.add(n, path, "add count: with the number of devices, such as count: 100", "group %q has no count", g.Name)
+			continue
+		}
+		if *g.Count < 0 {
+			p.add(at(n, "count"), path+".count", "", "count must be zero or more, found %d", *g.Count)
+			continue
 		}
 		total += *g.Count
 		if total > MaxFleetDevices {
-			return nil, fail(g.line, "the fleet has more than %d devices", MaxFleetDevices)
+			p.add(at(n, "count"), path+".count", "the emulator keeps every twin in memory; use fewer devices", "the fleet has more than %d devices", MaxFleetDevices)
+			return
 		}
 		prefix := g.Name + "-"
+		prefixAt, prefixPath := at(n, "name"), path+".name"
 		if g.IDPrefix != nil {
 			prefix = *g.IDPrefix
+			prefixAt, prefixPath = at(n, "idPrefix"), path+".idPrefix"
 		}
 		if !idPrefixRE.MatchString(prefix) || len(prefix) > 100 {
-			return nil, fail(g.line, "group %q: idPrefix %q has characters a device id cannot hold", g.Name, prefix)
+			p.add(prefixAt, prefixPath, "device ids hold letters, digits and -:.+%_#*?!(),=@;$'", "device id prefix %q has characters a device id cannot hold", prefix)
+			continue
 		}
 		grp := Group{Name: g.Name, IDPrefix: prefix, Count: *g.Count, Behavior: g.Behavior.apply(f.Defaults)}
 		var err error
-		if grp.Tags, err = normalizeSection(g.Tags, maxTagsBytes); err != nil {
-			return nil, fail(g.line, "group %q: tags: %v", g.Name, err)
+		ok := true
+		for _, sec := range []struct {
+			key   string
+			m     map[string]any
+			limit int
+			out   *map[string]any
+		}{{"tags", g.Tags, maxTagsBytes, &grp.Tags}, {"desired", g.Desired, maxPropsBytes, &grp.Desired}, {"reported", g.Reported, maxPropsBytes, &grp.Reported}} {
+			if *sec.out, err = normalizeSection(sec.m, sec.limit); err != nil {
+				p.add(at(n, sec.key), path+"."+sec.key, "", "%s: %v", sec.key, err)
+				ok = false
+			}
 		}
-		if grp.Desired, err = normalizeSection(g.Desired, maxPropsBytes); err != nil {
-			return nil, fail(g.line, "group %q: desired: %v", g.Name, err)
+		if ok {
+			f.Groups = append(f.Groups, grp)
 		}
-		if grp.Reported, err = normalizeSection(g.Reported, maxPropsBytes); err != nil {
-			return nil, fail(g.line, "group %q: reported: %v", g.Name, err)
-		}
-		f.Groups = append(f.Groups, grp)
 	}
-	for _, d := range ff.Devices {
+}
+
+func (p *fleetParser) devices(f *Fleet, devices []deviceYAML, list *yaml.Node) {
+	for i, d := range devices {
+		n := item(list, i)
+		path := fmt.Sprintf("devices[%d]", i)
 		if err := validDeviceID(d.DeviceID); err != nil {
-			return nil, fail(d.line, "%v", err)
+			hint := ""
+			if d.DeviceID == "" {
+				hint = "give each device its deviceId"
+			}
+			p.add(at(n, "deviceId"), path+".deviceId", hint, "%v", err)
+			continue
 		}
 		spec := DeviceSpec{DeviceID: d.DeviceID, Status: d.Status, StatusReason: d.StatusReason,
 			ConnectionState: d.ConnectionState, ModelID: d.ModelID, Behavior: d.Behavior.apply(f.Defaults)}
+		ok := true
 		switch spec.Status {
 		case "":
 			spec.Status = "enabled"
 		case "enabled", "disabled":
 		default:
-			return nil, fail(d.line, "device %q: status %q is not enabled or disabled", d.DeviceID, d.Status)
+			p.add(at(n, "status"), path+".status", "write enabled or disabled", "device %q: status %q is not enabled or disabled", d.DeviceID, d.Status)
+			ok = false
 		}
 		switch spec.ConnectionState {
 		case "", "Connected", "Disconnected":
 		default:
-			return nil, fail(d.line, "device %q: connectionState %q is not Connected or Disconnected", d.DeviceID, d.ConnectionState)
+			p.add(at(n, "connectionState"), path+".connectionState", "write Connected or Disconnected", "device %q: connectionState %q is not Connected or Disconnected", d.DeviceID, d.ConnectionState)
+			ok = false
 		}
 		if d.Capabilities != nil {
 			spec.IoTEdge = d.Capabilities.IoTEdge
 		}
 		var err error
 		if spec.Tags, err = normalizeSection(d.Tags, maxTagsBytes); err != nil {
-			return nil, fail(d.line, "device %q: tags: %v", d.DeviceID, err)
+			p.add(at(n, "tags"), path+".tags", "", "device %q: tags: %v", d.DeviceID, err)
+			ok = false
 		}
 		if d.Properties != nil {
+			props := at(n, "properties")
 			if spec.Desired, err = normalizeSection(d.Properties.Desired, maxPropsBytes); err != nil {
-				return nil, fail(d.line, "device %q: desired: %v", d.DeviceID, err)
+				p.add(at(props, "desired"), path+".properties.desired", "", "device %q: desired: %v", d.DeviceID, err)
+				ok = false
 			}
 			if spec.Reported, err = normalizeSection(d.Properties.Reported, maxPropsBytes); err != nil {
-				return nil, fail(d.line, "device %q: reported: %v", d.DeviceID, err)
+				p.add(at(props, "reported"), path+".properties.reported", "", "device %q: reported: %v", d.DeviceID, err)
+				ok = false
 			}
 		}
-		f.Devices = append(f.Devices, spec)
+		if ok {
+			f.Devices = append(f.Devices, spec)
+		}
 	}
-	// Duplicate ids, explicit or generated, are found when the registry is built (see newStore): checking
-	// here would mean generating every id twice.
-	return f, nil
+}
+
+var goTypeRE = regexp.MustCompile("cannot unmarshal !!(\\w+) (`[^`]*` )?into \\S+")
+
+// decodeMessage rewords a yaml.v3 decoding error without Go type names.
+func decodeMessage(err error) string {
+	msg := stripYAMLLine(err.Error())
+	return goTypeRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := goTypeRE.FindStringSubmatch(m)
+		kinds := map[string]string{"str": "text", "int": "a number", "float": "a number", "bool": "true or false", "map": "a mapping", "seq": "a list", "null": "nothing"}
+		k, ok := kinds[sub[1]]
+		if !ok {
+			k = "a value"
+		}
+		return fmt.Sprintf("found %s%s where something else is expected", k, strings.TrimSuffix(" "+sub[2], " "))
+	})
 }
 
 // normalizeSection turns a YAML-decoded object into encoding/json shapes (float64 numbers,
@@ -410,7 +505,7 @@ func normalizeYAML(v any) (any, error) {
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano), nil
 	default:
-		return nil, fmt.Errorf("value %v of type %T cannot be stored in a twin", x, x)
+		return nil, fmt.Errorf("value %v cannot be stored in a twin", x)
 	}
 }
 

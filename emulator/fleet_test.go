@@ -1,6 +1,8 @@
 package emulator_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -41,29 +43,94 @@ func TestExampleFleets(t *testing.T) {
 }
 
 func TestParseFleetErrors(t *testing.T) {
-	for _, c := range []struct{ name, yaml, want string }{
-		{"unknown key", "groups:\n  - name: a\n    count: 1\n    colour: red\n", "colour"},
-		{"no count", "groups:\n  - name: a\n", "count"},
-		{"negative count", "groups:\n  - {name: a, count: -1}\n", "count"},
-		{"duplicate group", "groups:\n  - {name: a, count: 1}\n  - {name: a, count: 1}\n", "twice"},
-		{"bad share", "groups:\n  - {name: a, count: 1, behavior: {offline: 150%}}\n", "share"},
-		{"bare number share", "groups:\n  - {name: a, count: 1, behavior: {offline: 5}}\n", "share"},
-		{"bad duration", "groups:\n  - {name: a, count: 1, behavior: {methodLatency: fast}}\n", "duration"},
-		{"bad tag name", "groups:\n  - {name: a, count: 1, tags: {a.b: 1}}\n", "a.b"},
-		{"bad device id", "devices:\n  - {deviceId: 'a/b'}\n", "a/b"},
-		{"no device id", "devices:\n  - {tags: {a: 1}}\n", "empty"},
-		{"bad status", "devices:\n  - {deviceId: d, status: on}\n", "status"},
-		{"bad prefix", "groups:\n  - {name: a, count: 1, idPrefix: 'a/'}\n", "idPrefix"},
-		{"not yaml", "groups: [", "fleet.yaml"},
-		{"too many", "groups:\n  - {name: a, count: 30000000}\n", "more than"},
+	for _, c := range []struct {
+		name, yaml string
+		line, col  int
+		path       string
+		msg, hint  string // substrings of the first problem's message and hint
+	}{
+		{"unknown key", "groups:\n  - name: a\n    count: 1\n    colour: red\n", 4, 5, "groups[0].colour", `unknown key "colour" in group`, "known keys: "},
+		{"misspelt key", "groups:\n  - name: a\n    count: 1\n    idprefix: a-\n", 4, 5, "groups[0].idprefix", `unknown key "idprefix"`, `did you mean "idPrefix"?`},
+		{"misspelt top key", "group:\n  - {name: a, count: 1}\n", 1, 1, "group", `unknown key "group"`, `did you mean "groups"?`},
+		{"misspelt behavior key", "defaults:\n  behavior: {ofline: 5%}\n", 2, 14, "defaults.behavior.ofline", `unknown key "ofline" in behavior`, `did you mean "offline"?`},
+		{"count not a number", "groups:\n  - name: a\n    count: many\n", 3, 12, "groups[0].count", `count must be a whole number, found "many"`, ""},
+		{"count a fraction", "groups:\n  - {name: a, count: 1.5}\n", 2, 22, "groups[0].count", "count must be a whole number, found 1.5", ""},
+		{"no count", "groups:\n  - name: a\n", 2, 5, "groups[0]", `group "a" has no count`, "count: 100"},
+		{"negative count", "groups:\n  - {name: a, count: -1}\n", 2, 22, "groups[0].count", "count must be zero or more, found -1", ""},
+		{"duplicate group", "groups:\n  - {name: a, count: 1}\n  - {name: a, count: 1}\n", 3, 12, "groups[1].name", `group "a" is already defined at line 2`, ""},
+		{"groups not a list", "groups: 3\n", 1, 9, "groups", "groups must be a list, found 3", ""},
+		{"tags not a mapping", "groups:\n  - {name: a, count: 1, tags: [x]}\n", 2, 31, "groups[0].tags", "tags must be a mapping of keys, found a list", ""},
+		{"bad share", "groups:\n  - {name: a, count: 1, behavior: {offline: 150%}}\n", 2, 45, "groups[0].behavior.offline", `offline: share "150%" is outside 0%..100%`, ""},
+		{"bare number share", "groups:\n  - {name: a, count: 1, behavior: {offline: 5}}\n", 2, 45, "groups[0].behavior.offline", "offline: share", "write 5% for 5 percent"},
+		{"bad duration", "groups:\n  - {name: a, count: 1, behavior: {methodLatency: fast}}\n", 2, 51, "groups[0].behavior.methodLatency", `methodLatency must be a duration such as 20ms or 2s, found "fast"`, ""},
+		{"bad bool", "devices:\n  - {deviceId: d, capabilities: {iotEdge: maybe}}\n", 2, 43, "devices[0].capabilities.iotEdge", `iotEdge must be true or false, found "maybe"`, ""},
+		{"bad tag name", "groups:\n  - {name: a, count: 1, tags: {a.b: 1}}\n", 2, 31, "groups[0].tags", "a.b", ""},
+		{"bad device id", "devices:\n  - {deviceId: 'a/b'}\n", 2, 16, "devices[0].deviceId", "a/b", ""},
+		{"no device id", "devices:\n  - {tags: {a: 1}}\n", 2, 5, "devices[0].deviceId", "empty", "deviceId"},
+		{"bad status", "devices:\n  - {deviceId: d, status: on}\n", 2, 27, "devices[0].status", `status "on" is not enabled or disabled`, "enabled or disabled"},
+		{"bad prefix", "groups:\n  - {name: a, count: 1, idPrefix: 'a/'}\n", 2, 35, "groups[0].idPrefix", `prefix "a/" has characters a device id cannot hold`, ""},
+		{"not yaml", "groups: [", 1, 9, "", "invalid YAML: this [ is never closed: add ] at the end of the list", ""},
+		{"unclosed brace", "groups:\n  - name: a\n    count: 1\n    tags: {ring: canary\n  - name: b\n", 4, 11, "", "invalid YAML: this { is never closed: add } at the end of the mapping", ""},
+		{"tab", "groups:\n\t- name: a\n", 2, 1, "", "invalid YAML:", "spaces, not tabs"},
+		{"bad indentation", "groups:\n  - name: a\n   count: 1\n", 2, 3, "", "invalid YAML: did not find expected '-' indicator", ""},
+		{"not a mapping", "- a\n- b\n", 1, 1, "", "a fleet file must be a mapping of keys, found a list", ""},
+		{"a plan", "version: 1\nname: x\nwaves:\n  - name: canary\n", 3, 1, "", "this looks like a plan file, not a fleet file", "--emulate"},
+		{"too many", "groups:\n  - {name: a, count: 30000000}\n", 2, 22, "groups[0].count", "more than", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := emulator.ParseFleet("fleet.yaml", []byte(c.yaml))
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %v, want one mentioning %q", err, c.want)
+			var fe *emulator.FleetError
+			if !errors.As(err, &fe) || len(fe.Problems) == 0 {
+				t.Fatalf("error %v, want a *FleetError", err)
+			}
+			p := fe.Problems[0]
+			if fe.File != "fleet.yaml" || p.Line != c.line || p.Col != c.col || p.Path != c.path ||
+				!strings.Contains(p.Message, c.msg) || !strings.Contains(p.Hint, c.hint) {
+				t.Errorf("got %+v\nwant line %d col %d path %q, message with %q, hint with %q", p, c.line, c.col, c.path, c.msg, c.hint)
+			}
+			if want := fmt.Sprintf("fleet.yaml:%d:%d: %s", c.line, c.col, p.Message); !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("Error() = %q, want it to start with %q", err.Error(), want)
+			}
+			for _, goName := range []string{"!!", "unmarshal", "int", "string", "map[", "emulator."} {
+				if strings.Contains(p.Message, goName) {
+					t.Errorf("message %q holds the Go or YAML type word %q", p.Message, goName)
+				}
 			}
 		})
 	}
+}
+
+// TestParseFleetCollects checks that one pass reports every problem of a fleet, in file order.
+func TestParseFleetCollects(t *testing.T) {
+	_, err := emulator.ParseFleet("fleet.yaml", []byte("groups:\n  - {name: a, count: x}\n  - {name: b, count: 1, colour: red}\ndevices:\n  - {deviceId: d, status: on}\n"))
+	var fe *emulator.FleetError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v, want a *FleetError", err)
+	}
+	var got []string
+	for _, p := range fe.Problems {
+		got = append(got, fmt.Sprintf("%d:%d %s", p.Line, p.Col, p.Path))
+	}
+	// The status is judged only once the file's shape is right, so it is not among them.
+	want := []string{"2:22 groups[0].count", "3:25 groups[1].colour"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("problems at %v, want %v", got, want)
+	}
+	if lines := strings.Count(err.Error(), "\n") + 1; lines != 2 {
+		t.Errorf("Error() has %d lines, want one per problem:\n%s", lines, err)
+	}
+}
+
+func TestParseFleetSemanticErrorsCollected(t *testing.T) {
+	_, err := emulator.ParseFleet("fleet.yaml", []byte("groups:\n  - {name: a, count: -1}\ndevices:\n  - {deviceId: d, status: on}\n  - {deviceId: 'x/y'}\n"))
+	var fe *emulator.FleetError
+	if !errors.As(err, &fe) || len(fe.Problems) != 3 {
+		t.Fatalf("error %v, want a *FleetError with 3 problems", err)
+	}
+}
+
+// TestParseFleetEdges covers what parsing accepts but the emulator refuses, and what it accepts.
+func TestParseFleetEdges(t *testing.T) {
 	// A duplicate id across group and explicit devices is refused at start.
 	f, err := emulator.ParseFleet("dup.yaml", []byte("groups:\n  - {name: a, count: 2, idPrefix: d-}\ndevices:\n  - {deviceId: d-0001}\n"))
 	if err != nil {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"regexp"
 	"strconv"
@@ -174,15 +175,24 @@ var durationPattern = sync.OnceValue(func() *regexp.Regexp {
 
 // rate parses a percentage such as 98% into a fraction.
 func rate(r ref, def float64) float64 {
-	s, ok := str(r)
-	if !ok || !strings.HasSuffix(s, "%") {
-		return def
-	}
-	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	if err != nil || f < 0 || f > 100 {
+	f, ok := percentage(r)
+	if !ok {
 		return def
 	}
 	return f / 100
+}
+
+// percentage parses a percentage such as 98% into its number, 98, when it is from 0 to 100.
+func percentage(r ref) (float64, bool) {
+	s, ok := str(r)
+	if !ok || !strings.HasSuffix(s, "%") {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || f < 0 || f > 100 {
+		return 0, false
+	}
+	return f, true
 }
 
 // wholeSeconds reports a duration the hub must receive in whole seconds.
@@ -266,13 +276,21 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 		c.condition(target, "target")
 	}
 	wave.Percent = DefaultPercent
-	if f, ok := number(w.get("percent")); ok {
+	percent := w.get("percent")
+	if f, ok := number(percent); ok {
 		wave.Percent = f
+		if f > 0 && f < 1 {
+			c.add(Warning, percent.node, percent.path, fmt.Sprintf("write %g for that share of the target, or %g%% to keep the small sample", f*100, f),
+				"percent %g selects %g%% of the target; did you mean %g?", f, f, f*100)
+		}
+	} else if f, ok := percentage(percent); ok && f > 0 {
+		wave.Percent = f
+	}
+	if b := deref(pick(w.get("allowEmpty"), defaults.get("allowEmpty")).node); b != nil && b.ShortTag() == "!!bool" {
+		_ = b.Decode(&wave.AllowEmpty) // not a boolean: the schema reported it
 	}
 	approval := deref(w.get("approval").node)
 	wave.Approval = approval != nil && (approval.Value == "required" || approval.ShortTag() == "!!bool" && approval.Value == "true")
-	allowEmpty := deref(w.get("allowEmpty").node)
-	wave.AllowEmpty = allowEmpty != nil && allowEmpty.Value == "true"
 
 	// Action: the wave's own, else the plan's.
 	a := pick(w.get("action"), topAction)

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,6 +129,9 @@ func (l *loader) load() *Plan {
 	if !ok {
 		return nil
 	}
+	if l.fleetFile() {
+		return nil
+	}
 	value := l.toValue(doc, "")
 	for _, d := range l.diags {
 		l.fatal = l.fatal || !strings.HasPrefix(d.Message, "duplicate key")
@@ -144,6 +148,32 @@ func (l *loader) load() *Plan {
 		return nil
 	}
 	return l.resolve(s)
+}
+
+// fleetFile reports, as one error, a document that is an emulator fleet file rather than a plan: it
+// has groups or devices at the top and no waves. Its keys would otherwise each be reported as unknown.
+func (l *loader) fleetFile() bool {
+	var keys []string
+	var first *yaml.Node
+	for i := 0; i+1 < len(l.root.Content); i += 2 {
+		switch k := l.root.Content[i]; k.Value {
+		case "waves":
+			return false
+		case "groups", "devices":
+			if !slices.Contains(keys, k.Value+":") {
+				keys = append(keys, k.Value+":")
+			}
+			if first == nil {
+				first = k
+			}
+		}
+	}
+	if first == nil {
+		return false
+	}
+	l.add(Error, first, "", "a plan has version, name, action and waves; a fleet file describes the emulator's devices",
+		"this looks like a fleet file (%s); give it with --emulate FLEET", strings.Join(keys, ", "))
+	return true
 }
 
 // readable rejects inputs that are not worth handing to the YAML parser: empty, oversized, or not
@@ -194,6 +224,14 @@ func (l *loader) sourceLine(n int) string {
 
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// parserErrors are the messages of yaml.v3's parser, which numbers lines from 0 in its errors; its
+// scanner's messages (some also start "did not find expected") number them from 1.
+var parserErrors = map[string]bool{
+	"did not find expected <document start>": true, "did not find expected node content": true,
+	"did not find expected '-' indicator": true, "did not find expected key": true,
+	"did not find expected ',' or ']'": true, "did not find expected ',' or '}'": true,
+}
+
 // parse decodes the single YAML document and checks that it is a mapping.
 func (l *loader) parse() (*yaml.Node, bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(l.src))
@@ -229,14 +267,25 @@ func (l *loader) parse() (*yaml.Node, bool) {
 	return root, !l.diags.HasErrors()
 }
 
-// yamlError turns a YAML syntax error into a diagnostic. yaml.v3 reports only the line, so the column
-// is that of the line's first non-blank character.
+// yamlError turns a YAML syntax error into a diagnostic. yaml.v3 reports only a line, and for many
+// errors the line where the enclosing construct starts, so the source is scanned for the actual cause
+// first (see scanSyntax). When the scan finds none, the diagnostic keeps yaml.v3's message, at the
+// first non-blank character of the line it names.
 func (l *loader) yamlError(err error) {
+	if p, ok := scanSyntax(l.src); ok {
+		l.addAt(Error, p.line, p.col, "", p.hint, "invalid YAML: "+p.msg)
+		return
+	}
 	msg := err.Error()
 	line, col := 1, 1
 	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if parserErrors[msg] {
+			// The parser's errors (as opposed to the scanner's) count the line from 0.
+			line++
+		}
+		line = min(max(line, 1), bytes.Count(l.src, []byte{'\n'})+1)
 		text := l.sourceLine(line)
 		col = utf8.RuneCountInString(text[:len(text)-len(strings.TrimLeft(text, " \t"))]) + 1
 		if i := strings.IndexByte(text, '\t'); i >= 0 && strings.TrimLeft(text[:i], " ") == "" {
@@ -352,7 +401,11 @@ func (l *loader) toValue(n *yaml.Node, path string) any {
 			}
 			kp := keyPath(path, k.Value)
 			if first, dup := seen[k.Value]; dup {
-				l.add(Error, n.Content[i], kp, "remove one of them", "duplicate key %q (first defined at line %d)", k.Value, first.Line)
+				where := fmt.Sprintf("line %d", first.Line)
+				if first.Line == n.Content[i].Line {
+					where = fmt.Sprintf("column %d of this line", first.Column)
+				}
+				l.add(Error, n.Content[i], kp, "remove one of them; until then the first one counts", "duplicate key %q (first defined at %s)", k.Value, where)
 				continue
 			}
 			seen[k.Value] = n.Content[i]

@@ -46,7 +46,7 @@ const (
 type Wave struct {
 	Name     string
 	Target   string  // condition as written; "*" selects every fleet device
-	Percent  float64 // 0 < Percent <= 100; 100 when the wave takes all its target selects
+	Percent  float64 // 0 < Percent <= 100 (written 50 or 50%); 100 when the wave takes all its target selects
 	Approval bool    // the wave waits for `rollout approve`
 	// AllowEmpty lets the wave select no device; otherwise an empty wave halts the rollout before any
 	// later wave, since an empty canary would gate nothing. Left out of the plan hash when false, so

@@ -86,14 +86,16 @@ defaults:
   success: {minSuccessRate: 98%, maxFailures: 4}
   bake: 5m
   verify: {condition: "properties.reported.firmware.version = '2.4.0'", minRate: 90%}
+  allowEmpty: true
 waves:
   - name: canary
     target: "tags.ring = 'canary'"
+    allowEmpty: false
     success: {minSuccessRate: 100%, minDevices: 2}
     batch: {growth: 1}
     approval: true
   - name: rest
-    percent: 50
+    percent: 25%
     timeout: 1h
     verify: {within: 1h}
     action:
@@ -114,6 +116,8 @@ schedule:
 		{"onFailure", p.OnFailure, plan.RollbackAll},
 		{"canary target", c.Target, "tags.ring = 'canary'"},
 		{"canary approval", c.Approval, true},
+		{"canary allowEmpty", c.AllowEmpty, false},
+		{"rest allowEmpty", r.AllowEmpty, true},
 		{"canary timeout", c.Timeout, 10 * time.Minute},
 		{"canary batch", c.Batch, plan.Batch{Size: 20, Growth: 1}},
 		{"canary success", c.Success, plan.Success{MinSuccessRate: 1, MaxFailures: 4, MinDevices: 2}},
@@ -121,7 +125,7 @@ schedule:
 		{"canary verify", *c.Verify, plan.Verify{Condition: "properties.reported.firmware.version = '2.4.0'", MinRate: 0.9, Within: plan.DefaultVerifyWithin}},
 		{"canary tags", c.Action.TwinUpdate.Tags["n"], 3.0},
 		{"rest target", r.Target, "*"},
-		{"rest percent", r.Percent, 50.0},
+		{"rest percent", r.Percent, 25.0},
 		{"rest approval", r.Approval, false},
 		{"rest timeout", r.Timeout, time.Hour},
 		{"rest batch", r.Batch, plan.Batch{Size: 20, Growth: plan.DefaultBatchGrowth}},
@@ -250,9 +254,11 @@ action:
       level: 3
       mode: eco
 `,
-		"defaults written out": strings.Replace(base, "defaults: {timeout: 30m}", "defaults: {timeout: 1800s, batch: {size: 100, growth: 2}, bake: 0s}", 1),
-		"description changed":  strings.Replace(base, "description: one", "description: two", 1),
-		"value moved to waves": strings.Replace(strings.Replace(base, "defaults: {timeout: 30m}\n", "", 1), `"*", percent: 50}`, `"*", percent: 50, timeout: 30m}`, 1),
+		"defaults written out":          strings.Replace(base, "defaults: {timeout: 30m}", "defaults: {timeout: 1800s, batch: {size: 100, growth: 2}, bake: 0s}", 1),
+		"description changed":           strings.Replace(base, "description: one", "description: two", 1),
+		"percent with a % sign":         strings.Replace(base, "percent: 50}", "percent: 50%}", 1),
+		"allowEmpty: false written out": strings.Replace(base, "percent: 50}", "percent: 50, allowEmpty: false}", 1),
+		"value moved to waves":          strings.Replace(strings.Replace(base, "defaults: {timeout: 30m}\n", "", 1), `"*", percent: 50}`, `"*", percent: 50, timeout: 30m}`, 1),
 	}
 	different := map[string]string{
 		"payload value": strings.Replace(base, "level: 3", "level: 4", 1),
@@ -261,6 +267,7 @@ action:
 		"target":        strings.Replace(base, "'canary'", "'pilot'", 1),
 		"on failure":    base + "onFailure: halt\n",
 		"name":          strings.Replace(base, "name: h", "name: h2", 1),
+		"allowEmpty":    strings.Replace(base, "percent: 50}", "percent: 50, allowEmpty: true}", 1),
 	}
 	want := mustLoad(t, "base.yaml", base).Hash
 	for name, src := range same {

@@ -162,14 +162,14 @@ func (l *loader) schemaError(c *compiled, ve *jsonschema.ValidationError) {
 		}
 	case "minItems":
 		if msg == "" {
-			msg = fmt.Sprintf("must list at least %v item(s)", sch["minItems"])
+			msg = fmt.Sprintf("must list at least %v %s", sch["minItems"], plural(sch["minItems"], "item"))
 			if path == "waves" {
 				msg = "a plan needs at least one wave"
 			}
 		}
 	case "maxItems":
 		if msg == "" {
-			msg = fmt.Sprintf("must list at most %v items", sch["maxItems"])
+			msg = fmt.Sprintf("must list at most %v %s", sch["maxItems"], plural(sch["maxItems"], "item"))
 		}
 	case "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum":
 		if msg == "" {
@@ -367,4 +367,12 @@ func nestedOwner(c *compiled, props map[string]any, key string) string {
 		}
 	}
 	return ""
+}
+
+// plural gives noun for a count of 1 and noun+"s" for any other count (a schema number, as decoded).
+func plural(n any, noun string) string {
+	if fmt.Sprint(n) == "1" {
+		return noun
+	}
+	return noun + "s"
 }

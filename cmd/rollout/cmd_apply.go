@@ -175,14 +175,8 @@ func (f *engFlags) drive(e *env, name string, set map[string]bool, store func(*e
 		}
 	}
 	sess, err := f.connect(ctx, e, set)
-	var fe *fleetError
-	switch {
-	case errors.As(err, &fe):
-		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
-		return exitInvalid
-	case err != nil:
-		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
-		return exitHub
+	if err != nil {
+		return connectFailed(e, name, err)
 	}
 	defer sess.close()
 	st, err := store(sess)
@@ -285,14 +279,15 @@ func readPlan(e *env, file string) ([]byte, error) {
 	return plan.ReadFile(file)
 }
 
-// loadPlan loads the plan read from file for the command name. An invalid plan gives nil, after its
-// diagnostics, one a line, and a pointer to `rollout validate` went to standard error.
+// loadPlan loads the plan read from file for the command name. Its diagnostics go to standard error
+// first, rendered as `rollout validate` renders them (source line, caret, path and hint): the
+// warnings of a valid plan too, before anything runs. An invalid plan gives nil, after a pointer to
+// `rollout validate`.
 func loadPlan(e *env, name, file string, data []byte) *plan.Plan {
 	p, diags := plan.Load(file, data)
+	// The source is at hand: standard input cannot be read again, and the file may have changed.
+	printDiagnosticsWith(e, diags, map[string][]byte{file: data})
 	if diags.HasErrors() || p == nil {
-		for _, d := range diags {
-			fmt.Fprintf(e.stderr, "%s:%d:%d: %s: %s\n", d.File, d.Line, d.Col, d.Severity, d.Message)
-		}
 		fmt.Fprintf(e.stderr, "rollout %s: the plan is invalid; `rollout validate` shows the details\n", name)
 		return nil
 	}

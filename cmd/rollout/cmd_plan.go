@@ -117,8 +117,7 @@ func runPlan(e *env) int {
 	defer stop()
 	sess, err := o.hub.connect(ctx, e, o.set)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout plan:", err)
-		return exitHub
+		return connectFailed(e, "plan", err)
 	}
 	defer sess.close()
 	var store *engine.Store

@@ -126,33 +126,47 @@ func displayName(file string) string {
 	return file
 }
 
-// writeText prints each diagnostic as file:line:col: severity: message, then the source line with a
-// caret under the column and the hint; a valid plan gets one summary line.
+// writeText prints each diagnostic as writeDiagnostics does; a valid plan gets one summary line.
 func writeText(w io.Writer, results []validated) {
 	for _, r := range results {
-		lines := strings.Split(string(r.src), "\n")
-		for _, d := range r.diags {
-			d.File = displayName(d.File)
-			hint := d.Hint
-			d.Hint = ""
-			fmt.Fprintln(w, d.String())
-			if d.Line >= 1 && d.Line <= len(lines) && len(r.src) <= plan.MaxSize && utf8.Valid(r.src) {
-				src, col := snippet(strings.TrimRight(lines[d.Line-1], "\r"), d.Col)
-				fmt.Fprintf(w, "%6d | %s\n", d.Line, src)
-				fmt.Fprintf(w, "%6s | %s^\n", "", caretPad(src, col))
-			}
-			if hint != "" {
-				fmt.Fprintf(w, "%6s = hint: %s\n", "", hint)
-			}
-		}
+		writeDiagnostics(w, r.src, r.diags)
 		if r.plan != nil {
 			warnings := ""
 			if n := len(r.diags); n > 0 {
-				warnings = fmt.Sprintf(", %d warning(s)", n)
+				warnings = ", " + count(n, "warning")
 			}
-			fmt.Fprintf(w, "%s: valid: %d wave(s), hash %.8s%s\n", displayName(r.file), len(r.plan.Waves), r.plan.Hash, warnings)
+			fmt.Fprintf(w, "%s: valid: %s, hash %.8s%s\n", displayName(r.file), count(len(r.plan.Waves), "wave"), r.plan.Hash, warnings)
 		}
 	}
+}
+
+// writeDiagnostics prints each diagnostic as file:line:col: severity: path: message, then the line of
+// src it points at with a caret under the column, then the hint. src is the source of the file the
+// diagnostics name; with nil (or text that is not a readable plan) the snippets are left out.
+func writeDiagnostics(w io.Writer, src []byte, diags plan.Diagnostics) {
+	lines := strings.Split(string(src), "\n")
+	for _, d := range diags {
+		d.File = displayName(d.File)
+		hint := d.Hint
+		d.Hint = ""
+		fmt.Fprintln(w, d.String())
+		if src != nil && d.Line >= 1 && d.Line <= len(lines) && len(src) <= plan.MaxSize && utf8.Valid(src) {
+			text, col := snippet(strings.TrimRight(lines[d.Line-1], "\r"), d.Col)
+			fmt.Fprintf(w, "%6d | %s\n", d.Line, text)
+			fmt.Fprintf(w, "%6s | %s^\n", "", caretPad(text, col))
+		}
+		if hint != "" {
+			fmt.Fprintf(w, "%6s = hint: %s\n", "", hint)
+		}
+	}
+}
+
+// count renders n with noun, plural when n is not 1: "1 wave", "3 waves".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // snippetWidth is how many characters of a long source line are shown either side of the column.
@@ -250,7 +264,11 @@ func writeMarkdown(w io.Writer, results []validated) {
 		total += len(r.diags)
 	}
 	if total == 0 {
-		fmt.Fprintf(w, "All %d plan(s) are valid.\n", len(results))
+		if len(results) == 1 {
+			fmt.Fprintln(w, "The plan is valid.")
+		} else {
+			fmt.Fprintf(w, "All %d plans are valid.\n", len(results))
+		}
 		return
 	}
 	fmt.Fprintln(w, "| | Location | Problem |")

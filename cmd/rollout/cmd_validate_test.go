@@ -73,7 +73,7 @@ func TestValidatePlan50(t *testing.T) {
 	if code := Main([]string{"validate", file}, nil, &out, &errOut); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "valid: 50 wave(s)") || strings.Contains(out.String(), "warning") {
+	if !strings.Contains(out.String(), "valid: 50 waves") || strings.Contains(out.String(), "warning") {
 		t.Errorf("output:\n%s", out.String())
 	}
 }

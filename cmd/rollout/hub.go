@@ -41,6 +41,24 @@ type fleetError struct{ err error }
 func (e *fleetError) Error() string { return e.err.Error() }
 func (e *fleetError) Unwrap() error { return e.err }
 
+// connectFailed reports why connect failed for the command name and gives the exit code: a fleet
+// file's problems are usage errors (exit 1), shown as a plan's diagnostics are; anything else is a hub
+// error (exit 4).
+func connectFailed(e *env, name string, err error) int {
+	var fe *fleetError
+	if !errors.As(err, &fe) {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+		return exitHub
+	}
+	if diags, ok := fleetDiagnostics(err); ok {
+		printDiagnostics(e, diags)
+		fmt.Fprintf(e.stderr, "rollout %s: the fleet file is invalid\n", name)
+	} else {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+	}
+	return exitInvalid
+}
+
 // connect reaches the hub the flags name: the in-process emulator, a connection string from the
 // environment, or Microsoft Entra. It makes the first contact with the hub before it returns, so a
 // hub that cannot be reached fails here, before any rollout state exists. Secrets never appear in
