@@ -48,16 +48,16 @@ func (r *runner) startAhead(ctx context.Context, prep *Prepare) *ahead {
 	actx, cancel := context.WithCancel(ctx)
 	a.cancel, a.done = cancel, make(chan struct{})
 	if a.batch < 0 {
-		q, taken, err := r.resolveSets(a.wave)
+		rv := r.resolver()
+		q, taken, err := rv.query(a.wave)
 		if err != nil {
 			a.err = err
 			close(a.done)
 			return a
 		}
-		pw := r.p.Waves[a.wave]
 		go func() {
 			defer close(a.done)
-			a.ids, a.err = r.queryWave(actx, pw.Name, q, taken.has, pw.Percent)
+			a.ids, a.err = rv.list(actx, a.wave, q, taken)
 		}()
 		return a
 	}

@@ -18,9 +18,10 @@ import (
 // a twin update would change on them, what looks wrong, and how long the rollout would take. It asks
 // the hub only read-only queries, and as few as it can.
 //
-// Wave resolution is the engine's own: the runner's resolveSets gives the query apply pages through
-// (the plan's composed condition, plan.Condition) and the devices earlier waves took, and its
-// queryWave keeps what is not taken and falls in the wave's stable sample (InSample). A wave without
+// Wave resolution is apply's own: the same resolver, over the device sets the preview resolved (or
+// read from the state) instead of the store's. Its query is the one apply pages through (the plan's
+// composed condition, plan.Condition) with the devices earlier waves took, and its list keeps what
+// is not taken and falls in the wave's stable sample (InSample). A wave without
 // percent whose candidates no earlier percent wave can have sampled takes exactly what its condition
 // selects, so the preview counts it with COUNT, groups its twin values with GROUP BY and never lists
 // it. A full wave that earlier samples overlap subtracts them: their ids are known, so it counts and
@@ -226,9 +227,10 @@ type previewer struct {
 	out     *Preview
 	conds   []query.Expr // per wave: fleet AND target
 	targets []query.Expr // per wave: target alone (All for "*")
-	// r is a runner without a store: the engine's own resolution, with the devices of every wave the
-	// preview resolved by id (or read from the state) in its cache.
-	r *runner
+	// rv resolves waves as apply does, over sets: the devices of every wave the preview resolved by id
+	// (or read from the state); nil for a wave whose condition alone says what it takes.
+	rv   resolver
+	sets map[int][]string
 	// listed marks the percent waves whose samples are known.
 	listed map[int]bool
 	// overlap[i][k] counts the candidates of wave i that earlier percent wave k's condition selects.
@@ -260,8 +262,8 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 		o.Now = time.Now()
 	}
 	pv := &previewer{PreviewOptions: o, p: p, listed: map[int]bool{}, overlap: map[int]map[int]int{},
-		excl: map[int][]query.Expr{}, incl: map[int][]query.Expr{},
-		r: newRunner(Options{Hub: o.Hub, Quotas: o.Quotas}, p)}
+		excl: map[int][]query.Expr{}, incl: map[int][]query.Expr{}, sets: map[int][]string{}}
+	pv.rv = resolver{p: p, hub: o.Hub, quotas: o.Quotas, sets: func(w int) ([]string, error) { return pv.sets[w], nil }}
 	pv.out = &Preview{Rollout: p.Name, PlanHash: p.Hash, Fleet: formatOrAll(p.Fleet), QueryBudget: o.MaxQueries,
 		Tier: o.Estimate.Tier, Schedule: p.Schedule != nil, Kind: KindTwinUpdate, Findings: []Finding{}}
 	if p.Waves[0].Action.DirectMethod != nil {
@@ -375,25 +377,25 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		}
 		w.Stored = true
 		w.Devices = len(ids)
-		pv.r.devices[i] = ids
+		pv.sets[i] = ids
 		pv.listed[i] = true
 	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
 		w.Devices = candidates
-		pv.r.devices[i] = nil // what it takes, no later condition selects
+		pv.sets[i] = nil // what it takes, no later condition selects
 	case pw.Percent >= 100 && pv.excludeByID(i, len(paths)):
 		if w.Devices, err = pv.countLess(ctx, i, cond); err != nil {
 			return nil, err
 		}
 		w.Overlap += candidates - w.Devices
 		base = w.Devices
-		pv.r.devices[i] = nil
+		pv.sets[i] = nil
 	default:
 		ids, err = pv.list(ctx, i, candidates)
 		switch {
 		case errors.Is(err, ErrQueryBudget):
 			w.Exact = false
 			w.Devices = pv.estimateSample(i, candidates)
-			pv.r.devices[i] = nil
+			pv.sets[i] = nil
 		case err != nil:
 			return nil, err
 		default:

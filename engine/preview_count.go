@@ -121,7 +121,7 @@ func (pv *previewer) excludeByID(i, paths int) bool {
 		if pv.overlap[i][k] == 0 {
 			continue
 		}
-		excl = append(excl, inChunks(pv.r.devices[k], room)...)
+		excl = append(excl, inChunks(pv.sets[k], room)...)
 	}
 	if pv.out.Queries+len(excl)*(3+paths) > pv.MaxQueries {
 		return false
@@ -214,7 +214,7 @@ func (pv *previewer) estimateSample(i, candidates int) int {
 	return int(math.Round(max(0, f) * math.Min(pv.p.Waves[i].Percent, 100) / 100))
 }
 
-// list resolves wave i as apply does, with the engine's own resolveSets and queryWave: it pages
+// list resolves wave i as apply does, with apply's resolver: it pages
 // through the ids its composed condition selects and keeps those no earlier wave took that fall in its
 // sample. It refuses with ErrQueryBudget, before sending anything, when the pages would exceed the
 // budget.
@@ -224,16 +224,12 @@ func (pv *previewer) list(ctx context.Context, i, candidates int) ([]string, err
 	if pv.out.Queries+pages > pv.MaxQueries {
 		return nil, fmt.Errorf("wave %s needs %d pages of ids: %w", pw.Name, pages, ErrQueryBudget)
 	}
-	q, taken, err := pv.r.resolveSets(i)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pv.r.queryWave(ctx, pw.Name, q, taken.has, pw.Percent)
+	ids, err := pv.rv.resolve(ctx, i)
 	pv.out.Queries += pages
 	if err != nil {
 		return nil, err
 	}
-	pv.r.devices[i] = ids
+	pv.sets[i] = ids
 	pv.listed[i] = true
 	return ids, nil
 }
@@ -266,7 +262,7 @@ func (pv *previewer) sample(ctx context.Context, i int) ([]string, error) {
 	// Earlier samples took some of what the condition selects, or the wave takes a sample of it: skip
 	// the ids it does not take, as apply would, reading at most a few pages (the sample may then be
 	// short).
-	_, taken, err := pv.r.resolveSets(i)
+	_, taken, err := pv.rv.query(i)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
 	"github.com/iot-rollout/rollout/query"
 )
 
@@ -61,16 +62,36 @@ func (r *runner) resolve(ctx context.Context, wi int) error {
 
 // resolveDevices resolves and stores a wave's devices and batches without starting the wave.
 func (r *runner) resolveDevices(ctx context.Context, wi int) error {
-	q, taken, err := r.resolveSets(wi)
-	if err != nil {
-		return err
-	}
-	pw := r.p.Waves[wi]
-	ids, err := r.queryWave(ctx, pw.Name, q, taken.has, pw.Percent)
+	ids, err := r.resolver().resolve(ctx, wi)
 	if err != nil {
 		return err
 	}
 	return r.storeResolved(wi, ids)
+}
+
+// resolver resolves waves over the runner's stored device sets.
+func (r *runner) resolver() resolver {
+	return resolver{p: r.p, hub: r.Hub, quotas: r.Quotas, sets: r.waveDevices}
+}
+
+// resolver selects a wave's devices, the one way apply and the preview share (as a plan and its apply
+// walk the same nodes): fleet AND target AND NOT (earlier waves' targets), less every device an
+// earlier wave took, then the wave's stable percent sample. Its inputs are the plan, the hub and sets,
+// the devices of earlier waves: the store's (cached) in apply, the preview's own in `rollout plan`.
+type resolver struct {
+	p      *plan.Plan
+	hub    Hub
+	quotas hubapi.Quotas
+	sets   func(wave int) ([]string, error)
+}
+
+// resolve lists wave wi's devices, sorted.
+func (rv resolver) resolve(ctx context.Context, wi int) ([]string, error) {
+	q, taken, err := rv.query(wi)
+	if err != nil {
+		return nil, err
+	}
+	return rv.list(ctx, wi, q, taken)
 }
 
 // taken holds the sorted device lists of earlier waves; it answers membership by binary search, so
@@ -86,9 +107,8 @@ func (t taken) has(id string) bool {
 	return false
 }
 
-// resolveSets gives the query that selects a wave's candidates (fleet AND target) and the devices
-// earlier waves took.
-func (r *runner) resolveSets(wi int) (string, taken, error) {
+// query gives the query that selects a wave's candidates and the devices earlier waves took.
+func (rv resolver) query(wi int) (string, taken, error) {
 	// A wave selects fleet AND target AND NOT (earlier waves' targets), the plan's documented meaning
 	// of disjoint waves and what `rollout plan` previews; it also spares a "*" wave reading the whole
 	// fleet. plan.Condition guards the NOT against IoT Hub's three-valued logic, so a device lacking a
@@ -96,12 +116,12 @@ func (r *runner) resolveSets(wi int) (string, taken, error) {
 	// subtracted as well (samples, which no condition can name, and any device a lagging query
 	// showed differently), so no device is ever taken twice.
 	q := "SELECT deviceId FROM devices"
-	if c := query.Format(r.p.Condition(wi)); c != "*" {
+	if c := query.Format(rv.p.Condition(wi)); c != "*" {
 		q += " WHERE " + c
 	}
 	var t taken
 	for i := 0; i < wi; i++ {
-		ids, err := r.waveDevices(i)
+		ids, err := rv.sets(i)
 		if err != nil {
 			return "", nil, err
 		}
@@ -110,19 +130,20 @@ func (r *runner) resolveSets(wi int) (string, taken, error) {
 	return q, t, nil
 }
 
-// queryWave runs q and keeps the devices not taken that fall in the wave's sample, sorted. It only
-// reads the hub and its arguments, so it may run in the background.
-func (r *runner) queryWave(ctx context.Context, wave, q string, isTaken func(string) bool, percent float64) ([]string, error) {
+// list runs q and keeps the devices not taken that fall in wave wi's sample, sorted. It only reads
+// the hub and its arguments, so it may run in the background.
+func (rv resolver) list(ctx context.Context, wi int, q string, t taken) ([]string, error) {
+	pw := rv.p.Waves[wi]
 	var ids []string
-	err := r.Hub.Query(ctx, q, pageSize(r.Quotas)).Each(ctx, func(raw json.RawMessage) error {
+	err := rv.hub.Query(ctx, q, pageSize(rv.quotas)).Each(ctx, func(raw json.RawMessage) error {
 		id, err := rowID(raw)
-		if err == nil && !isTaken(id) && InSample(r.p.Name, id, percent) {
+		if err == nil && !t.has(id) && InSample(rv.p.Name, id, pw.Percent) {
 			ids = append(ids, id)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("resolve wave %s: %w", wave, err)
+		return nil, fmt.Errorf("resolve wave %s: %w", pw.Name, err)
 	}
 	sort.Strings(ids)
 	return slices.Compact(ids), nil
