@@ -338,77 +338,20 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	if pw.Action.DirectMethod != nil {
 		w.Action = KindDirectMethod
 	}
-	cond := pv.p.Condition(i)
-	candidates, err := pv.count(ctx, cond)
-	if err != nil {
-		return nil, err
-	}
-	w.Candidates = candidates
-	// base is what counts over the condition are scaled from: the candidates, or for a wave whose
-	// earlier samples were subtracted by id, its devices.
-	base := candidates
-	w.Selected = candidates
-	if t := pv.takenBefore(i); t != nil {
-		if w.Selected, err = pv.count(ctx, pv.conds[i]); err != nil {
-			return nil, err
-		}
-		taken := 0
-		if w.Selected > 0 {
-			if taken, err = pv.count(ctx, query.And(pv.conds[i], t)); err != nil {
-				return nil, err
-			}
-		}
-		w.Overlap = taken
-		w.Skipped = max(0, w.Selected-taken-candidates)
-	}
 	if sw != nil {
 		w.Status = sw.Status
 	}
-	var ids []string
+	var err error
+	if w.Candidates, err = pv.count(ctx, pv.p.Condition(i)); err != nil {
+		return nil, err
+	}
+	if err := pv.selected(ctx, i, w); err != nil {
+		return nil, err
+	}
 	paths := patchPaths(pw.Action.TwinUpdate)
-	switch {
-	case sw != nil && sw.Resolved:
-		if err := pv.Store.View(func(tx *Tx) error {
-			var err error
-			ids, err = tx.Devices(i)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		w.Stored = true
-		w.Devices = len(ids)
-		pv.sets[i] = ids
-		pv.listed[i] = true
-	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
-		w.Devices = candidates
-		pv.sets[i] = nil // what it takes, no later condition selects
-	case pw.Percent >= 100 && pv.excludeByID(i, len(paths)):
-		if w.Devices, err = pv.countLess(ctx, i, cond); err != nil {
-			return nil, err
-		}
-		w.Overlap += candidates - w.Devices
-		base = w.Devices
-		pv.sets[i] = nil
-	default:
-		ids, err = pv.list(ctx, i, candidates)
-		switch {
-		case errors.Is(err, ErrQueryBudget):
-			w.Exact = false
-			w.Devices = pv.estimateSample(i, candidates)
-			pv.sets[i] = nil
-		case err != nil:
-			return nil, err
-		default:
-			w.Devices = len(ids)
-			for k := 0; k < i; k++ {
-				if pv.p.Waves[k].Percent < 100 && !pv.listed[k] {
-					w.Exact = false // an earlier sample was estimated, so what it took is unknown
-				}
-			}
-			if pv.includeByID(i, len(paths), ids) {
-				base = w.Devices
-			}
-		}
+	ids, base, err := pv.devices(ctx, i, w, sw, len(paths))
+	if err != nil {
+		return nil, err
 	}
 	if ids != nil {
 		w.Sample = append(w.Sample, ids[:min(len(ids), pv.SampleSize)]...)
@@ -424,24 +367,112 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 		}
 	}
 	w.DiffEstimated = w.Devices != base
+	if err := pv.health(ctx, i, w, base); err != nil {
+		return nil, err
+	}
+	w.Estimate = pv.estimate(i, w, sw)
+	return w, nil
+}
+
+// selected counts what fleet AND target of wave i select before earlier waves are taken out, and how
+// much of it earlier targets take (Selected, Overlap), and the devices that NOT over a missing
+// property leaves out of the composed condition (Skipped).
+func (pv *previewer) selected(ctx context.Context, i int, w *WavePreview) error {
+	w.Selected = w.Candidates
+	t := pv.takenBefore(i)
+	if t == nil {
+		return nil
+	}
+	var err error
+	if w.Selected, err = pv.count(ctx, pv.conds[i]); err != nil {
+		return err
+	}
+	taken := 0
+	if w.Selected > 0 {
+		if taken, err = pv.count(ctx, query.And(pv.conds[i], t)); err != nil {
+			return err
+		}
+	}
+	w.Overlap = taken
+	w.Skipped = max(0, w.Selected-taken-w.Candidates)
+	return nil
+}
+
+// devices works out wave i's devices (w.Devices, and Stored, Exact), the cheapest exact way the
+// preview has: the stored list of a resolved wave, its condition's count when no earlier sample can
+// overlap it, a count less the earlier samples' ids, or listing it as apply would (estimated over the
+// query budget). It returns the ids when they were listed, and base, what counts over the condition
+// are scaled from: the candidates, or for a wave whose earlier samples were subtracted by id or that
+// was listed, its devices.
+func (pv *previewer) devices(ctx context.Context, i int, w *WavePreview, sw *Wave, paths int) (ids []string, base int, err error) {
+	pw := pv.p.Waves[i]
+	base = w.Candidates
+	switch {
+	case sw != nil && sw.Resolved:
+		if err := pv.Store.View(func(tx *Tx) error {
+			var err error
+			ids, err = tx.Devices(i)
+			return err
+		}); err != nil {
+			return nil, 0, err
+		}
+		w.Stored, w.Devices = true, len(ids)
+		pv.sets[i], pv.listed[i] = ids, true
+	case pw.Percent >= 100 && !pv.overlapsSample(ctx, i):
+		w.Devices = w.Candidates
+		pv.sets[i] = nil // what it takes, no later condition selects
+	case pw.Percent >= 100 && pv.excludeByID(i, paths):
+		if w.Devices, err = pv.countLess(ctx, i, pv.p.Condition(i)); err != nil {
+			return nil, 0, err
+		}
+		w.Overlap += w.Candidates - w.Devices
+		base = w.Devices
+		pv.sets[i] = nil
+	default:
+		ids, err = pv.list(ctx, i, w.Candidates)
+		switch {
+		case errors.Is(err, ErrQueryBudget):
+			w.Exact = false
+			w.Devices = pv.estimateSample(i, w.Candidates)
+			pv.sets[i] = nil
+			return nil, base, nil
+		case err != nil:
+			return nil, 0, err
+		}
+		w.Devices = len(ids)
+		for k := 0; k < i; k++ {
+			if pv.p.Waves[k].Percent < 100 && !pv.listed[k] {
+				w.Exact = false // an earlier sample was estimated, so what it took is unknown
+			}
+		}
+		if pv.includeByID(i, paths, ids) {
+			base = w.Devices
+		}
+	}
+	return ids, base, nil
+}
+
+// health counts, among wave i's devices, those that already satisfy its verify condition and, for a
+// direct method, those offline now.
+func (pv *previewer) health(ctx context.Context, i int, w *WavePreview, base int) error {
+	pw, cond := pv.p.Waves[i], pv.p.Condition(i)
 	if w.Devices > 0 && pw.Verify != nil {
 		v, err := parseOrAll(pw.Verify.Condition)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if w.VerifyHolds, err = pv.countScaled(ctx, i, query.And(cond, v), w.Devices, base); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if w.Devices > 0 && pw.Action.DirectMethod != nil {
 		off, err := query.ParseCondition("connectionState = 'Disconnected'")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if w.Offline, err = pv.countScaled(ctx, i, query.And(cond, off), w.Devices, base); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	w.Estimate = pv.estimate(i, w, sw)
-	return w, nil
+	return nil
 }

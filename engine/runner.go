@@ -341,23 +341,14 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 		case StepRollback:
 			return r.rollback(ctx)
 		case StepWaitApproval, StepWaitSchedule, StepWaitBake:
-			if step != announced {
-				reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake"}[step.Kind]
-				if err := r.waiting(step, reason); err != nil {
-					return nil, err
-				}
-				announced = step
-			}
-			if r.NoWait {
-				res := r.result(step)
-				res.Waiting = true
-				return res, nil
-			}
+			reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake"}[step.Kind]
 			d := r.ApprovalPoll
 			if !step.Until.IsZero() {
 				d = step.Until.Sub(r.now())
 			}
-			err = r.sleep(ctx, d)
+			if res, err := r.wait(ctx, step, reason, d, &announced); res != nil || err != nil {
+				return res, err
+			}
 		case StepResolve:
 			err = r.resolve(ctx, step.Wave)
 		case StepBatch:
@@ -376,18 +367,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			waiting, err = r.verify(ctx, step.Wave)
 			if err == nil && waiting {
 				step.Until = r.st.Waves[step.Wave].BakeStart.Add(r.p.Waves[step.Wave].Verify.Within)
-				if step != announced {
-					if err := r.waiting(step, "verify"); err != nil {
-						return nil, err
-					}
-					announced = step
+				if res, err := r.wait(ctx, step, "verify", r.verifyPoll(step.Wave), &announced); res != nil || err != nil {
+					return res, err
 				}
-				if r.NoWait {
-					res := r.result(step)
-					res.Waiting = true
-					return res, nil
-				}
-				err = r.sleep(ctx, r.verifyPoll(step.Wave))
 			}
 		case StepFinishWave:
 			err = r.commit(r.st.FinishWave(step.Wave, r.now()))
@@ -396,6 +378,23 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
+}
+
+// wait waits at step for reason: it records and announces the wait once (announced is the last wait
+// announced), then with NoWait returns the waiting result, else sleeps d and returns nil, nil.
+func (r *runner) wait(ctx context.Context, step Step, reason string, d time.Duration, announced *Step) (*Result, error) {
+	if step != *announced {
+		if err := r.waiting(step, reason); err != nil {
+			return nil, err
+		}
+		*announced = step
+	}
+	if r.NoWait {
+		res := r.result(step)
+		res.Waiting = true
+		return res, nil
+	}
+	return nil, r.sleep(ctx, d)
 }
 
 // waiting records that the rollout waits at step, for reason, so that status can say so from the
