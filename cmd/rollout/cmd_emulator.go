@@ -60,12 +60,8 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 		fmt.Fprintln(e.stderr, "The policy key is the documented development key unless ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(e.args); err != nil {
+	if err := parseNoArgs(fs, e.args); err != nil {
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.opts.TLS = !plain
 	if verbose {
@@ -201,12 +197,8 @@ func parseEmulatorToken(e *env) (emulatorTokenOptions, error) {
 		fmt.Fprintf(e.stderr, "  curl -H \"Authorization: $(rollout emulator token)\" 'https://%s/statistics/devices?api-version=%s'\n", defaultEmulatorListen, hubapi.APIVersion)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(e.args); err != nil {
+	if err := parseNoArgs(fs, e.args); err != nil {
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.ttl <= 0 {
 		return o, errors.New("--ttl must be positive")
@@ -242,4 +234,16 @@ func runEmulatorToken(e *env) int {
 	}
 	fmt.Fprintln(e.stdout, o.cs.SASToken(time.Now().Add(o.ttl)))
 	return exitOK
+}
+
+// parseNoArgs parses a command's flags where it takes no positional argument.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
 }
