@@ -2,8 +2,9 @@ package emulator
 
 import (
 	"encoding/binary"
-	"hash/fnv"
 	"math"
+
+	"github.com/iot-rollout/rollout/internal/stablehash"
 )
 
 // Device flags, decided once per device from its behaviour, the seed and a hash of its id.
@@ -70,20 +71,10 @@ func (d *device) status() string {
 
 // hashID is the deterministic draw behind a device's behaviour: a 64-bit hash of seed, aspect and id.
 func hashID(seed int64, aspect byte, id string) uint64 {
-	h := fnv.New64a()
 	var b [9]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(seed))
 	b[8] = aspect
-	h.Write(b[:])
-	h.Write([]byte(id))
-	x := h.Sum64()
-	// splitmix64 finalizer: FNV's low bits are weak for ids that differ only in their last digits.
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return stablehash.New().Bytes(b[:]).String(id).Sum()
 }
 
 // shareThreshold turns a share into a hash threshold for devices judged alone (explicit or created).

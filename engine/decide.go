@@ -2,11 +2,11 @@ package engine
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/internal/stablehash"
 	"github.com/iot-rollout/rollout/plan"
 	"github.com/iot-rollout/rollout/query"
 )
@@ -54,18 +54,8 @@ func InSample(name, id string, percent float64) bool {
 	if percent <= 0 {
 		return false
 	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	h.Write([]byte{0})
-	h.Write([]byte(id))
-	// FNV alone mixes its last bytes poorly; the splitmix64 finalizer spreads every input bit over the
-	// result. The top 53 bits then give a fraction in [0, 1).
-	x := h.Sum64()
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
+	// The top 53 bits of the stable hash give a fraction in [0, 1).
+	x := stablehash.New().String(name).Byte(0).String(id).Sum()
 	f := float64(x>>11) / (1 << 53)
 	return f < percent/100
 }
