@@ -96,10 +96,7 @@ type groupYAML struct {
 
 func (g *groupYAML) UnmarshalYAML(n *yaml.Node) error {
 	type plain groupYAML
-	if err := decodeStrict(n, (*plain)(g)); err != nil {
-		return err
-	}
-	return nil
+	return decodeStrict(n, (*plain)(g))
 }
 
 type deviceYAML struct {
@@ -133,10 +130,7 @@ type deviceYAML struct {
 
 func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
 	type plain deviceYAML
-	if err := decodeStrict(n, (*plain)(d)); err != nil {
-		return err
-	}
-	return nil
+	return decodeStrict(n, (*plain)(d))
 }
 
 type behaviorYAML struct {
