@@ -84,11 +84,7 @@ func (s *Server) beginJob(j *job) bool {
 	if d := time.Until(time.Unix(0, start)); d > 0 && sleep(d, s.done, j.cancel) != elapsed {
 		return false
 	}
-	var devs []*device
-	m, err := parseCondition(j.req.QueryCondition)
-	if err == nil {
-		devs = s.store.selectWhere(m)
-	}
+	devs, err := s.store.jobTargets(j.req.QueryCondition)
 	return s.jobs.begin(j, devs, err, time.Now().UnixNano())
 }
 

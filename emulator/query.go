@@ -269,6 +269,63 @@ func parseCondition(cond string) (*query.Matcher, error) {
 	return query.Compile(e), nil
 }
 
+// jobTargets returns the registered devices a job's condition selects now. A condition that is exactly
+// `deviceId IN [...]` (every job rollout creates) finds its devices by id, in the list's order, rather
+// than by evaluating it against every twin: a rollout over a million devices creates about 1,500
+// such jobs. Any other condition selects in creation order.
+func (s *store) jobTargets(cond string) ([]*device, error) {
+	if strings.TrimSpace(cond) != "*" {
+		e, err := query.ParseCondition(cond)
+		if err != nil {
+			return nil, err
+		}
+		if ids, ok := idList(e); ok {
+			return s.selectByID(ids), nil
+		}
+	}
+	m, err := parseCondition(cond)
+	if err != nil {
+		return nil, err
+	}
+	return s.selectWhere(m), nil
+}
+
+// idList returns the ids of a condition that is exactly deviceId IN ['a', 'b', ...].
+func idList(e query.Expr) ([]string, bool) {
+	in, ok := e.(query.InList)
+	if !ok || in.Negated {
+		return nil, false
+	}
+	p, ok := in.X.(query.Path)
+	if !ok || len(p.Segments) != 1 || !strings.EqualFold(p.Segments[0], "deviceId") {
+		return nil, false
+	}
+	ids := make([]string, len(in.Values))
+	for i, v := range in.Values {
+		s, ok := v.(query.String)
+		if !ok {
+			return nil, false
+		}
+		ids[i] = s.Value
+	}
+	return ids, true
+}
+
+// selectByID returns the registered devices among ids, each once, in the order of ids.
+func (s *store) selectByID(ids []string) []*device {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*device, 0, len(ids))
+	seen := make(map[*device]bool, len(ids))
+	for _, id := range ids {
+		if d, ok := s.byID[id]; ok && !d.deleted && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // selectWhere returns the registered devices m matches now, in creation order.
 func (s *store) selectWhere(m *query.Matcher) []*device {
 	var out []*device

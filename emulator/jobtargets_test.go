@@ -1,0 +1,49 @@
+package emulator
+
+import (
+	"reflect"
+	"testing"
+)
+
+// TestJobTargetsByID checks that a job over deviceId IN [...] selects what evaluating the condition
+// would, found by id: unknown and deleted ids are skipped, a repeated id counts once, the property
+// name is case-insensitive, and any other condition is still evaluated.
+func TestJobTargetsByID(t *testing.T) {
+	s := newStore(1, Behavior{})
+	f, err := ParseFleet("fleet.yaml", []byte("groups:\n  - {name: a, count: 5, idPrefix: dev-, tags: {ring: a}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.load(f, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.remove("dev-0003", ""); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(cond string) []string {
+		t.Helper()
+		devs, err := s.jobTargets(cond)
+		if err != nil {
+			t.Fatalf("%s: %v", cond, err)
+		}
+		var out []string
+		for _, d := range devs {
+			out = append(out, d.id)
+		}
+		return out
+	}
+	for cond, want := range map[string][]string{
+		"deviceId IN ['dev-0004', 'dev-0001', 'nope', 'dev-0003', 'dev-0001']": {"dev-0004", "dev-0001"},
+		"DEVICEID IN ['dev-0002']":                          {"dev-0002"},
+		"deviceId NIN ['dev-0000', 'dev-0001', 'dev-0002']": {"dev-0004"},
+		"deviceId IN ['dev-0000'] AND tags.ring = 'b'":      nil,
+		"*": {"dev-0000", "dev-0001", "dev-0002", "dev-0004"},
+	} {
+		if got := ids(cond); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", cond, got, want)
+		}
+	}
+	if _, err := s.jobTargets("deviceId IN ["); err == nil {
+		t.Error("a condition that does not parse must fail")
+	}
+}
