@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iot-rollout/rollout/plan"
@@ -102,6 +105,10 @@ type Batch struct {
 	RolledBack  bool   `json:"rolledBack,omitempty"`
 	// RollbackJobs carry the compensating direct method of a direct-method rollout.
 	RollbackJobs []Job `json:"rollbackJobs,omitempty"`
+	// JobCount and RollbackJobCount are, in the stored record only, how many job records of each
+	// kind the batch has (the jobs are records of their own; see Tx.PutState).
+	JobCount         int `json:"jobCount,omitempty"`
+	RollbackJobCount int `json:"rollbackJobCount,omitempty"`
 }
 
 // Job is one IoT Hub job of a batch. Intent is written before the job is created; Created once the hub
@@ -231,6 +238,7 @@ var (
 	bucketSnapshots = []byte("snapshots") // device id → Prior
 	bucketOutcomes  = []byte("outcomes")  // device id → DeviceOutcome
 	bucketApprovals = []byte("approvals") // wave name → Approval
+	bucketJobs      = []byte("jobs")      // "WWWWWW/BBBBBB/f|r/PPPPPP" → Job (forward or rollback)
 	keyState        = []byte("state")
 )
 
@@ -244,6 +252,11 @@ var (
 // the separate lock file (see Lock).
 type Store struct {
 	dir, name string
+
+	mu sync.Mutex
+	// written holds the job records this Store last committed, by key: a save writes only the jobs
+	// that differ, so its cost does not grow with the jobs the rollout already has.
+	written map[string]Job
 }
 
 // OpenStore returns the store of rollout name under dir, creating dir (mode 0700) if needed. It does
@@ -255,7 +268,7 @@ func OpenStore(dir, name string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return &Store{dir: dir, name: name}, nil
+	return &Store{dir: dir, name: name, written: map[string]Job{}}, nil
 }
 
 // Name is the rollout's name.
@@ -296,7 +309,11 @@ func (s *Store) open(readOnly bool) (*bbolt.DB, error) {
 }
 
 // Tx is a transaction on a rollout's state.
-type Tx struct{ tx *bbolt.Tx }
+type Tx struct {
+	tx      *bbolt.Tx
+	s       *Store
+	pending map[string]Job // job records this transaction wrote
+}
 
 // Update runs fn in one write transaction: everything fn wrote is committed together, or nothing is.
 func (s *Store) Update(fn func(*Tx) error) error {
@@ -305,14 +322,22 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		return err
 	}
 	defer db.Close()
-	return db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals} {
+	t := &Tx{s: s, pending: map[string]Job{}}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return fn(&Tx{tx})
+		t.tx = tx
+		return fn(t)
 	})
+	if err == nil {
+		s.mu.Lock()
+		maps.Copy(s.written, t.pending)
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // View runs fn in a read transaction. It returns ErrNoState when the rollout has no state file.
@@ -326,7 +351,7 @@ func (s *Store) View(fn func(*Tx) error) error {
 		if tx.Bucket(bucketState) == nil {
 			return ErrNoState
 		}
-		return fn(&Tx{tx})
+		return fn(&Tx{tx: tx, s: s})
 	})
 }
 
@@ -376,11 +401,89 @@ func (t *Tx) State() (*State, error) {
 	if !ok {
 		return nil, ErrNoState
 	}
+	for wi := range st.Waves {
+		for bi := range st.Waves[wi].Batches {
+			b := &st.Waves[wi].Batches[bi]
+			// A record written before jobs were records of their own holds them inline.
+			if b.JobCount > 0 {
+				if b.Jobs, err = t.readJobs(wi, bi, 'f', b.JobCount); err != nil {
+					return nil, err
+				}
+			}
+			if b.RollbackJobCount > 0 {
+				if b.RollbackJobs, err = t.readJobs(wi, bi, 'r', b.RollbackJobCount); err != nil {
+					return nil, err
+				}
+			}
+			b.JobCount, b.RollbackJobCount = 0, 0
+		}
+	}
 	return &st, nil
 }
 
-// PutState writes the rollout record.
-func (t *Tx) PutState(st *State) error { return putJSON(t.tx.Bucket(bucketState), keyState, st) }
+// PutState writes the rollout record. The jobs of its batches are records of their own, and only
+// those that changed since this Store last wrote them are written: a save costs what changed, not
+// the size of the rollout.
+func (t *Tx) PutState(st *State) error {
+	root := *st
+	root.Waves = make([]Wave, len(st.Waves))
+	for wi, w := range st.Waves {
+		w.Batches = slices.Clone(w.Batches)
+		for bi := range w.Batches {
+			b := &w.Batches[bi]
+			if err := t.putJobs(wi, bi, 'f', b.Jobs); err != nil {
+				return err
+			}
+			if err := t.putJobs(wi, bi, 'r', b.RollbackJobs); err != nil {
+				return err
+			}
+			b.JobCount, b.RollbackJobCount = len(b.Jobs), len(b.RollbackJobs)
+			b.Jobs, b.RollbackJobs = nil, nil
+		}
+		root.Waves[wi] = w
+	}
+	return putJSON(t.tx.Bucket(bucketState), keyState, &root)
+}
+
+func jobKey(wave, batch int, kind byte, part int) string {
+	return fmt.Sprintf("%06d/%06d/%c/%06d", wave, batch, kind, part)
+}
+
+// putJobs writes the jobs of a batch (kind 'f' forward, 'r' rollback) that differ from what this
+// Store last committed.
+func (t *Tx) putJobs(wave, batch int, kind byte, jobs []Job) error {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	b := t.tx.Bucket(bucketJobs)
+	for p, j := range jobs {
+		key := jobKey(wave, batch, kind, p)
+		if w, ok := t.s.written[key]; ok && w == j {
+			continue
+		}
+		if err := putJSON(b, []byte(key), j); err != nil {
+			return err
+		}
+		t.pending[key] = j
+	}
+	return nil
+}
+
+// readJobs reads n job records of a batch.
+func (t *Tx) readJobs(wave, batch int, kind byte, n int) ([]Job, error) {
+	b := t.tx.Bucket(bucketJobs)
+	jobs := make([]Job, n)
+	for p := range jobs {
+		key := jobKey(wave, batch, kind, p)
+		ok, err := getJSON(b, []byte(key), &jobs[p])
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("state: job record %s is missing", key)
+		}
+	}
+	return jobs, nil
+}
 
 func devicesKey(wave int) []byte { return fmt.Appendf(nil, "devices/%06d", wave) }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -116,4 +117,50 @@ func mustJSON(tb testing.TB, v any) []byte {
 		tb.Fatal(err)
 	}
 	return data
+}
+
+// TestSaveWritesChangedJobs checks that a save writes the job records that changed and no others,
+// and that the rollout reads back whole, jobs in their batches.
+func TestSaveWritesChangedJobs(t *testing.T) {
+	s, err := OpenStore(t.TempDir(), "fw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := make([]Job, 50)
+	for i := range jobs {
+		jobs[i] = Job{ID: fmt.Sprintf("fw-abc-w00-b000-p%d", i), Start: i, End: i + 1}
+	}
+	st := &State{Name: "fw", Status: StatusRunning, Waves: []Wave{{Name: "a", Status: StatusRunning,
+		Batches: []Batch{{Start: 0, End: 50, Status: StatusRunning, Jobs: jobs}}}}}
+	save := func() int {
+		t.Helper()
+		written := 0
+		if err := s.Update(func(tx *Tx) error {
+			err := tx.PutState(st)
+			written = len(tx.pending)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return written
+	}
+	if n := save(); n != 50 {
+		t.Errorf("first save wrote %d job records, want 50", n)
+	}
+	st.Waves[0].Batches[0].Jobs[7].Intent = true
+	if n := save(); n != 1 {
+		t.Errorf("a save after one job changed wrote %d job records, want 1", n)
+	}
+	if n := save(); n != 0 {
+		t.Errorf("a save with nothing changed wrote %d job records", n)
+	}
+	// A second Store (another run) knows nothing was written by it yet, and reads the jobs back.
+	s2, _ := OpenStore(s.dir, "fw")
+	got, err := s2.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := got.Waves[0].Batches[0]; len(b.Jobs) != 50 || !b.Jobs[7].Intent || b.Jobs[8].Intent || b.JobCount != 0 {
+		t.Fatalf("read back %d jobs (intent %v/%v, count %d)", len(b.Jobs), b.Jobs[7].Intent, b.Jobs[8].Intent, b.JobCount)
+	}
 }
