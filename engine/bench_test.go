@@ -310,3 +310,52 @@ func BenchmarkUnlimited100k(b *testing.B) {
 		b.ReportMetric(float64(grow)/100000, "B/device")
 	}
 }
+
+// BenchmarkUnlimitedMillion: a 3-wave, 1,000,000-device twin rollout on the unlimited tier, end to end,
+// with local state. Besides devices/s it reports the engine's peak heap growth and the whole
+// process's peak RSS, and the state file's size, per device.
+func BenchmarkUnlimitedMillion(b *testing.B) {
+	const devices = 1_000_000
+	for range b.N {
+		h := startChild(b, "unlimited", 1, 10_000, 490_000, 500_000)
+		p := enginetest.Plan(b, fmt.Sprintf(`
+version: 1
+name: million
+action:
+  twinUpdate: {desired: {firmware: {version: "2.0"}}}
+defaults:
+  timeout: 30m
+  batch: {size: 10000, growth: 2}
+  success: {minSuccessRate: 100%%}
+waves:
+  - {name: canary, target: "tags.ring = 'r0'"}
+  - {name: half, target: "tags.ring = 'r1'"}
+  - {name: rest, target: "*"}
+`))
+		dir := b.TempDir()
+		store, err := engine.OpenStore(dir, p.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var res *engine.Result
+		start := time.Now()
+		grow := heapPeak(func() {
+			res, err = engine.Apply(context.Background(), p, engine.Options{Hub: h.client, Store: store, Quotas: h.quotas})
+		})
+		elapsed := time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Status != engine.StatusDone {
+			b.Fatalf("status %s: %s", res.Status, res.Reason)
+		}
+		fi, err := os.Stat(store.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(devices/elapsed.Seconds(), "devices/s")
+		b.ReportMetric(float64(grow)/devices, "B/device")
+		b.ReportMetric(float64(fi.Size())/devices, "state-B/device")
+		b.ReportMetric(float64(maxRSS())/(1<<20), "peak-RSS-MiB")
+	}
+}
