@@ -272,7 +272,7 @@ func (l *loader) parse() (*yaml.Node, bool) {
 // first (see scanSyntax). When the scan finds none, the diagnostic keeps yaml.v3's message, at the
 // first non-blank character of the line it names.
 func (l *loader) yamlError(err error) {
-	if p, ok := scanSyntax(l.src); ok {
+	if p, ok := scanSyntaxSafely(l.src); ok {
 		l.addAt(Error, p.line, p.col, "", p.hint, "invalid YAML: "+p.msg)
 		return
 	}
@@ -297,6 +297,17 @@ func (l *loader) yamlError(err error) {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	l.addAt(Error, line, col, "", "", "invalid YAML: "+msg)
+}
+
+// scanSyntaxSafely is scanSyntax, except that a defect in it leaves yaml.v3's message standing
+// instead of failing the whole load (FuzzScanSyntax calls scanSyntax itself, so defects still show).
+func scanSyntaxSafely(src []byte) (p syntaxProblem, ok bool) {
+	defer func() {
+		if recover() != nil {
+			p, ok = syntaxProblem{}, false
+		}
+	}()
+	return scanSyntax(src)
 }
 
 // kindName names a node's kind for messages, in the words of JSON Schema where they exist.

@@ -31,11 +31,12 @@ type block struct {
 	key      string
 	hasValue bool
 	scalar   bool // a plain value on its own line, which may go on over more lines
+	item     bool // a "- " list item rather than a key
 }
 
 // keyLine matches the start of a block mapping entry: an optional run of "- " items, then a plain or
 // quoted key followed by ':' and a space or the end of the line.
-var keyLine = regexp.MustCompile(`^((?:- +)*)("[^"]*"|'[^']*'|(?:[^\s:#{}\[\],'"&*!|>%@` + "`" + `-]|-[^\s:#])` + plainRest + `)\s*:(?:\s|$)`)
+var keyLine = regexp.MustCompile(`^((?:- +)*)("[^"]*"|'[^']*'|(?:[^\s:#{}\[\],'"&*!|>%@` + "`" + `?-]|[?:-]\S)` + plainRest + `|[?:-])\s*:(?:\s|$)`)
 
 // plainRest is the rest of a plain key: '#' is text unless a space precedes it; the key ends at the
 // first ':' followed by a space or the end of the line, as the match is the shortest.
@@ -53,12 +54,13 @@ var blockIndicator = regexp.MustCompile(`^[|>][0-9+-]*\s*(#.*)?$`)
 // (TestScanSyntaxQuietOnValidYAML and FuzzScanSyntax check this): its finding replaces the parser's.
 func scanSyntax(src []byte) (syntaxProblem, bool) {
 	s := &syntaxScanner{}
-	lines := strings.Split(string(src), "\n")
+	// YAML breaks lines at \r\n, \n and a lone \r.
+	lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(string(src), "\r\n", "\n"), "\r", "\n"), "\n")
 	for i, text := range lines {
 		if s.suspect != nil && s.closedAt != 0 && i+1 > s.closedAt {
 			s.suspect = nil
 		}
-		if p, ok := s.line(i+1, []rune(strings.TrimRight(text, "\r"))); ok {
+		if p, ok := s.line(i+1, []rune(text)); ok {
 			if s.suspect != nil {
 				return *s.suspect, true // the bracket or quote that ran on is the likelier cause
 			}
@@ -82,6 +84,7 @@ type syntaxScanner struct {
 	suspect   *syntaxProblem
 	closedAt  int
 	continued bool // the current line continues a plain scalar
+	flowPlain bool // the line above ended inside a plain scalar within brackets
 }
 
 func indentOf(text []rune) int {
@@ -114,7 +117,13 @@ func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
 			return syntaxProblem{}, false
 		}
 		if ind < len(text) && text[ind] == '\t' {
-			return syntaxProblem{num, ind + 1, "this line is indented with a tab", "indent YAML with spaces, not tabs"}, true
+			// A tab before a key or an item breaks the structure; before text that continues a
+			// value it is only a separator.
+			body := strings.TrimLeft(string(text), " \t")
+			if keyLine.MatchString(body) || body == "-" || strings.HasPrefix(body, "- ") {
+				return syntaxProblem{num, ind + 1, "this line is indented with a tab", "indent YAML with spaces, not tabs"}, true
+			}
+			return syntaxProblem{}, false
 		}
 		s.continued = false
 		if p, ok := s.indentation(num, text, ind); ok {
@@ -141,14 +150,17 @@ func (s *syntaxScanner) line(num int, text []rune) (syntaxProblem, bool) {
 
 // chars follows brackets and quotes along one line.
 func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, bool) {
-	start := true  // a token may start here
-	plain := false // inside a plain (unquoted) scalar, where quotes and spaces are ordinary text
+	start := true // a token may start here
+	// Inside a plain (unquoted) scalar quotes and spaces are ordinary text; in brackets one may go on
+	// from the line above.
+	plain := s.flowPlain && len(s.flow) > 0
+	defer func() { s.flowPlain = plain && len(s.flow) > 0 }()
 	for i := 0; i < len(text); i++ {
 		ch := text[i]
 		if plain {
 			flowEnd := len(s.flow) > 0 && strings.ContainsRune(",[]{}", ch)
-			keyEnd := ch == ':' && (i+1 == len(text) || text[i+1] == ' ' || len(s.flow) > 0)
-			comment := ch == '#' && (text[i-1] == ' ' || text[i-1] == '\t')
+			keyEnd := ch == ':' && (i+1 == len(text) || text[i+1] == ' ' || len(s.flow) > 0 && strings.ContainsRune(",[]{}", text[i+1]))
+			comment := ch == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\t')
 			if !flowEnd && !keyEnd && !comment {
 				continue
 			}
@@ -188,8 +200,8 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 		case ch == ' ' || ch == '\t':
 			start = true
 			continue
-		case ch == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\t'):
-			return syntaxProblem{}, false
+		case ch == '#' && (i == 0 || strings.ContainsRune(" \t]}", text[i-1])):
+			return syntaxProblem{}, false // a comment (the parser takes one right after a bracket too)
 		case start && (ch == '"' || ch == '\''):
 			s.quote = &opener{ch: ch, line: num, col: i + 1, indent: ind}
 		case (start || len(s.flow) > 0) && (ch == '{' || ch == '['):
@@ -225,14 +237,14 @@ func (s *syntaxScanner) chars(num int, text []rune, ind int) (syntaxProblem, boo
 		case len(s.flow) == 0 && ch == ':' && (i+1 == len(text) || text[i+1] == ' '):
 			start = true
 			continue
-		case len(s.flow) == 0 && start && ch == '-' && (i+1 == len(text) || text[i+1] == ' '):
-			continue
+		case len(s.flow) == 0 && start && (ch == '-' || ch == '?') && (i+1 == len(text) || text[i+1] == ' '):
+			continue // an item, or a complex key
 		case len(s.flow) == 0 && start && (ch == '|' || ch == '>') && blockIndicator.MatchString(string(text[i:])):
 			s.inScalar, s.scalarOwner = true, ind
 			return syntaxProblem{}, false
 		case start && ch == '!':
-			// A tag runs to the next space, brackets and all.
-			for i+1 < len(text) && text[i+1] != ' ' && text[i+1] != '\t' {
+			// A tag runs over URI characters, which include [ ] and , but not { }.
+			for i+1 < len(text) && (unicode.IsLetter(text[i+1]) || unicode.IsDigit(text[i+1]) || strings.ContainsRune("-;/?:@&=+$,_.!~*'()[]%#", text[i+1])) {
 				i++
 			}
 		case start && (ch == '&' || ch == '*'):
@@ -291,6 +303,14 @@ func (s *syntaxScanner) eof() (syntaxProblem, bool) {
 // the levels open above it.
 func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProblem, bool) {
 	body := string(text[ind:])
+	if n := len(s.blocks); n > 0 && s.blocks[n-1].hasValue && ind > s.blocks[n-1].indent && !keyLine.MatchString(body) {
+		// More of the plain value above, whatever it starts with.
+		if p, ok := colonInValue(num, text, ind); ok {
+			return p, true
+		}
+		s.continued = true
+		return syntaxProblem{}, false
+	}
 	if strings.HasPrefix(body, "? ") || body == "?" {
 		s.complex = true
 	}
@@ -299,7 +319,7 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 	}
 	m := keyLine.FindStringSubmatch(body)
 	isItem := body == "-" || strings.HasPrefix(body, "- ")
-	if n := len(s.blocks); m == nil && !isItem && n > 0 && s.blocks[n-1].scalar && (n == 1 || ind > s.blocks[n-2].indent) {
+	if n := len(s.blocks); m == nil && n > 0 && s.blocks[n-1].scalar && (n == 1 || ind > s.blocks[n-2].indent) {
 		s.continued = true // more lines of a plain value, indented less than its first but more than its key
 		return syntaxProblem{}, false
 	}
@@ -312,17 +332,17 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 	if top >= 0 {
 		parent = &s.blocks[top]
 	}
-	if parent != nil && parent.key == "-" && !isItem && top > 0 && s.blocks[top-1].indent == ind {
+	if parent != nil && parent.item && !isItem && top > 0 && s.blocks[top-1].indent == ind {
 		// A key after a compact list (items at the indentation of their key): the list has ended.
 		top--
 		parent = &s.blocks[top]
 	}
 	switch {
-	case parent != nil && parent.indent == ind && isItem && parent.key != "-" && (parent.hasValue || top != len(s.blocks)-1):
+	case parent != nil && parent.indent == ind && isItem && !parent.item && (parent.hasValue || top != len(s.blocks)-1):
 		// A "- " item beside keys; only right under a key without a value does it start that key's list.
 		return syntaxProblem{num, ind + 1, "this list item stands among the keys of a mapping",
 			"indent it under the key that holds the list, or write it as key: value"}, true
-	case parent != nil && parent.indent == ind && !isItem && m != nil && parent.key == "-":
+	case parent != nil && parent.indent == ind && !isItem && m != nil && parent.item:
 		// A key beside "- " items: it belongs to an item, or should start one.
 		hint := "indent it into the item above, or start a new item with - "
 		if top+1 < len(s.blocks) {
@@ -381,14 +401,14 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		}
 	}
 	s.blocks = s.blocks[:top+1]
-	if parent != nil && parent.indent == ind && (!isItem || parent.key == "-") {
+	if parent != nil && parent.indent == ind && (!isItem || parent.item) {
 		// A sibling replaces parent; but a compact list's first item keeps its key below it.
 		s.blocks = s.blocks[:top]
 	}
 	// Push the levels this line opens: each "- " item, then the key.
 	col := ind
 	for len(body) > 0 && (body == "-" || strings.HasPrefix(body, "- ")) {
-		s.blocks = append(s.blocks, block{indent: col, line: num, key: "-"})
+		s.blocks = append(s.blocks, block{indent: col, line: num, item: true})
 		n := 1
 		for n < len(body) && body[n] == ' ' {
 			n++
@@ -404,7 +424,7 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 			return syntaxProblem{}, false // an anchor or tag for the node on the lines below
 		}
 		// A scalar: an item's value, or the value of the key above.
-		if len(s.blocks) > top+1 && s.blocks[len(s.blocks)-1].key == "-" && s.blocks[len(s.blocks)-1].line == num {
+		if len(s.blocks) > top+1 && s.blocks[len(s.blocks)-1].item && s.blocks[len(s.blocks)-1].line == num {
 			s.blocks[len(s.blocks)-1].hasValue = true
 		} else {
 			s.blocks = append(s.blocks, block{indent: col, line: num, key: firstWord(body), hasValue: true, scalar: true})
@@ -444,7 +464,7 @@ func firstWord(s string) string {
 }
 
 func describe(b block) string {
-	if b.key == "-" {
+	if b.item {
 		return "the item"
 	}
 	return b.key
