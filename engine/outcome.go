@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,7 +49,8 @@ func (r *runner) collect(ctx context.Context, wi, bi int, j *Job, resp *hubapi.J
 	j.Counts, j.Collected = c, true
 	r.st.Updated = r.now().UTC()
 	return r.Store.Update(func(tx *Tx) error {
-		for id, o := range record {
+		for _, id := range slices.Sorted(maps.Keys(record)) { // in key order, as storeSnapshot writes
+			o := record[id]
 			if err := tx.PutOutcome(id, o); err != nil {
 				return err
 			}

@@ -234,7 +234,8 @@ var ErrNoState = errors.New("no state for this rollout")
 
 // Buckets of a rollout's state file.
 var (
-	bucketState     = []byte("state")     // "state" → State; "devices/NNNNNN" → []string
+	bucketState     = []byte("state")     // "state" → State (device lists written before bucketLists too)
+	bucketLists     = []byte("lists")     // "devices/NNNNNN", "unverified/NNNNNN", "rollback/W/B" → []string
 	bucketSnapshots = []byte("snapshots") // device id → Prior
 	bucketOutcomes  = []byte("outcomes")  // device id → DeviceOutcome
 	bucketApprovals = []byte("approvals") // wave name → Approval
@@ -324,7 +325,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	defer db.Close()
 	t := &Tx{s: s, pending: map[string]Job{}}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs} {
+		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs, bucketLists} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -485,18 +486,31 @@ func (t *Tx) readJobs(wave, batch int, kind byte, n int) ([]Job, error) {
 	return jobs, nil
 }
 
+// getList reads a device list: from its own bucket, where lists live apart from the small, often
+// rewritten root (bbolt rewrites a leaf whole, and a wave's list is megabytes), or from the state
+// bucket of a file written before.
+func (t *Tx) getList(key []byte, ids *[]string) error {
+	if b := t.tx.Bucket(bucketLists); b != nil {
+		if ok, err := getJSON(b, key, ids); ok || err != nil {
+			return err
+		}
+	}
+	_, err := getJSON(t.tx.Bucket(bucketState), key, ids)
+	return err
+}
+
 func devicesKey(wave int) []byte { return fmt.Appendf(nil, "devices/%06d", wave) }
 
 // Devices reads a wave's resolved devices (nil when not resolved).
 func (t *Tx) Devices(wave int) ([]string, error) {
 	var ids []string
-	_, err := getJSON(t.tx.Bucket(bucketState), devicesKey(wave), &ids)
+	err := t.getList(devicesKey(wave), &ids)
 	return ids, err
 }
 
 // PutDevices stores a wave's resolved devices.
 func (t *Tx) PutDevices(wave int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketState), devicesKey(wave), ids)
+	return putJSON(t.tx.Bucket(bucketLists), devicesKey(wave), ids)
 }
 
 func unverifiedKey(wave int) []byte { return fmt.Appendf(nil, "unverified/%06d", wave) }
@@ -505,13 +519,13 @@ func unverifiedKey(wave int) []byte { return fmt.Appendf(nil, "unverified/%06d",
 // not fail).
 func (t *Tx) Unverified(wave int) ([]string, error) {
 	var ids []string
-	_, err := getJSON(t.tx.Bucket(bucketState), unverifiedKey(wave), &ids)
+	err := t.getList(unverifiedKey(wave), &ids)
 	return ids, err
 }
 
 // PutUnverified stores the devices of a wave that did not satisfy its verify when it failed.
 func (t *Tx) PutUnverified(wave int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketState), unverifiedKey(wave), ids)
+	return putJSON(t.tx.Bucket(bucketLists), unverifiedKey(wave), ids)
 }
 
 // Snapshot reads a device's captured prior values; ok is false when none was captured.
@@ -560,11 +574,11 @@ func rollbackDevicesKey(wave, batch int) []byte {
 // RollbackDevices reads the devices a batch's compensating method jobs target.
 func (t *Tx) RollbackDevices(wave, batch int) ([]string, error) {
 	var ids []string
-	_, err := getJSON(t.tx.Bucket(bucketState), rollbackDevicesKey(wave, batch), &ids)
+	err := t.getList(rollbackDevicesKey(wave, batch), &ids)
 	return ids, err
 }
 
 // PutRollbackDevices stores the devices a batch's compensating method jobs target.
 func (t *Tx) PutRollbackDevices(wave, batch int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketState), rollbackDevicesKey(wave, batch), ids)
+	return putJSON(t.tx.Bucket(bucketLists), rollbackDevicesKey(wave, batch), ids)
 }
