@@ -274,20 +274,40 @@ func parseCondition(cond string) (*query.Matcher, error) {
 // than by evaluating it against every twin: a rollout over a million devices creates about 1,500
 // such jobs. Any other condition selects in creation order.
 func (s *store) jobTargets(cond string) ([]*device, error) {
-	if strings.TrimSpace(cond) != "*" {
-		e, err := query.ParseCondition(cond)
-		if err != nil {
-			return nil, err
-		}
-		if ids, ok := idList(e); ok {
-			return s.selectByID(ids), nil
-		}
-	}
 	m, err := parseCondition(cond)
 	if err != nil {
 		return nil, err
 	}
+	if strings.TrimSpace(cond) != "*" {
+		e, _ := query.ParseCondition(cond) // parsed above
+		if ids, ok := idsOf(e); ok {
+			var out []*device
+			for _, d := range s.selectByID(ids) {
+				if m.Match((*twinDoc)(d)) {
+					out = append(out, d)
+				}
+			}
+			return out, nil
+		}
+	}
 	return s.selectWhere(m), nil
+}
+
+// idsOf returns the device ids a condition restricts its devices to: a deviceId IN [...] list, alone
+// or as a part of its top-level AND. Queries and jobs with such a condition look their devices up by
+// id and evaluate the condition on those alone.
+func idsOf(e query.Expr) ([]string, bool) {
+	if ids, ok := idList(e); ok {
+		return ids, true
+	}
+	if l, ok := e.(query.Logical); ok && l.Op == query.OpAnd {
+		for _, p := range l.Parts {
+			if ids, ok := idList(p); ok {
+				return ids, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // idList returns the ids of a condition that is exactly deviceId IN ['a', 'b', ...].
@@ -369,6 +389,44 @@ func (s *store) twins(now int64) iter.Seq[*device] {
 	}
 }
 
+// twinsOf is twins restricted to the devices of ids, in the order of ids, each once: the twins a
+// condition naming them by id can select, found by id (see idsOf).
+func (s *store) twinsOf(ids []string, now int64) iter.Seq[*device] {
+	view := s.lag.view(now)
+	return func(yield func(*device) bool) {
+		seen := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			d, ok := s.byID[id]
+			if !ok || d.deleted {
+				continue
+			}
+			if view != nil {
+				if prev, changed := view[d]; changed {
+					if prev == nil {
+						continue // created within the lag
+					}
+					d = prev
+				}
+			}
+			if !yield(d) {
+				return
+			}
+		}
+		// Devices deleted within the lag are still seen as they were.
+		for d, prev := range view {
+			if d.deleted && prev != nil && seen[d.id] {
+				if !yield(prev) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // matchTwins returns the twins m matches, as a query sees them now, up to top of them (-1: all).
 func (s *store) matchTwins(m *query.Matcher, top int) []*device {
 	s.mu.RLock()
@@ -403,6 +461,9 @@ func (s *store) queryRows(q *query.Query) ([][]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	twins := s.twins(time.Now().UnixNano())
+	if ids, ok := idsOf(q.Where()); ok {
+		twins = s.twinsOf(ids, time.Now().UnixNano())
+	}
 	var rows [][]byte
 	if q.Aggregate() {
 		seq := func(yield func(query.Object) bool) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +55,13 @@ func benchChild() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	// ROLLOUT_BENCH_EMULATOR_PROFILE names a file for the emulator's CPU profile, to see the hub's
+	// side of a benchmark.
+	if path := os.Getenv("ROLLOUT_BENCH_EMULATOR_PROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
 	}
 	fmt.Printf("%s %s\n", srv.URL(), srv.ConnectionString())
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
