@@ -99,16 +99,6 @@ func (r *runner) prepareBatch(ctx context.Context, wi, bi int) error {
 	return nil
 }
 
-// startJobs creates the batch's jobs that JobsToStart names.
-func (r *runner) startJobs(ctx context.Context, wi, bi int, jobs []*Job, pw *plan.Wave) error {
-	for _, j := range JobsToStart(jobs, r.concurrentJobs()) {
-		if err := r.startJob(ctx, wi, bi, j, pw); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // rateMeter measures the rate at which the hub processes a batch's devices, to time the polls.
 type rateMeter struct {
 	since time.Time

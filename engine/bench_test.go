@@ -347,8 +347,14 @@ waves:
 		}
 		var res *engine.Result
 		start := time.Now()
+		var events []engine.Event
+		obs := engine.ObserverFunc(func(e engine.Event) {
+			if e.Type != engine.EventBatchProgress {
+				events = append(events, e)
+			}
+		})
 		grow := heapPeak(func() {
-			res, err = engine.Apply(context.Background(), p, engine.Options{Hub: h.client, Store: store, Quotas: h.quotas})
+			res, err = engine.Apply(context.Background(), p, engine.Options{Hub: h.client, Store: store, Quotas: h.quotas, Observer: obs})
 		})
 		elapsed := time.Since(start)
 		if err != nil {
@@ -356,6 +362,16 @@ waves:
 		}
 		if res.Status != engine.StatusDone {
 			b.Fatalf("status %s: %s", res.Status, res.Reason)
+		}
+		if path := os.Getenv("ROLLOUT_BENCH_TIMELINE"); path != "" {
+			// The events but job creations, one a line with its time since the start: where the time goes.
+			var tl strings.Builder
+			for _, e := range events {
+				if e.Type != engine.EventJobCreated {
+					fmt.Fprintf(&tl, "%7.2fs %s %s b%d %d\n", e.Time.Sub(start).Seconds(), e.Type, e.WaveName, e.Batch, e.Devices)
+				}
+			}
+			_ = os.WriteFile(path, []byte(tl.String()), 0o644)
 		}
 		fi, err := os.Stat(store.Path())
 		if err != nil {

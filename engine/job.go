@@ -43,24 +43,30 @@ func (r *runner) pollInterval(pending, running int, observed float64) time.Durat
 	return min(d, 5*time.Second)
 }
 
-// startJob creates job j through ensureJob, which records the intent first and re-attaches a job a
-// previous run may have created without hearing back.
-func (r *runner) startJob(ctx context.Context, wi, bi int, j *Job, pw *plan.Wave) error {
+// startJobs creates the batch's jobs that JobsToStart names, through ensureJobs, which records their
+// intent first and re-attaches a job a previous run may have created without hearing back.
+func (r *runner) startJobs(ctx context.Context, wi, bi int, jobs []*Job, pw *plan.Wave) error {
+	start := JobsToStart(jobs, r.concurrentJobs())
+	if len(start) == 0 {
+		return nil
+	}
 	ids, err := r.waveDevices(wi)
 	if err != nil {
 		return err
 	}
-	existed, err := r.ensureJob(ctx, j, func() *hubapi.JobRequest {
+	existed, err := r.ensureJobs(ctx, start, func(j *Job) *hubapi.JobRequest {
 		return forwardJob(j.ID, InCondition(ids[j.Start:j.End]), pw)
 	})
 	if err != nil {
 		return err
 	}
-	event := EventJobCreated
-	if existed {
-		event = EventJobAttached
+	for i, j := range start {
+		event := EventJobCreated
+		if existed[i] {
+			event = EventJobAttached
+		}
+		r.emit(Event{Type: event, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
 	}
-	r.emit(Event{Type: event, Wave: wi, Batch: bi, Job: j.ID, Devices: j.End - j.Start})
 	return nil
 }
 
@@ -182,27 +188,53 @@ func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
 	return d
 }
 
-// ensureJob creates job j with the request req builds, unless it exists, and reports whether it
-// existed: intent first, then a lookup by id if a previous run recorded the intent (it may have created
-// the job without hearing back), then the create (a duplicate id means it exists). It is the one way
-// the engine creates jobs, so a crash at any point never runs a job's devices twice.
-func (r *runner) ensureJob(ctx context.Context, j *Job, req func() *hubapi.JobRequest) (existed bool, err error) {
-	if j.Intent {
+// ensureJobs creates jobs with the requests req builds, unless they exist, and reports which existed:
+// intent first (the intents of all of jobs in one save, before any of them is created), then for a job
+// whose intent a previous run recorded a lookup by id (it may have created the job without hearing
+// back), then the create (a duplicate id means it exists), then one save of what was created. It is
+// the one way the engine creates jobs, so a crash at any point never runs a job's devices twice: a
+// job created but not yet saved as created has its intent recorded, and the next run looks it up.
+func (r *runner) ensureJobs(ctx context.Context, jobs []*Job, req func(*Job) *hubapi.JobRequest) (existed []bool, err error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	resumed := make([]bool, len(jobs))
+	fresh := false
+	for i, j := range jobs {
+		resumed[i] = j.Intent
+		if !j.Intent {
+			j.Intent, fresh = true, true
+		}
+	}
+	if fresh {
+		if err := r.save(); err != nil {
+			return nil, err
+		}
+	}
+	existed = make([]bool, len(jobs))
+	for i, j := range jobs {
+		if existed[i], err = r.createJob(ctx, j, resumed[i], req); err != nil {
+			_ = r.save() // keep what was created; the rest have their intent
+			return nil, err
+		}
+	}
+	return existed, r.save()
+}
+
+// createJob creates job j, whose intent is saved, unless it exists; resumed says a previous run
+// recorded the intent, so the job may exist already.
+func (r *runner) createJob(ctx context.Context, j *Job, resumed bool, req func(*Job) *hubapi.JobRequest) (existed bool, err error) {
+	if resumed {
 		resp, err := r.Hub.GetJob(ctx, j.ID)
 		switch {
 		case err == nil:
 			j.Created, j.Status = true, resp.Status
-			return true, r.save()
+			return true, nil
 		case !hubapi.IsNotFound(err):
 			return false, fmt.Errorf("job %s: %w", j.ID, err)
 		}
-	} else {
-		j.Intent = true
-		if err := r.save(); err != nil {
-			return false, err
-		}
 	}
-	resp, err := r.Hub.CreateJob(ctx, req())
+	resp, err := r.Hub.CreateJob(ctx, req(j))
 	switch {
 	case err == nil:
 		if resp != nil {
@@ -214,5 +246,5 @@ func (r *runner) ensureJob(ctx context.Context, j *Job, req func() *hubapi.JobRe
 		return false, fmt.Errorf("create job %s: %w", j.ID, err)
 	}
 	j.Created = true
-	return existed, r.save()
+	return existed, nil
 }

@@ -187,21 +187,21 @@ func (r *runner) compensate(ctx context.Context, wi, bi int, ids []string, forwa
 	}); err != nil {
 		return 0, 0, err
 	}
-	var jobs []*Job
-	for i := range b.RollbackJobs {
-		j := &b.RollbackJobs[i]
+	jobs := jobRefs(b.RollbackJobs)
+	var create []*Job
+	for _, j := range jobs {
 		if !j.Created {
-			req := func() *hubapi.JobRequest {
-				start := hubapi.NewTime(time.Now().UTC())
-				return &hubapi.JobRequest{JobID: j.ID, Type: hubapi.JobTypeDeviceMethod, StartTime: &start,
-					QueryCondition: InCondition(reached[j.Start:j.End]), CloudToDeviceMethod: methodCall(m),
-					MaxExecutionTimeInSeconds: int64(rollbackJobTimeout(m) / time.Second)}
-			}
-			if _, err := r.ensureJob(ctx, j, req); err != nil {
-				return 0, 0, err
-			}
+			create = append(create, j)
 		}
-		jobs = append(jobs, j)
+	}
+	_, err = r.ensureJobs(ctx, create, func(j *Job) *hubapi.JobRequest {
+		start := hubapi.NewTime(time.Now().UTC())
+		return &hubapi.JobRequest{JobID: j.ID, Type: hubapi.JobTypeDeviceMethod, StartTime: &start,
+			QueryCondition: InCondition(reached[j.Start:j.End]), CloudToDeviceMethod: methodCall(m),
+			MaxExecutionTimeInSeconds: int64(rollbackJobTimeout(m) / time.Second)}
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := r.awaitJobs(ctx, jobs, r.settleByStatistics); err != nil {
 		return 0, 0, err

@@ -257,8 +257,17 @@ type Store struct {
 	mu sync.Mutex
 	// written holds the job records this Store last committed, by key: a save writes only the jobs
 	// that differ, so its cost does not grow with the jobs the rollout already has.
-	written map[string]Job
+	written map[jobRef]Job
 }
+
+// jobRef names a job record: its wave, batch, kind ('f' forward, 'r' rollback) and part.
+type jobRef struct {
+	wave, batch int
+	kind        byte
+	part        int
+}
+
+func (k jobRef) key() []byte { return fmt.Appendf(nil, "%06d/%06d/%c/%06d", k.wave, k.batch, k.kind, k.part) }
 
 // OpenStore returns the store of rollout name under dir, creating dir (mode 0700) if needed. It does
 // not create the database file; the first Update does.
@@ -269,7 +278,7 @@ func OpenStore(dir, name string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return &Store{dir: dir, name: name, written: map[string]Job{}}, nil
+	return &Store{dir: dir, name: name, written: map[jobRef]Job{}}, nil
 }
 
 // Name is the rollout's name.
@@ -313,7 +322,7 @@ func (s *Store) open(readOnly bool) (*bbolt.DB, error) {
 type Tx struct {
 	tx      *bbolt.Tx
 	s       *Store
-	pending map[string]Job // job records this transaction wrote
+	pending map[jobRef]Job // job records this transaction wrote
 }
 
 // Update runs fn in one write transaction: everything fn wrote is committed together, or nothing is.
@@ -323,7 +332,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		return err
 	}
 	defer db.Close()
-	t := &Tx{s: s, pending: map[string]Job{}}
+	t := &Tx{s: s, pending: map[jobRef]Job{}}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs, bucketLists} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -446,10 +455,6 @@ func (t *Tx) PutState(st *State) error {
 	return putJSON(t.tx.Bucket(bucketState), keyState, &root)
 }
 
-func jobKey(wave, batch int, kind byte, part int) string {
-	return fmt.Sprintf("%06d/%06d/%c/%06d", wave, batch, kind, part)
-}
-
 // putJobs writes the jobs of a batch (kind 'f' forward, 'r' rollback) that differ from what this
 // Store last committed.
 func (t *Tx) putJobs(wave, batch int, kind byte, jobs []Job) error {
@@ -457,14 +462,14 @@ func (t *Tx) putJobs(wave, batch int, kind byte, jobs []Job) error {
 	defer t.s.mu.Unlock()
 	b := t.tx.Bucket(bucketJobs)
 	for p, j := range jobs {
-		key := jobKey(wave, batch, kind, p)
-		if w, ok := t.s.written[key]; ok && w == j {
+		ref := jobRef{wave, batch, kind, p}
+		if w, ok := t.s.written[ref]; ok && w == j {
 			continue
 		}
-		if err := putJSON(b, []byte(key), j); err != nil {
+		if err := putJSON(b, ref.key(), j); err != nil {
 			return err
 		}
-		t.pending[key] = j
+		t.pending[ref] = j
 	}
 	return nil
 }
@@ -474,8 +479,8 @@ func (t *Tx) readJobs(wave, batch int, kind byte, n int) ([]Job, error) {
 	b := t.tx.Bucket(bucketJobs)
 	jobs := make([]Job, n)
 	for p := range jobs {
-		key := jobKey(wave, batch, kind, p)
-		ok, err := getJSON(b, []byte(key), &jobs[p])
+		key := jobRef{wave, batch, kind, p}.key()
+		ok, err := getJSON(b, key, &jobs[p])
 		if err != nil {
 			return nil, err
 		}

@@ -164,3 +164,34 @@ func TestSaveWritesChangedJobs(t *testing.T) {
 		t.Fatalf("read back %d jobs (intent %v/%v, count %d)", len(b.Jobs), b.Jobs[7].Intent, b.Jobs[8].Intent, b.JobCount)
 	}
 }
+
+// BenchmarkSaveAtJob measures one save after a job's intent, with 10 and with 1,000 jobs already in
+// the rollout: a save writes what changed, so its cost must not grow with the jobs before it.
+func BenchmarkSaveAtJob(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) {
+			s, err := OpenStore(b.TempDir(), "fw")
+			if err != nil {
+				b.Fatal(err)
+			}
+			jobs := make([]Job, n)
+			for i := range jobs {
+				jobs[i] = Job{ID: fmt.Sprintf("fw-0123abcd-w00-b000-p%d", i), Start: i * 500, End: (i + 1) * 500,
+					Intent: true, Created: true, Collected: true, Counts: Counts{Targeted: 500, Succeeded: 500}}
+			}
+			st := &State{Name: "fw", Status: StatusRunning, Waves: []Wave{{Name: "a", Status: StatusRunning,
+				Batches: []Batch{{Start: 0, End: n * 500, Status: StatusRunning, Jobs: jobs}}}}}
+			if err := s.Update(func(tx *Tx) error { return tx.PutState(st) }); err != nil {
+				b.Fatal(err)
+			}
+			last := &st.Waves[0].Batches[0].Jobs[n-1]
+			b.ResetTimer()
+			for i := range b.N {
+				last.Status = fmt.Sprint(i) // one job changed, as an intent or a created job is
+				if err := s.Update(func(tx *Tx) error { return tx.PutState(st) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

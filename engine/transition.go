@@ -10,7 +10,7 @@ import (
 // This file holds every change of a rollout's, wave's or batch's status: the state machine's
 // transitions as named methods on State. Each changes the state in memory and returns the events it
 // causes (the runner stamps their time); it does no I/O. The runner's part is "transition, save,
-// emit", and the intent-first order of job creation around it (see ensureJob).
+// emit", and the intent-first order of job creation around it (see ensureJobs).
 
 // NewState is the record of a new rollout of plan p on the hub named hub, created at created: running,
 // every wave pending.
