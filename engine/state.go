@@ -267,7 +267,9 @@ type jobRef struct {
 	part        int
 }
 
-func (k jobRef) key() []byte { return fmt.Appendf(nil, "%06d/%06d/%c/%06d", k.wave, k.batch, k.kind, k.part) }
+func (k jobRef) key() []byte {
+	return fmt.Appendf(nil, "%06d/%06d/%c/%06d", k.wave, k.batch, k.kind, k.part)
+}
 
 // OpenStore returns the store of rollout name under dir, creating dir (mode 0700) if needed. It does
 // not create the database file; the first Update does.
