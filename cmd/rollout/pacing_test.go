@@ -66,3 +66,39 @@ waves:
 	}
 	t.Logf("2,000 devices, 4 waves, S3 × 10 without --tier: %s", took)
 }
+
+// TestApplyNamesTheCAFlagForAnUnknownCA points apply at the emulator's HTTPS listener without its CA:
+// the first contact fails at once (exit 4) naming --ca-file and SSL_CERT_FILE, and no state is made.
+func TestApplyNamesTheCAFlagForAnUnknownCA(t *testing.T) {
+	dir := t.TempDir()
+	fleet, err := emulator.ParseFleet("fleet.yaml", []byte("groups:\n  - {name: a, count: 2, idPrefix: a-}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte("version: 1\nname: ca\naction:\n  twinUpdate: {desired: {fw: \"2\"}}\nwaves:\n  - {name: all, target: \"*\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"IOTHUB_CONNECTION_STRING": srv.ConnectionString()}
+	state := filepath.Join(dir, "state")
+	start := time.Now()
+	code := mainEnv([]string{"apply", "--state", state, planFile}, nil, &stdout, &stderr, func(k string) string { return env[k] })
+	if code != exitHub {
+		t.Fatalf("apply exited %d, want %d\n%s", code, exitHub, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "--ca-file") || !strings.Contains(msg, "SSL_CERT_FILE") {
+		t.Errorf("the error does not say how to trust the hub's CA:\n%s", msg)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("an unknown CA took %s to report; it is not worth retrying", took)
+	}
+	if _, err := os.Stat(filepath.Join(state, "ca.db")); err == nil {
+		t.Error("a rollout that never reached its hub has state")
+	}
+}
