@@ -115,6 +115,7 @@ func (s *store) deviceJSON(d *device) *hubapi.Device {
 		act = hubapi.NewTime(time.Unix(0, d.lastActivity))
 	}
 	st := hubapi.NewTime(time.Unix(0, d.statusAt))
+	ct := hubapi.NewTime(time.Unix(0, d.connectionStateAt()))
 	return &hubapi.Device{
 		DeviceID:                   d.id,
 		GenerationID:               "6" + strconv.FormatUint(hashID(s.seed, 0, d.id)%1e17, 10),
@@ -122,7 +123,7 @@ func (s *store) deviceJSON(d *device) *hubapi.Device {
 		ConnectionState:            d.connectionState(),
 		Status:                     d.status(),
 		StatusReason:               d.statusReason,
-		ConnectionStateUpdatedTime: &st,
+		ConnectionStateUpdatedTime: &ct,
 		StatusUpdatedTime:          &st,
 		LastActivityTime:           &act,
 		Authentication: &hubapi.AuthenticationMechanism{

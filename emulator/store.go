@@ -23,6 +23,9 @@ type store struct {
 	keySalt   []byte
 	lag       *lagLog         // nil without query lag
 	onDesired func(d *device) // schedules convergence; called with mu held
+	// pushDesired sends a desired patch (without $version) at version ver to an external device's
+	// client, if one listens; called with mu held, so it must only queue the message.
+	pushDesired func(id string, patch map[string]any, ver int64)
 }
 
 func newStore(seed int64, defaults Behavior) *store {
