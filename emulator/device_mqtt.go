@@ -248,11 +248,13 @@ func (h *deviceHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	ss := v.(*session)
 	reason := "the client disconnected"
-	if cause := cl.StopCause(); cause != nil && !errors.Is(cause, packets.CodeDisconnect) {
-		reason = cause.Error()
-	}
 	if err != nil {
 		reason = err.Error()
+	}
+	// Why the emulator stopped the client (an expired token, a refused packet) beats the read error
+	// that stopping it caused.
+	if cause := cl.StopCause(); cause != nil && !errors.Is(cause, packets.CodeDisconnect) {
+		reason = cause.Error()
 	}
 	if cl.IsTakenOver() {
 		reason = "a new connection of the device took over"

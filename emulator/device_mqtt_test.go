@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/emulator/emulatortest"
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
@@ -535,4 +536,82 @@ func TestMQTTConnections(t *testing.T) {
 		t.Errorf("after reconnect: %+v", live)
 	}
 	_ = d2
+}
+
+func TestMQTTExternalDriver(t *testing.T) {
+	t.Parallel()
+	s := emulatortest.Start(t, "testdata/external.yaml", emulator.Options{MQTTAddr: "127.0.0.1:0"})
+	// Waiting for a client from the start: Disconnected, no simulated answers, no simulated reports.
+	items, _, _ := queryAll(t, s, "SELECT * FROM devices WHERE connectionState = 'Disconnected'", 10)
+	if len(items) != 3 {
+		t.Errorf("%d devices Disconnected at start, want the 3 external ones", len(items))
+	}
+	resp, body := do(t, s, "POST", "/twins/real-0000/methods", `{"methodName":"m","responseTimeoutInSeconds":5}`)
+	wantError(t, resp, body, 404, "DeviceNotOnline")
+	do(t, s, "PATCH", "/twins/real-0000", `{"properties":{"desired":{"fw":"2"}}}`)
+	time.Sleep(200 * time.Millisecond)
+	_, body = do(t, s, "GET", "/twins/real-0000", "")
+	if got := path(decodeTwin(t, body), "properties", "reported", "fw"); got != nil {
+		t.Errorf("an external device was simulated: reported fw=%v", got)
+	}
+
+	// A job over a device that answers, one that never does and one never connected ends, each row
+	// with its outcome; the simulated devices answer beside them.
+	answerMethods(t, connect(t, s, "real-0000"), 200, `{"ok":1}`)
+	connect(t, s, "real-0001").subscribe(t, "$iothub/methods/POST/#")
+	createJob(t, s, `{"jobId":"mix","type":"scheduleDeviceMethod","queryCondition":"deviceId IN ['real-0000','real-0001','real-0002','sim-0000']",
+		"cloudToDeviceMethod":{"methodName":"install","responseTimeoutInSeconds":5},"maxExecutionTimeInSeconds":60}`)
+	jr := waitJob(t, s, "mix", 10*time.Second)
+	if jr.Status != "completed" {
+		t.Fatalf("job %s", jr.Status)
+	}
+	items, _, _ = queryAll(t, s, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'mix'", 10)
+	got := map[string]string{}
+	for _, it := range items {
+		var row hubapi.DeviceJob
+		_ = json.Unmarshal(it, &row)
+		switch {
+		case row.Error != nil:
+			got[row.DeviceID] = row.Status + " " + row.Error.Code
+		case row.Outcome != nil && row.Outcome.DeviceMethodResponse != nil:
+			got[row.DeviceID] = row.Status + " " + strconv.Itoa(int(row.Outcome.DeviceMethodResponse.Status))
+		}
+	}
+	want := map[string]string{"real-0000": "completed 200", "real-0001": "failed GatewayTimeout",
+		"real-0002": "failed DeviceNotOnline", "sim-0000": "completed 200"}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: %q, want %q", id, got[id], w)
+		}
+	}
+}
+
+func TestMQTTProtocolLevel(t *testing.T) {
+	s := startMQTT(t)
+	o := clientOptions(t, s, "Device-1", mqttHost(s)+"/Device-1/?api-version=2021-04-12",
+		deviceToken(mqttHost(s)+"/devices/Device-1", deviceKey(t, s, "Device-1"), time.Now().Add(time.Hour))).SetProtocolVersion(3)
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	tok.WaitTimeout(5 * time.Second)
+	if !errors.Is(tok.Error(), packets.ErrorRefusedBadProtocolVersion) {
+		t.Errorf("MQTT 3.1: %v, want CONNACK 1 (unacceptable protocol version)", tok.Error())
+	}
+}
+
+func TestMQTTTokenExpiry(t *testing.T) {
+	t.Parallel()
+	s := startMQTT(t)
+	// A token already past its expiry but inside the accepted clock skew connects, and the connection
+	// is severed when the skew runs out.
+	d, err := dial(t, s, "Device-1", mqttHost(s)+"/Device-1/?api-version=2021-04-12",
+		deviceToken(mqttHost(s)+"/devices/Device-1", deviceKey(t, s, "Device-1"), time.Now().Add(-5*time.Minute+time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.wantClosed(t)
+	waitUntil(t, func() bool { live, _ := s.Connections(); return len(live) == 0 })
+	_, ended := s.Connections()
+	if r := ended["Device-1"].DisconnectReason; !strings.Contains(r, "expired") {
+		t.Errorf("disconnect reason %q, want the token's expiry", r)
+	}
 }

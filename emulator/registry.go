@@ -51,6 +51,9 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 	}
 	s.initDevice(d, now)
 	d.flags = flagsFor(s.seed, d.id, d.beh)
+	if d.beh.External {
+		d.flags |= flagExternal
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.byID[d.id]; dup {

@@ -63,6 +63,9 @@ func (s *store) load(f *Fleet, now int64) error {
 			tags: spec.Tags, desired: spec.Desired, reported: spec.Reported}
 		s.initDevice(d, now)
 		d.flags = flagsFor(s.seed, d.id, &beh)
+		if beh.External {
+			d.flags |= flagExternal
+		}
 		if spec.ConnectionState == "Disconnected" {
 			d.flags |= flagOffline
 		}
@@ -95,6 +98,11 @@ func (s *store) loadGroup(g *Group, now int64) error {
 	}
 	for _, a := range aspectShares(&beh) {
 		markShare(devs, s.seed, a)
+	}
+	if beh.External {
+		for i := range devs {
+			devs[i].flags |= flagExternal
+		}
 	}
 	for i := range devs {
 		if err := s.insert(&devs[i]); err != nil {
