@@ -38,7 +38,22 @@ type deviceMQTT struct {
 	srv  *mqtt.Server
 	hook *deviceHook
 	ln   net.Listener
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // the accept loop and each connection
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// hold counts a connection served from elsewhere (a WebSocket) in wg, unless closing; the caller then
+// calls wg.Done.
+func (m *deviceMQTT) hold() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
 }
 
 // startMQTT serves MQTT over TLS with cfg on ln until closeMQTT.
@@ -107,6 +122,9 @@ func (m *deviceMQTT) close() {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
 	_ = m.ln.Close()
 	for _, cl := range m.srv.Clients.GetAll() {
 		cl.Stop(errEmulatorClosing)

@@ -19,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/gorilla/websocket"
 
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/emulator/emulatortest"
@@ -613,5 +614,81 @@ func TestMQTTTokenExpiry(t *testing.T) {
 	_, ended := s.Connections()
 	if r := ended["Device-1"].DisconnectReason; !strings.Contains(r, "expired") {
 		t.Errorf("disconnect reason %q, want the token's expiry", r)
+	}
+}
+
+func TestMQTTOverWebSocket(t *testing.T) {
+	t.Parallel()
+	s := start(t, emulator.Options{TLS: true, MQTTAddr: "127.0.0.1:0"})
+	// Only a WebSocket upgrade asking for mqtt is served on the path.
+	resp, _ := do(t, s, "GET", "/$iothub/websocket", "")
+	if resp.StatusCode != 400 {
+		t.Errorf("plain GET /$iothub/websocket: %d, want 400", resp.StatusCode)
+	}
+	host := strings.TrimPrefix(s.URL(), "https://")
+	key := deviceKey(t, s, "Device-1")
+	d := &device{lost: make(chan error, 1)}
+	o := clientOptions(t, s, "Device-1", host+"/Device-1/?api-version=2021-04-12",
+		deviceToken(host+"/devices/Device-1", key, time.Now().Add(time.Hour)))
+	o.Servers = nil
+	o.AddBroker("wss://" + host + "/$iothub/websocket")
+	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		d.mu.Lock()
+		d.msgs = append(d.msgs, m)
+		d.mu.Unlock()
+	})
+	d.c = paho.NewClient(o)
+	if tok := d.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect over wss: %v", tok.Error())
+	}
+	defer d.c.Disconnect(0)
+	d.subscribe(t, "$iothub/twin/res/#")
+	d.publish(t, "$iothub/twin/GET/?$rid=ws", 0, " ")
+	if m := d.waitFor(t, "$iothub/twin/res/200/?$rid=ws", 1); !strings.Contains(string(m.Payload()), `"mode":"eco"`) {
+		t.Errorf("twin over wss: %s", m.Payload())
+	}
+	answerMethods(t, d, 200, `{"via":"ws"}`)
+	resp, body := do(t, s, "POST", "/twins/Device-1/methods", `{"methodName":"m","responseTimeoutInSeconds":5}`)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"via":"ws"`) {
+		t.Errorf("method over wss: %d %s", resp.StatusCode, body)
+	}
+	live, _ := s.Connections()
+	if len(live) != 1 || live[0].Transport != "mqtt-ws" {
+		t.Errorf("connections %+v, want one mqtt-ws", live)
+	}
+}
+
+func TestWebSocketSubprotocol(t *testing.T) {
+	s := start(t, emulator.Options{TLS: true, MQTTAddr: "127.0.0.1:0"})
+	pem, _ := os.ReadFile(s.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	url := "wss://" + strings.TrimPrefix(s.URL(), "https://") + "/$iothub/websocket"
+	for _, tt := range []struct {
+		protos []string
+		status int
+		echo   string
+	}{
+		{[]string{"MQTT"}, 101, "MQTT"}, // the C SDK's spelling
+		{[]string{"mqtt"}, 101, "mqtt"}, // the Node SDK's
+		{nil, 400, ""},
+		{[]string{"chat"}, 400, ""},
+	} {
+		dialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, Subprotocols: tt.protos}
+		c, resp, err := dialer.Dial(url, nil)
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil {
+			t.Fatalf("%v: %v", tt.protos, err)
+		}
+		if resp.StatusCode != tt.status || resp.Header.Get("Sec-WebSocket-Protocol") != tt.echo {
+			t.Errorf("%v: status %d protocol %q, want %d %q", tt.protos, resp.StatusCode, resp.Header.Get("Sec-WebSocket-Protocol"), tt.status, tt.echo)
+		}
+	}
+	// Without the device side the path is not served.
+	s2 := start(t, emulator.Options{TLS: true})
+	if resp, _ := do(t, s2, "GET", "/$iothub/websocket", ""); resp.StatusCode != 404 {
+		t.Errorf("device side off: %d, want 404", resp.StatusCode)
 	}
 }

@@ -46,7 +46,7 @@
 // stores through their methods as well.
 //
 // The device side follows the same split. device_mqtt.go is the only file that knows the MQTT server
-// library: it frames packets and turns each into a call on the store (external.go: connecting, twin
+// library (device_ws.go hands it WebSocket connections): it frames packets and turns each into a call on the store (external.go: connecting, twin
 // GET, reported patches) or on the registry of live connections (deviceconn.go: subscriptions, the
 // direct-method calls awaiting an answer, each connection's outgoing queue), which takes its own lock.
 // The store hands desired changes to that registry with its own lock held, so the lock order is the
@@ -56,7 +56,8 @@
 // # The device side
 //
 // With Options.MQTTAddr (the CLI's --mqtt-listen, default 127.0.0.1:8883) devices connect over MQTT
-// 3.1.1 with TLS and the generated certificate, as to IoT Hub: client id {deviceId}, username
+// 3.1.1 with TLS and the generated certificate, and over MQTT over WebSockets at /$iothub/websocket on
+// the REST listener (subprotocol mqtt in any case, echoed as sent), as to IoT Hub: client id {deviceId}, username
 // {host}/{deviceId}/?api-version=..., password a SAS token signed with a key GET /devices/{id}
 // returns. In-process emulators (tests, apply --emulate) open no MQTT port unless asked. The first
 // client that connects as a fleet device takes it over for the rest of the run: it is never simulated

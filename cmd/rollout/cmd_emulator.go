@@ -160,7 +160,8 @@ func runEmulator(e *env) int {
 	}
 	if addr := srv.MQTTAddr(); addr != "" {
 		fmt.Fprintf(e.stdout, "DEVICE_MQTT_ADDR=%s\n", addr)
-		fmt.Fprintf(e.stderr, "rollout emulator: devices connect over MQTT with TLS at %s (CA %s), with the keys GET /devices/{id} returns\n", addr, srv.CAFile())
+		ws := strings.Replace(srv.URL(), "http", "ws", 1) + "/$iothub/websocket"
+		fmt.Fprintf(e.stderr, "rollout emulator: devices connect over MQTT with TLS at %s (CA %s) or over %s, with the keys GET /devices/{id} returns\n", addr, srv.CAFile(), ws)
 	}
 	fmt.Fprintf(e.stderr, "rollout emulator: try %s\n", curlExample(srv, o.opts.PolicyName))
 	fmt.Fprintf(e.stderr, "rollout emulator: observability at %s/_emulator/stats; Ctrl-C stops\n", srv.URL())
