@@ -208,7 +208,7 @@ func (h *deviceHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	now := time.Now()
 	ss := &session{id: u.DeviceID, transport: transportOf(cl), since: now.UTC(), apiVersion: u.APIVersion,
 		clientType: u.ClientType, out: make(chan outMessage, maxQueued), closed: make(chan struct{}),
-		ready: make(chan struct{}), keep: !cl.Properties.Clean, client: cl}
+		ready: make(chan struct{}), keep: !cl.Properties.Clean, client: cl, stop: cl.Stop}
 	if err := h.s.store.connect(u.DeviceID, u.ModelID, now.UnixNano()); err != nil {
 		cl.Stop(err)
 		return

@@ -692,3 +692,30 @@ func TestWebSocketSubprotocol(t *testing.T) {
 		t.Errorf("device side off: %d, want 404", resp.StatusCode)
 	}
 }
+
+func TestMQTTRevoked(t *testing.T) {
+	s := startMQTT(t)
+	for _, tt := range []struct {
+		id, method, body, reason string
+	}{
+		{"eu-0020", "PUT", `{"deviceId":"eu-0020","status":"disabled"}`, "disabled"},
+		{"eu-0021", "DELETE", "", "deleted"},
+	} {
+		d := connect(t, s, tt.id)
+		hdr := []string{}
+		if tt.method == "PUT" {
+			hdr = []string{"If-Match", "*"}
+		}
+		if resp, body := do(t, s, tt.method, "/devices/"+tt.id, tt.body, hdr...); resp.StatusCode >= 300 {
+			t.Fatalf("%s /devices/%s: %d %s", tt.method, tt.id, resp.StatusCode, body)
+		}
+		d.wantClosed(t)
+		waitUntil(t, func() bool { _, ended := s.Connections(); return ended[tt.id].DisconnectReason != "" })
+		if _, ended := s.Connections(); !strings.Contains(ended[tt.id].DisconnectReason, tt.reason) {
+			t.Errorf("%s: reason %q, want %s", tt.id, ended[tt.id].DisconnectReason, tt.reason)
+		}
+		if _, err := dial(t, s, tt.id, mqttHost(s)+"/"+tt.id+"/?api-version=2021-04-12", "SharedAccessSignature sr=x&sig=y&se=1"); !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+			t.Errorf("%s reconnect: %v, want CONNACK 5", tt.id, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strconv"
 	"sync"
@@ -40,6 +41,7 @@ type session struct {
 	ready      chan struct{}   // closed once CONNACK is written: nothing is published before
 	keep       bool            // a clean=0 session: its subscriptions outlive it
 	client     any             // the transport's handle of the connection
+	stop       func(error)     // closes the connection; must not block
 	endOnce    sync.Once
 
 	// guarded by connections.mu
@@ -148,6 +150,17 @@ func (c *connections) remove(ss *session, reason string, keep bool) bool {
 	}
 	c.last[ss.id] = lastConnection{Transport: ss.transport, Since: ss.since, Until: time.Now().UTC(), DisconnectReason: reason}
 	return current
+}
+
+// revoke closes id's live connection for reason, without waiting for it to end. Called with the
+// store's lock held.
+func (c *connections) revoke(id, reason string) {
+	c.mu.Lock()
+	ss := c.byID[id]
+	c.mu.Unlock()
+	if ss != nil && ss.stop != nil {
+		go ss.stop(errors.New(reason))
+	}
 }
 
 // subscribe records a granted subscription of ss.

@@ -101,6 +101,9 @@ func (s *store) updateDevice(req *hubapi.Device, ifMatch string, now int64) (dev
 	if disabled != d.disabled {
 		d.disabled = disabled
 		d.statusAt = now
+		if disabled && d.flags&flagConnected != 0 && s.revoke != nil {
+			s.revoke(d.id, "the device was disabled")
+		}
 	}
 	d.statusReason = req.StatusReason
 	if a := req.Authentication; a != nil && a.SymmetricKey != nil && a.SymmetricKey.PrimaryKey != "" {

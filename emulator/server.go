@@ -153,6 +153,7 @@ func newServer(opts Options, q hubapi.Quotas) *Server {
 	s.store.onDesired = s.conv.schedule
 	s.conns = newConnections()
 	s.store.pushDesired = s.conns.pushDesired
+	s.store.revoke = s.conns.revoke
 	return s
 }
 

@@ -26,6 +26,9 @@ type store struct {
 	// pushDesired sends a desired patch (without $version) at version ver to an external device's
 	// client, if one listens; called with mu held, so it must only queue the message.
 	pushDesired func(id string, patch map[string]any, ver int64)
+	// revoke closes a device's live connection because its identity was deleted or disabled; called
+	// with mu held, so it must not wait for the connection to end.
+	revoke func(id, reason string)
 }
 
 func newStore(seed int64, defaults Behavior) *store {
@@ -218,6 +221,10 @@ func (s *store) remove(id string, ifMatch string) error {
 	}
 	s.lag.record(d)
 	d.deleted = true
+	if d.flags&flagConnected != 0 && s.revoke != nil {
+		d.flags &^= flagConnected
+		s.revoke(id, "the device was deleted")
+	}
 	delete(s.byID, id)
 	s.ndeleted++
 	if s.ndeleted > len(s.order)/4 {
