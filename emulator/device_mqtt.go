@@ -157,11 +157,19 @@ func (h *deviceHook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnect refuses MQTT 5 (and 3.1): IoT Hub speaks 3.1.1, protocol level 4.
+// maxKeepalive is the longest keep-alive the hub honours: it closes a silent connection after 1.5 ×
+// the client's keep-alive but never later than 1767 s, so a client asking for none or more gets this.
+const maxKeepalive = 1177
+
+// OnConnect refuses MQTT 5 (and 3.1): IoT Hub speaks 3.1.1, protocol level 4. It caps the keep-alive
+// the way the hub does.
 func (h *deviceHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.ProtocolVersion != 4 {
 		_ = h.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
 		return packets.ErrUnsupportedProtocolVersion
+	}
+	if cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive {
+		cl.State.Keepalive = maxKeepalive
 	}
 	return nil
 }

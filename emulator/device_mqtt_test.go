@@ -719,3 +719,33 @@ func TestMQTTRevoked(t *testing.T) {
 		}
 	}
 }
+
+func TestMQTTConnectionTimes(t *testing.T) {
+	s := startMQTT(t)
+	registry := func() hubapi.Device {
+		_, body := do(t, s, "GET", "/devices/Device-1", "")
+		var d hubapi.Device
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	before := registry()
+	time.Sleep(10 * time.Millisecond)
+	d := connect(t, s, "Device-1")
+	on := registry()
+	if on.ConnectionState != "Connected" || !on.ConnectionStateUpdatedTime.After(before.ConnectionStateUpdatedTime.Time) {
+		t.Errorf("after connect: %s at %v (before %v)", on.ConnectionState, on.ConnectionStateUpdatedTime, before.ConnectionStateUpdatedTime)
+	}
+	time.Sleep(10 * time.Millisecond)
+	d.publish(t, "devices/Device-1/messages/events/", 1, "{}")
+	if act := registry().LastActivityTime; !act.After(on.ConnectionStateUpdatedTime.Time) {
+		t.Errorf("lastActivityTime %v did not move on telemetry", act)
+	}
+	time.Sleep(10 * time.Millisecond)
+	d.c.Disconnect(0)
+	waitUntil(t, func() bool { return registry().ConnectionState == "Disconnected" })
+	if off := registry(); !off.ConnectionStateUpdatedTime.After(on.ConnectionStateUpdatedTime.Time) {
+		t.Errorf("after disconnect: connectionStateUpdatedTime %v, not after %v", off.ConnectionStateUpdatedTime, on.ConnectionStateUpdatedTime)
+	}
+}
