@@ -75,8 +75,8 @@ type pendingCall struct {
 	ch chan methodAnswer // buffered 1
 }
 
-// lastConnection is what is remembered of a device's connection once it ended.
-type lastConnection struct {
+// LastConnection is what /_emulator/connections remembers of a device's connection once it ended.
+type LastConnection struct {
 	Transport        string    `json:"transport"`
 	Since            time.Time `json:"since"`
 	Until            time.Time `json:"until"`
@@ -89,7 +89,7 @@ type connections struct {
 	byID      map[string]*session
 	kept      map[string]map[iotmqtt.Subscription]string // subscriptions of clean=0 sessions between connections
 	pending   map[string]*pendingCall                    // by $rid
-	last      map[string]lastConnection
+	last      map[string]LastConnection
 	online    chan struct{} // closed and replaced when a session subscribes to methods
 	nextRID   atomic.Uint64
 	telemetry atomic.Int64
@@ -97,7 +97,7 @@ type connections struct {
 
 func newConnections() *connections {
 	return &connections{byID: map[string]*session{}, kept: map[string]map[iotmqtt.Subscription]string{},
-		pending: map[string]*pendingCall{}, last: map[string]lastConnection{}, online: make(chan struct{})}
+		pending: map[string]*pendingCall{}, last: map[string]LastConnection{}, online: make(chan struct{})}
 }
 
 // add makes ss the device's live connection; with keep (a clean=0 session) it inherits the
@@ -148,7 +148,7 @@ func (c *connections) remove(ss *session, reason string, keep bool) bool {
 			delete(c.kept, ss.id)
 		}
 	}
-	c.last[ss.id] = lastConnection{Transport: ss.transport, Since: ss.since, Until: time.Now().UTC(), DisconnectReason: reason}
+	c.last[ss.id] = LastConnection{Transport: ss.transport, Since: ss.since, Until: time.Now().UTC(), DisconnectReason: reason}
 	return current
 }
 
@@ -374,12 +374,12 @@ type Connection struct {
 	Telemetry      int64           `json:"telemetryMessages"`
 	Dropped        int64           `json:"droppedMessages,omitempty"`
 	LastError      string          `json:"lastError,omitempty"`
-	LastDisconnect *lastConnection `json:"lastDisconnect,omitempty"`
+	LastDisconnect *LastConnection `json:"lastDisconnect,omitempty"`
 }
 
 // Connections lists the live device connections by device id, and the devices whose last connection
 // ended (with its reason) under Disconnected.
-func (s *Server) Connections() (live []Connection, ended map[string]lastConnection) {
+func (s *Server) Connections() (live []Connection, ended map[string]LastConnection) {
 	c := s.conns
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -397,7 +397,7 @@ func (s *Server) Connections() (live []Connection, ended map[string]lastConnecti
 		live = append(live, conn)
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].DeviceID < live[j].DeviceID })
-	ended = map[string]lastConnection{}
+	ended = map[string]LastConnection{}
 	for id, l := range c.last {
 		if _, ok := c.byID[id]; !ok {
 			ended[id] = l

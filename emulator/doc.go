@@ -113,7 +113,8 @@
 //
 // On the device side (MQTT):
 //   - A bad, expired or unknown token, an unknown or disabled device, a client id that is not the
-//     username's device and a module client all get CONNACK 5; protocol levels other than 4 (3.1.1)
+//     username's device and a module client all get CONNACK 5 (the username's host is not checked:
+//     the token's sr is, against the hosts and ports the emulator answers to); protocol levels other than 4 (3.1.1)
 //     get CONNACK 1. A CONNECT not completed within 30 s closes the connection. A connection is
 //     closed when its token expires (plus the five minutes of clock skew tokens are allowed).
 //   - A QoS 2 publish, a publish to a topic the hub does not serve (including telemetry for another
@@ -139,5 +140,6 @@
 //     across a restart. A device taken over stays external across a restart, Disconnected until its
 //     client connects again.
 //   - A clean-session=0 reconnect keeps the device's subscriptions, as the hub does; a new connection
-//     for a device drops the old one.
+//     for a device drops the old one. Deleting or disabling a device closes its connection. A
+//     keep-alive of 0 or over 1177 s is taken as 1177 s, so silence closes a connection after 1765 s.
 package emulator

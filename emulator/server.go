@@ -38,7 +38,8 @@ type Options struct {
 	HostName string
 	// MQTTAddr, when set, is where devices connect: MQTT 3.1.1 over TLS with the emulator's generated
 	// certificate (even when the REST side is plain HTTP), as real device code connects to IoT Hub on
-	// 8883. "" (the default, for tests and `apply --emulate`) opens no MQTT port; "127.0.0.1:0" a free one.
+	// 8883; it also turns on MQTT over WebSockets at /$iothub/websocket on the REST listener. "" (the
+	// default, for tests and `apply --emulate`) serves no device side; "127.0.0.1:0" a free port.
 	MQTTAddr string
 	// Log, when set, receives one line per IoT Hub request: method, path, status, error code and
 	// duration. Tokens and bodies are never logged.
