@@ -435,9 +435,7 @@ func (h *deviceHook) twinError(ss *session, rid string, err error) {
 }
 
 func (h *deviceHook) reply(ss *session, topic string, body []byte) {
-	if !ss.send(topic, body) {
-		h.s.conns.dropped(ss)
-	}
+	ss.answer(topic, body)
 }
 
 // hostOnly is a listen address's host, for the certificate.

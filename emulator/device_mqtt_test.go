@@ -749,3 +749,29 @@ func TestMQTTConnectionTimes(t *testing.T) {
 		t.Errorf("after disconnect: connectionStateUpdatedTime %v, not after %v", off.ConnectionStateUpdatedTime, on.ConnectionStateUpdatedTime)
 	}
 }
+
+func TestMQTTTwinThrottled(t *testing.T) {
+	s := start(t, emulator.Options{MQTTAddr: "127.0.0.1:0", Tier: "S1"})
+	d := connect(t, s, "Device-1")
+	d.subscribe(t, "$iothub/twin/res/#")
+	// S1 allows 50 twin updates a second with ten seconds' burst; 700 at once go past it.
+	const n = 700
+	for i := range n {
+		d.c.Publish("$iothub/twin/PATCH/properties/reported/?$rid="+strconv.Itoa(i), 0, false, `{"i":`+strconv.Itoa(i)+`}`)
+	}
+	d.waitFor(t, "$iothub/twin/res/", n)
+	counts := map[string]int{}
+	for _, m := range d.received("$iothub/twin/res/") {
+		status := strings.Split(m.Topic(), "/")[3]
+		counts[status]++
+		if status == "429" {
+			var e struct{ ErrorCode int }
+			if json.Unmarshal(m.Payload(), &e) != nil || e.ErrorCode != 429001 {
+				t.Errorf("429 body %s, want errorCode 429001", m.Payload())
+			}
+		}
+	}
+	if counts["204"] == 0 || counts["429"] == 0 || counts["204"]+counts["429"] != n {
+		t.Errorf("answers by status %v, want 204s then 429s, %d in all", counts, n)
+	}
+}

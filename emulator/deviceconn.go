@@ -63,6 +63,16 @@ func (ss *session) send(topic string, payload []byte) bool {
 	}
 }
 
+// answer queues the answer to one of the connection's own requests, waiting for room: it runs on the
+// connection's reading goroutine, so a client that sends faster than it reads is slowed down rather
+// than losing answers.
+func (ss *session) answer(topic string, payload []byte) {
+	select {
+	case ss.out <- outMessage{topic, payload}:
+	case <-ss.closed:
+	}
+}
+
 // methodAnswer is a device's answer to a direct method, or gone when its connection ended first.
 type methodAnswer struct {
 	status  int
