@@ -63,6 +63,9 @@ func (s *Server) startMQTT(ln net.Listener, cfg *tls.Config) error {
 	caps.RetainAvailable = 0
 	caps.MaximumPacketSize = maxDevicePacket
 	caps.MinimumProtocolVersion = 3
+	// The library's own outgoing queue serves broker fan-out, which never happens here (the emulator
+	// writes through its own queue); its default of 8,192 slots cost 64 KB a connection.
+	caps.MaximumClientWritesPending = 8
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	hook := &deviceHook{s: s, srv: srv}
 	if err := srv.AddHook(hook, nil); err != nil {

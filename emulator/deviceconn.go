@@ -26,8 +26,10 @@ type outMessage struct {
 }
 
 // maxQueued bounds the messages waiting to be written to one connection; past it, a message is
-// dropped and counted, so that a client that stops reading cannot hold the emulator's memory.
-const maxQueued = 256
+// dropped and counted, so that a client that stops reading cannot hold the emulator's memory. A
+// device has few messages in flight (a method call, a desired patch), and 10,000 connections each
+// keep one such buffer.
+const maxQueued = 64
 
 // session is one live device connection.
 type session struct {
