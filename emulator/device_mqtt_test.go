@@ -775,3 +775,19 @@ func TestMQTTTwinThrottled(t *testing.T) {
 		t.Errorf("answers by status %v, want 204s then 429s, %d in all", counts, n)
 	}
 }
+
+func TestMQTTModelID(t *testing.T) {
+	s := startMQTT(t)
+	_, err := dial(t, s, "Device-1", mqttHost(s)+"/Device-1/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1&DeviceClientType=test%2F1",
+		deviceToken(mqttHost(s)+"/devices/Device-1", deviceKey(t, s, "Device-1"), time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := do(t, s, "GET", "/twins/Device-1", "")
+	if got := decodeTwin(t, body)["modelId"]; got != "dtmi:com:example:Thermostat;1" {
+		t.Errorf("modelId %v, want the one the client announced", got)
+	}
+	if live, _ := s.Connections(); len(live) != 1 || live[0].ClientType != "test/1" {
+		t.Errorf("connections %+v, want DeviceClientType test/1", live)
+	}
+}
