@@ -196,7 +196,8 @@ func (c *connections) unsubscribe(ss *session, filter string) {
 	}
 }
 
-// subscriptionCount is how many filters ss holds, with filter added.
+// subscriptionCount is how many kinds of subscription ss would hold with kind added (a filter
+// subscribed twice, as the Node SDK does for each method handler, counts once).
 func (c *connections) subscriptionCount(ss *session, kind iotmqtt.Subscription) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -389,8 +390,8 @@ type Connection struct {
 	LastDisconnect *LastConnection `json:"lastDisconnect,omitempty"`
 }
 
-// Connections lists the live device connections by device id, and the devices whose last connection
-// ended (with its reason) under Disconnected.
+// Connections lists the live device connections in device id order, and by device id how the last
+// connection of each device that has none now ended.
 func (s *Server) Connections() (live []Connection, ended map[string]LastConnection) {
 	c := s.conns
 	c.mu.Lock()
