@@ -32,6 +32,7 @@ type authenticator struct {
 	key    []byte
 	hosts  map[string]bool // lower-case host names a token's sr may name
 	port   string          // the listening port; an sr with a port must name this one or 443
+	ports  map[string]bool // further ports an sr may name: the MQTT listener's and 8883
 	now    func() time.Time
 }
 
@@ -99,7 +100,7 @@ func (a *authenticator) hostMatches(res string) bool {
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
 		host, port = h, p
 	}
-	if port != "" && port != a.port && port != "443" {
+	if port != "" && port != a.port && port != "443" && !a.ports[port] {
 		return false
 	}
 	return a.hosts[strings.Trim(host, "[]")]
@@ -113,4 +114,89 @@ func signToken(host, policy string, key []byte, expiry time.Time) string {
 	mac.Write([]byte(sr + "\n" + se))
 	sig := base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	return "SharedAccessSignature sr=" + sr + "&sig=" + url.QueryEscape(sig) + "&se=" + se + "&skn=" + url.QueryEscape(policy)
+}
+
+// deviceToken is what a verified device CONNECT password grants: the expiry the connection is closed
+// at.
+type deviceToken struct {
+	expiry time.Time
+}
+
+// verifyDevice checks a device's SAS token (a CONNECT password) for deviceID: signed with one of the
+// device's keys and no skn, its sr covering {host}/devices/{deviceID}; or signed by the hub's policy
+// (skn set), its sr covering the device. keys are the device's base64 keys. The error never echoes the
+// token.
+func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) (deviceToken, error) {
+	deny := func(msg string) (deviceToken, error) {
+		return deviceToken{}, hubErr(hubapi.CodeIotHubUnauthorizedAccess, "%s", msg)
+	}
+	scheme, rest, ok := strings.Cut(strings.TrimSpace(password), " ")
+	if !ok || scheme != "SharedAccessSignature" {
+		return deny("Only SharedAccessSignature authorization is supported by the emulator")
+	}
+	fields := map[string]string{}
+	for _, part := range strings.Split(strings.TrimSpace(rest), "&") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return deny("Malformed SharedAccessSignature")
+		}
+		fields[k] = v
+	}
+	sr, sigEnc, se, skn := fields["sr"], fields["sig"], fields["se"], fields["skn"]
+	if sr == "" || sigEnc == "" || se == "" {
+		return deny("Malformed SharedAccessSignature: sr, sig and se are required")
+	}
+	var candidates [][]byte
+	if skn != "" {
+		name, err := url.QueryUnescape(skn)
+		if err != nil || name != a.policy {
+			return deny("The shared access policy named in the token does not exist")
+		}
+		candidates = append(candidates, a.key)
+	} else {
+		for _, k := range keys {
+			if b, err := base64.StdEncoding.DecodeString(k); err == nil && len(b) > 0 {
+				candidates = append(candidates, b)
+			}
+		}
+	}
+	sig, err := url.QueryUnescape(sigEnc)
+	if err != nil {
+		return deny("Malformed signature")
+	}
+	got, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil {
+		return deny("Malformed signature")
+	}
+	valid := false
+	for _, key := range candidates {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(sr + "\n" + se))
+		if subtle.ConstantTimeCompare(mac.Sum(nil), got) == 1 {
+			valid = true
+		}
+	}
+	if !valid {
+		return deny("The token's signature is not valid for the device")
+	}
+	exp, err := strconv.ParseInt(se, 10, 64)
+	if err != nil {
+		return deny("Malformed expiry")
+	}
+	if a.now().Add(-maxClockSkew).Unix() > exp {
+		return deny("The SharedAccessSignature token has expired")
+	}
+	res, err := url.QueryUnescape(sr)
+	if err != nil || !a.hostMatches(res) {
+		return deny("The token's resource does not name this hub")
+	}
+	// Resource URIs are prefixes by segment: a device key covers exactly its device; the policy may
+	// sign for the hub, all devices or the device.
+	_, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(res, "https://"), "http://"), "/")
+	path = strings.TrimSuffix(path, "/")
+	own := "devices/" + deviceID
+	if path != own && (skn == "" || (path != "" && path != "devices")) {
+		return deny("The token's resource does not cover the device")
+	}
+	return deviceToken{expiry: time.Unix(exp, 0).Add(maxClockSkew)}, nil
 }

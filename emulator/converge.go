@@ -38,10 +38,11 @@ func newConverger(st *store) *converger {
 	return &converger{st: st, wake: make(chan struct{}, 1)}
 }
 
-// schedule is called with the store's lock held after d's desired properties changed. Offline devices
-// and those in their group's converge-failure share never report.
+// schedule is called with the store's lock held after d's desired properties changed. Offline devices,
+// those in their group's converge-failure share and external devices (their client reports) never
+// report.
 func (c *converger) schedule(d *device) {
-	if d.flags&(flagOffline|flagConvergeFailure) != 0 || d.disabled || len(d.desired) == 0 {
+	if d.flags&(flagOffline|flagConvergeFailure|flagExternal) != 0 || d.disabled || len(d.desired) == 0 {
 		return
 	}
 	due := time.Now().Add(d.beh.ConvergeDelay).UnixNano()

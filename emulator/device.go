@@ -13,6 +13,11 @@ const (
 	flagMethodFailure
 	flagMethodTimeout
 	flagConvergeFailure
+	// flagExternal marks a device driven by a real client from now on: connected by MQTT, or waiting for
+	// one (behavior driver: external). It is never simulated again during the run.
+	flagExternal
+	// flagConnected is set while an external device has a live connection.
+	flagConnected
 )
 
 // Hash aspects: each behaviour share draws from its own hash so the shares are independent.
@@ -47,6 +52,7 @@ type device struct {
 	created, desiredAt            int64 // unix nanoseconds
 	reportedAt, statusAt          int64
 	lastActivity                  int64
+	connAt                        int64 // when connectionState last changed; 0: statusAt
 	desiredMeta, reportedMeta     []metaEntry
 	methodCalls, twinPatches      uint32
 	reports, methodCallsDelivered uint32
@@ -54,12 +60,31 @@ type device struct {
 
 func (d *device) offline() bool { return d.flags&flagOffline != 0 }
 
-// connectionState is the twin's connectionState: simulated offline devices are disconnected.
+func (d *device) external() bool { return d.flags&flagExternal != 0 }
+
+// connected reports whether the device is online: an external device while its client is connected,
+// a simulated one unless it is in its group's offline share.
+func (d *device) connected() bool {
+	if d.external() {
+		return d.flags&flagConnected != 0
+	}
+	return !d.offline()
+}
+
+// connectionState is the twin's connectionState.
 func (d *device) connectionState() string {
-	if d.offline() {
+	if !d.connected() {
 		return "Disconnected"
 	}
 	return "Connected"
+}
+
+// connectionStateAt is when connectionState last changed (unix nanoseconds).
+func (d *device) connectionStateAt() int64 {
+	if d.connAt != 0 {
+		return d.connAt
+	}
+	return d.statusAt
 }
 
 func (d *device) status() string {

@@ -45,6 +45,29 @@
 // methods; both change twins only through the store. The data file (snapshot.go) reads and writes the
 // stores through their methods as well.
 //
+// The device side follows the same split. device_mqtt.go is the only file that knows the MQTT server
+// library (device_ws.go hands it WebSocket connections): it frames packets and turns each into a call on the store (external.go: connecting, twin
+// GET, reported patches) or on the registry of live connections (deviceconn.go: subscriptions, the
+// direct-method calls awaiting an answer, each connection's outgoing queue), which takes its own lock.
+// The store hands desired changes to that registry with its own lock held, so the lock order is the
+// store's before the connections'; messages are only queued under it and written by each connection's
+// own goroutine. What the topics and usernames mean is in internal/iotmqtt, pure and fuzzed.
+//
+// # The device side
+//
+// With Options.MQTTAddr (the CLI's --mqtt-listen, default 127.0.0.1:8883) devices connect over MQTT
+// 3.1.1 with TLS and the generated certificate, and over MQTT over WebSockets at /$iothub/websocket on
+// the REST listener (subprotocol mqtt in any case, echoed as sent), as to IoT Hub: client id {deviceId}, username
+// {host}/{deviceId}/?api-version=..., password a SAS token signed with a key GET /devices/{id}
+// returns. In-process emulators (tests, apply --emulate) open no MQTT port unless asked. The first
+// client that connects as a fleet device takes it over for the rest of the run: it is never simulated
+// again, is Connected only while a client is, reports only what its client sends, and gets every
+// desired change (REST PATCH or PUT, twin job) pushed with its $version. Direct methods from REST
+// and from jobs reach it and carry its real status and payload back. Fleet devices with behavior
+// driver: external wait for their client from the start. Telemetry is accepted (PUBACK) and counted
+// in /_emulator/stats; /_emulator/connections lists live connections and why the last one of each
+// device ended.
+//
 // # The tier in every response
 //
 // Every response, errors and /_emulator/ endpoints included, states the emulated tier in two headers a
@@ -87,4 +110,36 @@
 //     FROM devices.modules is empty.
 //   - Job records are kept until the emulator's data is discarded (the hub's 30-day retention is not
 //     emulated).
+//
+// On the device side (MQTT):
+//   - A bad, expired or unknown token, an unknown or disabled device, a client id that is not the
+//     username's device and a module client all get CONNACK 5 (the username's host is not checked:
+//     the token's sr is, against the hosts and ports the emulator answers to); protocol levels other than 4 (3.1.1)
+//     get CONNACK 1. A CONNECT not completed within 30 s closes the connection. A connection is
+//     closed when its token expires (plus the five minutes of clock skew tokens are allowed).
+//   - A QoS 2 publish, a publish to a topic the hub does not serve (including telemetry for another
+//     device), a subscription outside $iothub/twin/res/#, $iothub/twin/PATCH/properties/desired/#,
+//     $iothub/methods/POST/# and devices/{id}/messages/devicebound/#, a sixth subscription and a
+//     packet over 256 KB (plus 4 KB for topic and properties) close the connection. QoS 2
+//     subscriptions are granted QoS 1; retained messages are not kept.
+//   - Twin errors are answered on $iothub/twin/res/{status}/ with the JSON body
+//     {"errorCode":400004,"trackingId":...,"message":...,"info":{},"timestampUtc":...}; a reported
+//     patch that is not a JSON object is 400 ArgumentInvalid, and the REST side's twin limits apply.
+//     Twin GET is charged to the twin-read quota and reported patches to twin updates (429 on the
+//     same topic). A reported patch changes properties.reported.$version, not the twin's version.
+//   - A replaced (PUT) desired section is pushed as a patch: the new properties and null for each
+//     one removed. Desired changes made while the device is away are not queued, as on the hub.
+//   - A connected device that has not subscribed to $iothub/methods/POST/# is not online for
+//     methods (404103 after connectTimeoutInSeconds). A device that disconnects during a call fails
+//     it at once with 404103 "Device unavailable". An answer that is not JSON or is over 128 KB is
+//     dropped (noted on /_emulator/connections) and the call ends 504101 at its response timeout.
+//     Method requests carry the payload, or null, never an empty body (the Node SDK answers an
+//     empty one 400 itself), and $rid is a decimal counter that is never reused.
+//   - A method call to a real device under way when the emulator closes leaves its job row pending,
+//     so a job resumed from the data file calls the device again: such methods are at least once
+//     across a restart. A device taken over stays external across a restart, Disconnected until its
+//     client connects again.
+//   - A clean-session=0 reconnect keeps the device's subscriptions, as the hub does; a new connection
+//     for a device drops the old one. Deleting or disabling a device closes its connection. A
+//     keep-alive of 0 or over 1177 s is taken as 1177 s, so silence closes a connection after 1765 s.
 package emulator

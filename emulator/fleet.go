@@ -58,6 +58,7 @@ type Behavior struct {
 	MethodLatency   time.Duration // how long the others take to answer
 	ConvergeDelay   time.Duration // after a desired change, report the desired values back after this
 	ConvergeFailure float64       // share that never report desired values back
+	External        bool          // driver: external: never simulated; waits for a real client to connect
 }
 
 // DefaultBehavior is how a device behaves when nothing says otherwise: online, answering methods at once
@@ -142,6 +143,22 @@ type behaviorYAML struct {
 		Delay   *duration `yaml:"delay"`
 		Failure *share    `yaml:"failure"`
 	} `yaml:"converge"`
+	Driver *driver `yaml:"driver"`
+}
+
+// driver is who drives a device: "simulated" (the default) or "external", a real client.
+type driver bool
+
+func (d *driver) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Value {
+	case "simulated":
+		*d = false
+	case "external":
+		*d = true
+	default:
+		return fmt.Errorf("line %d: driver %q is not simulated or external", n.Line, n.Value)
+	}
+	return nil
 }
 
 // apply overrides b's fields with those the YAML sets.
@@ -160,6 +177,9 @@ func (y *behaviorYAML) apply(b Behavior) Behavior {
 	}
 	if y.MethodLatency != nil {
 		b.MethodLatency = time.Duration(*y.MethodLatency)
+	}
+	if y.Driver != nil {
+		b.External = bool(*y.Driver)
 	}
 	if y.Converge != nil {
 		if y.Converge.Delay != nil {

@@ -184,3 +184,16 @@ func TestParseFaults(t *testing.T) {
 		}
 	}
 }
+
+func TestFleetDriver(t *testing.T) {
+	f, err := emulator.ParseFleet("f.yaml", []byte("groups:\n  - {name: real, count: 2, idPrefix: real-, behavior: {driver: external}}\n  - {name: sim, count: 1, idPrefix: sim-, behavior: {driver: simulated}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Groups[0].Behavior.External || f.Groups[1].Behavior.External {
+		t.Errorf("External = %v, %v; want true, false", f.Groups[0].Behavior.External, f.Groups[1].Behavior.External)
+	}
+	if _, err := emulator.ParseFleet("f.yaml", []byte("groups:\n  - {name: a, count: 1, behavior: {driver: robot}}\n")); err == nil || !strings.Contains(err.Error(), "robot") {
+		t.Errorf("driver robot: error %v, want one naming it", err)
+	}
+}

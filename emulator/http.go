@@ -18,6 +18,10 @@ import (
 // ServeHTTP answers IoT Hub service REST requests and the emulator's own /_emulator/ endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stateTier(w.Header())
+	if r.URL.Path == deviceWebSocketPath {
+		s.serveDeviceWebSocket(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/_emulator/") {
 		s.serveEmulator(w, r)
 		return

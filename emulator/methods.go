@@ -9,7 +9,8 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
-// invoke simulates a direct method call on a device, alone or from a job. An offline (or disabled)
+// invoke calls a direct method on a device, alone or from a job. A device driven by a real client is
+// called over its connection (invokeExternal). A simulated offline (or disabled)
 // device is waited for during connectTimeoutInSeconds and then answers 404103 DeviceNotOnline; a device in
 // its group's timeout share, or whose latency exceeds responseTimeoutInSeconds, answers 504101
 // GatewayTimeout after the response timeout; one in the failure share answers status 500; the others
@@ -28,6 +29,9 @@ func (s *Server) invoke(ctx context.Context, d *device, m *hubapi.CloudToDeviceM
 			return ctx.Err()
 		}
 		return nil
+	}
+	if flags&flagExternal != 0 && !disabled {
+		return s.invokeExternal(ctx, id, m)
 	}
 	if flags&flagOffline != 0 || disabled {
 		if err := wait(time.Duration(m.ConnectTimeoutInSeconds) * time.Second); err != nil {
@@ -94,7 +98,7 @@ func (s *store) callMethod(d *device) (flags uint8, disabled bool, beh *Behavior
 		return 0, false, nil, "", hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
 	}
 	d.methodCalls++
-	if d.flags&flagOffline == 0 && !d.disabled {
+	if d.connected() && !d.disabled {
 		d.methodCallsDelivered++
 		d.lastActivity = time.Now().UnixNano()
 	}

@@ -57,7 +57,7 @@ func (t *twinDoc) field(name string) (v any, ok, known bool) {
 		}
 		return anyEnabled, true, true
 	case "connectionState", "connectionstate":
-		if d.offline() {
+		if !d.connected() {
 			return anyDisconnected, true, true
 		}
 		return anyConnected, true, true

@@ -51,6 +51,9 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 	}
 	s.initDevice(d, now)
 	d.flags = flagsFor(s.seed, d.id, d.beh)
+	if d.beh.External {
+		d.flags |= flagExternal
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.byID[d.id]; dup {
@@ -98,6 +101,9 @@ func (s *store) updateDevice(req *hubapi.Device, ifMatch string, now int64) (dev
 	if disabled != d.disabled {
 		d.disabled = disabled
 		d.statusAt = now
+		if disabled && d.flags&flagConnected != 0 && s.revoke != nil {
+			s.revoke(d.id, "the device was disabled")
+		}
 	}
 	d.statusReason = req.StatusReason
 	if a := req.Authentication; a != nil && a.SymmetricKey != nil && a.SymmetricKey.PrimaryKey != "" {
@@ -115,6 +121,7 @@ func (s *store) deviceJSON(d *device) *hubapi.Device {
 		act = hubapi.NewTime(time.Unix(0, d.lastActivity))
 	}
 	st := hubapi.NewTime(time.Unix(0, d.statusAt))
+	ct := hubapi.NewTime(time.Unix(0, d.connectionStateAt()))
 	return &hubapi.Device{
 		DeviceID:                   d.id,
 		GenerationID:               "6" + strconv.FormatUint(hashID(s.seed, 0, d.id)%1e17, 10),
@@ -122,7 +129,7 @@ func (s *store) deviceJSON(d *device) *hubapi.Device {
 		ConnectionState:            d.connectionState(),
 		Status:                     d.status(),
 		StatusReason:               d.statusReason,
-		ConnectionStateUpdatedTime: &st,
+		ConnectionStateUpdatedTime: &ct,
 		StatusUpdatedTime:          &st,
 		LastActivityTime:           &act,
 		Authentication: &hubapi.AuthenticationMechanism{

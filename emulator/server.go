@@ -36,6 +36,11 @@ type Options struct {
 	// HostName is the host the connection string names (default: "localhost" when serving TLS on port 443,
 	// for the Node SDK, else the listening address).
 	HostName string
+	// MQTTAddr, when set, is where devices connect: MQTT 3.1.1 over TLS with the emulator's generated
+	// certificate (even when the REST side is plain HTTP), as real device code connects to IoT Hub on
+	// 8883; it also turns on MQTT over WebSockets at /$iothub/websocket on the REST listener. "" (the
+	// default, for tests and `apply --emulate`) serves no device side; "127.0.0.1:0" a free port.
+	MQTTAddr string
 	// Log, when set, receives one line per IoT Hub request: method, path, status, error code and
 	// duration. Tokens and bodies are never logged.
 	Log io.Writer
@@ -52,6 +57,8 @@ type Server struct {
 	faults  *faultInjector
 	auth    *authenticator
 	cursors *cursorStore
+	conns   *connections
+	mqtt    *deviceMQTT // nil without Options.MQTTAddr
 
 	ln       net.Listener
 	http     *http.Server
@@ -145,6 +152,9 @@ func newServer(opts Options, q hubapi.Quotas) *Server {
 	}
 	s.conv = newConverger(s.store)
 	s.store.onDesired = s.conv.schedule
+	s.conns = newConnections()
+	s.store.pushDesired = s.conns.pushDesired
+	s.store.revoke = s.conns.revoke
 	return s
 }
 
@@ -190,46 +200,75 @@ func (s *Server) listen(key []byte) (net.Listener, error) {
 	} else {
 		hosts[strings.ToLower(s.host)] = true
 	}
-	s.auth = &authenticator{policy: opts.PolicyName, key: key, hosts: hosts, port: port, now: time.Now}
+	s.auth = &authenticator{policy: opts.PolicyName, key: key, hosts: hosts, port: port, now: time.Now,
+		ports: map[string]bool{"8883": true}}
+	var mqttLn net.Listener
+	if opts.MQTTAddr != "" {
+		if mqttLn, err = net.Listen("tcp", opts.MQTTAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("emulator: mqtt: %w", err)
+		}
+		_, mport, _ := net.SplitHostPort(mqttLn.Addr().String())
+		s.auth.ports[mport] = true
+	}
 
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second,
 		// HTTP/1.1 only: dropped-connection faults hijack the connection, which HTTP/2 cannot.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	scheme := "http"
-	if opts.TLS {
-		if ln, err = s.listenTLS(ln, lhost); err != nil {
+	if opts.TLS || mqttLn != nil {
+		cfg, err := s.serverTLS(lhost, hostOnly(opts.MQTTAddr))
+		if err != nil {
+			ln.Close()
+			if mqttLn != nil {
+				mqttLn.Close()
+			}
 			return nil, err
 		}
-		scheme = "https"
+		if opts.TLS {
+			s.http.TLSConfig = cfg
+			ln = tls.NewListener(ln, cfg)
+			scheme = "https"
+		}
+		if mqttLn != nil {
+			if err := s.startMQTT(mqttLn, cfg); err != nil {
+				ln.Close()
+				mqttLn.Close()
+				return nil, fmt.Errorf("emulator: mqtt: %w", err)
+			}
+		}
 	}
 	s.url = scheme + "://" + net.JoinHostPort(lhost, port)
 	return ln, nil
 }
 
-// listenTLS wraps ln in TLS with a certificate for lhost and the connection string's host, signed by the
-// CA in CertDir (or a temporary directory). On error it closes ln.
-func (s *Server) listenTLS(ln net.Listener, lhost string) (net.Listener, error) {
+// serverTLS is the TLS configuration of the HTTPS and MQTT listeners: a certificate for the listening
+// hosts and the connection string's host, signed by the CA in CertDir (or a temporary directory).
+func (s *Server) serverTLS(hosts ...string) (*tls.Config, error) {
 	dir := s.opts.CertDir
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "rollout-emulator-ca-"); err != nil {
-			ln.Close()
 			return nil, err
 		}
 		s.tmpDir = dir
 	}
-	cfg, caFile, err := serverTLS(dir, []string{lhost, strings.Split(s.host, ":")[0]})
+	var names []string
+	for _, h := range append(hosts, strings.Split(s.host, ":")[0]) {
+		if h != "" && h != "0.0.0.0" && h != "::" {
+			names = append(names, h)
+		}
+	}
+	cfg, caFile, err := serverTLS(dir, names)
 	if err != nil {
-		ln.Close()
 		if s.tmpDir != "" {
 			os.RemoveAll(s.tmpDir)
 		}
 		return nil, err
 	}
 	s.caFile = caFile
-	s.http.TLSConfig = cfg
-	return tls.NewListener(ln, cfg), nil
+	return cfg, nil
 }
 
 // serve starts the simulated devices, the cursor expiry and the runners of unfinished jobs, and serves
@@ -260,7 +299,15 @@ func (s *Server) ConnectionString() string {
 // URL is the emulator's base URL (http:// or https://127.0.0.1:PORT).
 func (s *Server) URL() string { return s.url }
 
-// CAFile is the PEM file of the CA that signed the server certificate; "" without TLS.
+// MQTTAddr is the address devices connect to over MQTT (host:port); "" without Options.MQTTAddr.
+func (s *Server) MQTTAddr() string {
+	if s.mqtt == nil {
+		return ""
+	}
+	return s.mqtt.ln.Addr().String()
+}
+
+// CAFile is the PEM file of the CA that signed the server certificate; "" without TLS or MQTT.
 func (s *Server) CAFile() string { return s.caFile }
 
 // Quotas are the emulated tier's quotas.
@@ -276,6 +323,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.mqtt.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)

@@ -238,7 +238,7 @@ func (l *dataLoader) device(sd *snapDevice) error {
 	if b, ok := l.groups[sd.Group]; ok {
 		beh = b
 	}
-	d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags, disabled: sd.Disabled,
+	d := &device{id: sd.ID, idAny: sd.ID, beh: beh, group: sd.Group, flags: sd.Flags &^ flagConnected, disabled: sd.Disabled,
 		statusReason: sd.StatusReason, modelID: sd.ModelID, iotEdge: sd.IoTEdge,
 		primaryKey: sd.PrimaryKey, secondaryKey: sd.SecondaryKey,
 		tags: sections[0], desired: sections[1], reported: sections[2],

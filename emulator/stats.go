@@ -32,6 +32,7 @@ type Totals struct {
 	MethodsDelivered  int64 `json:"methodsDelivered"`
 	TwinPatches       int64 `json:"twinPatches"`
 	Reports           int64 `json:"reports"`
+	Telemetry         int64 `json:"telemetryMessages"` // device-to-cloud messages from connected devices
 }
 
 // maxStatsDevices bounds the per-device map /_emulator/stats serves by default: after a job over a
@@ -116,6 +117,7 @@ func (s *Server) Stats() Stats {
 		st.Quotas[name] = QuotaUse{LimitPerSecond: lim, Used: c.used.Load(), Throttled: c.throttled.Load()}
 	}
 	st.Pending = s.conv.pending()
+	st.Totals.Telemetry = s.conns.telemetry.Load()
 	return st
 }
 
@@ -152,7 +154,7 @@ func (s *store) deviceStats(id string) (DeviceStats, bool) {
 	return deviceStats(d), true
 }
 
-// serveEmulator answers /_emulator/ requests: stats, devices/{id}, jobs and jobs/{id}. They need no
+// serveEmulator answers /_emulator/ requests: stats, devices/{id}, jobs, jobs/{id} and connections. They need no
 // token: they are the emulator's own, outside IoT Hub's paths.
 func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/_emulator/")
@@ -204,10 +206,13 @@ func (s *Server) serveEmulator(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"job": job, "timeline": events})
+	case len(parts) == 1 && parts[0] == "connections":
+		live, ended := s.Connections()
+		writeJSON(w, http.StatusOK, map[string]any{"connections": live, "disconnected": ended})
 	case len(parts) == 1 && parts[0] == "health":
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	default:
-		names := []string{"stats", "devices", "devices/{id}", "jobs", "jobs/{id}", "health"}
+		names := []string{"stats", "devices", "devices/{id}", "jobs", "jobs/{id}", "health", "connections"}
 		sort.Strings(names)
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "unknown emulator endpoint", "endpoints": names})
 	}

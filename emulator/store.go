@@ -23,6 +23,12 @@ type store struct {
 	keySalt   []byte
 	lag       *lagLog         // nil without query lag
 	onDesired func(d *device) // schedules convergence; called with mu held
+	// pushDesired sends a desired patch (without $version) at version ver to an external device's
+	// client, if one listens; called with mu held, so it must only queue the message.
+	pushDesired func(id string, patch map[string]any, ver int64)
+	// revoke closes a device's live connection because its identity was deleted or disabled; called
+	// with mu held, so it must not wait for the connection to end.
+	revoke func(id, reason string)
 }
 
 func newStore(seed int64, defaults Behavior) *store {
@@ -60,6 +66,9 @@ func (s *store) load(f *Fleet, now int64) error {
 			tags: spec.Tags, desired: spec.Desired, reported: spec.Reported}
 		s.initDevice(d, now)
 		d.flags = flagsFor(s.seed, d.id, &beh)
+		if beh.External {
+			d.flags |= flagExternal
+		}
 		if spec.ConnectionState == "Disconnected" {
 			d.flags |= flagOffline
 		}
@@ -92,6 +101,11 @@ func (s *store) loadGroup(g *Group, now int64) error {
 	}
 	for _, a := range aspectShares(&beh) {
 		markShare(devs, s.seed, a)
+	}
+	if beh.External {
+		for i := range devs {
+			devs[i].flags |= flagExternal
+		}
 	}
 	for i := range devs {
 		if err := s.insert(&devs[i]); err != nil {
@@ -207,6 +221,10 @@ func (s *store) remove(id string, ifMatch string) error {
 	}
 	s.lag.record(d)
 	d.deleted = true
+	if d.flags&flagConnected != 0 && s.revoke != nil {
+		d.flags &^= flagConnected
+		s.revoke(id, "the device was deleted")
+	}
 	delete(s.byID, id)
 	s.ndeleted++
 	if s.ndeleted > len(s.order)/4 {

@@ -55,6 +55,7 @@ func (s *store) applyAll(devs []*device, errs []error, w *twinWrite, tagMemo, de
 // mu. The sizes of the results are checked, since a patch can grow a twin past its limits.
 func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo, now int64) error {
 	tags, desired := d.tags, d.desired
+	before := d.desired
 	switch {
 	case w.replace:
 		if w.hasTags {
@@ -111,6 +112,13 @@ func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo,
 		if s.onDesired != nil {
 			s.onDesired(d)
 		}
+		if d.external() && s.pushDesired != nil {
+			patch := w.desired
+			if w.replace {
+				patch = replacePatch(before, desired)
+			}
+			s.pushDesired(d.id, patch, d.desiredVer)
+		}
 	}
 	if changed {
 		d.version++
@@ -124,7 +132,7 @@ func (s *store) reportDue(due []convItem, memo *reportMemo, now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, it := range due {
-		if it.dev.deleted || it.dev.desiredVer != it.ver || it.dev.offline() {
+		if it.dev.deleted || it.dev.desiredVer != it.ver || it.dev.offline() || it.dev.external() {
 			continue
 		}
 		s.report(it.dev, memo, now)
@@ -184,4 +192,17 @@ func patchWrite(t *hubapi.Twin) (*twinWrite, error) {
 		}
 	}
 	return w, nil
+}
+
+// replacePatch is the desired patch a PUT amounts to, as a connected device is sent it: the new
+// properties, and null for each one the replacement removed.
+func replacePatch(before, after map[string]any) map[string]any {
+	out := make(map[string]any, len(after)+len(before))
+	for k := range before {
+		out[k] = nil
+	}
+	for k, v := range after {
+		out[k] = v
+	}
+	return out
 }

@@ -27,11 +27,17 @@ func init() {
 // signs for, unless told otherwise.
 const defaultEmulatorListen = "127.0.0.1:8443"
 
+// defaultMQTTListen is where devices connect over MQTT with TLS, the port the device SDKs dial.
+const defaultMQTTListen = "127.0.0.1:8883"
+
 // emulatorOptions is what `rollout emulator` was asked to do.
 type emulatorOptions struct {
 	opts     emulator.Options
 	fleet    string
 	duration time.Duration // 0: until interrupted
+	// mqttDefault is set when --mqtt-listen was not given: a busy default port then only warns, since
+	// the REST side is the emulator's main use.
+	mqttDefault bool
 }
 
 func parseEmulator(e *env) (emulatorOptions, error) {
@@ -52,6 +58,7 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 	fs.BoolVar(&plain, "plain-http", false, "serve plain HTTP instead of HTTPS")
 	fs.StringVar(&o.opts.HostName, "host-name", "", "HostName for the connection string (default: localhost on port 443, else the listen address)")
 	fs.StringVar(&o.opts.PolicyName, "policy-name", emulator.DevelopmentPolicyName, "shared access policy name")
+	fs.StringVar(&o.opts.MQTTAddr, "mqtt-listen", defaultMQTTListen, "where devices connect over MQTT 3.1.1 with TLS (\"\" or off: no MQTT)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: run until interrupted)")
 	fs.BoolVar(&verbose, "verbose", false, "log every request (method, path, status, error code, duration) to standard error")
 	fs.Usage = func() {
@@ -64,6 +71,15 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 		return o, err
 	}
 	o.opts.TLS = !plain
+	o.mqttDefault = true
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "mqtt-listen" {
+			o.mqttDefault = false
+		}
+	})
+	if o.opts.MQTTAddr == "off" {
+		o.opts.MQTTAddr = ""
+	}
 	if verbose {
 		o.opts.Log = e.stderr
 	}
@@ -115,6 +131,11 @@ func runEmulator(e *env) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := emulator.Start(ctx, o.opts)
+	if err != nil && o.mqttDefault && errors.Is(err, syscall.EADDRINUSE) && o.opts.MQTTAddr != "" {
+		fmt.Fprintf(e.stderr, "rollout emulator: %s is in use, so devices cannot connect over MQTT; pass --mqtt-listen HOST:PORT\n", o.opts.MQTTAddr)
+		o.opts.MQTTAddr = ""
+		srv, err = emulator.Start(ctx, o.opts)
+	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout emulator:", err)
 		return exitHub
@@ -128,13 +149,19 @@ func runEmulator(e *env) int {
 	}
 	fmt.Fprintf(e.stderr, "rollout emulator: %s on %s, tier %s (%s)\n", plural(st.Devices, "device"), srv.URL(), q.Tier, limits)
 	fmt.Fprintf(e.stdout, "IOTHUB_CONNECTION_STRING=%s\n", srv.ConnectionString())
-	if ca := srv.CAFile(); ca != "" {
+	// Over plain HTTP the CA serves only the MQTT side, and is named with it.
+	if ca := srv.CAFile(); ca != "" && o.opts.TLS {
 		abs, err := filepath.Abs(ca)
 		if err == nil {
 			ca = abs
 		}
 		fmt.Fprintf(e.stdout, "SSL_CERT_FILE=%s\n", ca)
 		fmt.Fprintf(e.stdout, "NODE_EXTRA_CA_CERTS=%s\n", ca)
+	}
+	if addr := srv.MQTTAddr(); addr != "" {
+		fmt.Fprintf(e.stdout, "DEVICE_MQTT_ADDR=%s\n", addr)
+		ws := strings.Replace(srv.URL(), "http", "ws", 1) + "/$iothub/websocket"
+		fmt.Fprintf(e.stderr, "rollout emulator: devices connect over MQTT with TLS at %s (CA %s) or over %s, with the keys GET /devices/{id} returns\n", addr, srv.CAFile(), ws)
 	}
 	fmt.Fprintf(e.stderr, "rollout emulator: try %s\n", curlExample(srv, o.opts.PolicyName))
 	fmt.Fprintf(e.stderr, "rollout emulator: observability at %s/_emulator/stats; Ctrl-C stops\n", srv.URL())
@@ -167,7 +194,7 @@ func curlExample(srv *emulator.Server, policy string) string {
 		token += " --policy " + policy
 	}
 	cacert := ""
-	if ca := srv.CAFile(); ca != "" {
+	if ca := srv.CAFile(); ca != "" && strings.HasPrefix(srv.URL(), "https://") {
 		if abs, err := filepath.Abs(ca); err == nil {
 			ca = abs
 		}

@@ -1,0 +1,101 @@
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// FuzzDevicePackets sends arbitrary bytes after a valid CONNECT and checks that the emulator neither
+// panics nor stops serving: whatever a device sends gets the hub's answer or a closed connection.
+func FuzzDevicePackets(f *testing.F) {
+	fleet, err := ParseFleet("f.yaml", []byte("devices:\n  - {deviceId: d1}\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := Start(context.Background(), Options{Fleet: fleet, MQTTAddr: "127.0.0.1:0"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	pem, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		f.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	host := s.MQTTAddr()
+
+	connect := func() []byte {
+		cp := packets.NewControlPacket(packets.Connect).(*packets.ConnectPacket)
+		cp.ProtocolName, cp.ProtocolVersion = "MQTT", 4
+		cp.ClientIdentifier = "d1"
+		cp.UsernameFlag, cp.Username = true, host+"/d1/?api-version=2021-04-12"
+		cp.PasswordFlag = true
+		cp.Password = []byte(signToken(host+"/devices/d1", s.opts.PolicyName, s.auth.key, time.Now().Add(time.Hour)))
+		cp.Keepalive = 30
+		var b bytes.Buffer
+		_ = cp.Write(&b)
+		return b.Bytes()
+	}()
+	encode := func(p packets.ControlPacket) []byte {
+		var b bytes.Buffer
+		_ = p.Write(&b)
+		return b.Bytes()
+	}
+	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	pub.TopicName, pub.Payload = "$iothub/twin/PATCH/properties/reported/?$rid=1", []byte(`{"a":`)
+	f.Add(encode(pub))
+	pub.TopicName, pub.Qos, pub.MessageID = "$iothub/methods/res/200/?$rid=1", 1, 7
+	f.Add(encode(pub))
+	pub.Qos = 2
+	f.Add(encode(pub))
+	sub := packets.NewControlPacket(packets.Subscribe).(*packets.SubscribePacket)
+	sub.Topics, sub.Qoss, sub.MessageID = []string{"$iothub/twin/res/#", "#"}, []byte{0, 2}, 3
+	f.Add(encode(sub))
+	f.Add([]byte{0x10, 0x00})             // a second CONNECT
+	f.Add([]byte{0x30, 0xff, 0xff, 0x7f}) // a publish longer than it says
+	f.Add([]byte{0xc0, 0x00, 0xe0, 0x00}) // PINGREQ, DISCONNECT
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second, Deadline: time.Now().Add(3 * time.Second)}, "tcp", host, cfg)
+		if err != nil {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("the emulator stopped accepting devices: %v\n%s", err, buf[:runtime.Stack(buf, true)])
+		}
+		defer conn.Close()
+		_ = conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
+		if _, err := conn.Write(connect); err != nil {
+			t.Fatal(err)
+		}
+		ack := make([]byte, 4)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+			t.Fatalf("CONNACK % x, %v", ack, err)
+		}
+		if _, err := conn.Write(data); err != nil && len(data) > 0 {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("the emulator stopped reading: %v\n%s", err, buf[:runtime.Stack(buf, true)])
+			}
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				break
+			}
+		}
+	})
+}
