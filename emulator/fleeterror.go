@@ -238,34 +238,8 @@ func (p *fleetParser) check(n *yaml.Node, f *field, path, key string) {
 			p.add(n, path, "", "%s must be a mapping of keys, found %s", what, nodeKind(n))
 			return
 		}
-		if f.kind == kindObject {
-			return
-		}
-		known := make([]string, 0, len(f.keys))
-		for k := range f.keys {
-			known = append(known, k)
-		}
-		slices.Sort(known)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Value == "<<" {
-				continue // a merge key: yaml.v3 merges it, and the merged keys are checked where written
-			}
-			kp := joinPath(path, k.Value)
-			sub, ok := f.keys[k.Value]
-			if !ok {
-				hint := "known keys: " + strings.Join(known, ", ")
-				if m := closestKey(k.Value, known); m != "" {
-					hint = fmt.Sprintf("did you mean %q?", m)
-				}
-				where := ""
-				if key != "" {
-					where = " in " + key
-				}
-				p.add(k, kp, hint, "unknown key %q%s", k.Value, where)
-				continue
-			}
-			p.check(v, sub, kp, k.Value)
+		if f.kind == kindMapping {
+			p.checkMapping(n, f, path, key)
 		}
 	case kindList:
 		if n.Kind != yaml.SequenceNode {
@@ -307,6 +281,37 @@ func (p *fleetParser) check(n *yaml.Node, f *field, path, key string) {
 		if d, err := time.ParseDuration(n.Value); n.Value != "0" && (err != nil || d < 0) {
 			p.add(n, path, "", "%s must be a duration such as 20ms or 2s, found %q", what, n.Value)
 		}
+	}
+}
+
+// checkMapping checks each key of mapping n against the keys field f knows, with did-you-mean for one
+// it does not, and each value against its key's field.
+func (p *fleetParser) checkMapping(n *yaml.Node, f *field, path, key string) {
+	known := make([]string, 0, len(f.keys))
+	for k := range f.keys {
+		known = append(known, k)
+	}
+	slices.Sort(known)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "<<" {
+			continue // a merge key: yaml.v3 merges it, and the merged keys are checked where written
+		}
+		kp := joinPath(path, k.Value)
+		sub, ok := f.keys[k.Value]
+		if !ok {
+			hint := "known keys: " + strings.Join(known, ", ")
+			if m := closestKey(k.Value, known); m != "" {
+				hint = fmt.Sprintf("did you mean %q?", m)
+			}
+			where := ""
+			if key != "" {
+				where = " in " + key
+			}
+			p.add(k, kp, hint, "unknown key %q%s", k.Value, where)
+			continue
+		}
+		p.check(v, sub, kp, k.Value)
 	}
 }
 
