@@ -40,54 +40,58 @@ type authenticator struct {
 // token.
 func (a *authenticator) verify(header string) error {
 	deny := func(msg string) error { return hubErr(hubapi.CodeIotHubUnauthorizedAccess, "%s", msg) }
-	scheme, rest, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if header == "" {
 		return deny("Missing authorization header")
 	}
-	if !ok || scheme != "SharedAccessSignature" {
-		return deny("Only SharedAccessSignature authorization is supported by the emulator")
+	fields, why := parseSAS(header)
+	if why != "" {
+		return deny(why)
 	}
-	fields := map[string]string{}
-	for _, part := range strings.Split(strings.TrimSpace(rest), "&") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return deny("Malformed SharedAccessSignature")
-		}
-		fields[k] = v
-	}
-	sr, sigEnc, se, skn := fields["sr"], fields["sig"], fields["se"], fields["skn"]
-	if sr == "" || sigEnc == "" || se == "" {
-		return deny("Malformed SharedAccessSignature: sr, sig and se are required")
-	}
-	name, err := url.QueryUnescape(skn)
+	name, err := url.QueryUnescape(fields["skn"])
 	if err != nil || name != a.policy {
 		return deny("The shared access policy named in the token does not exist")
 	}
-	sig, err := url.QueryUnescape(sigEnc)
+	if _, why := a.checkSigned(fields, [][]byte{a.key}, "the shared access policy"); why != "" {
+		return deny(why)
+	}
+	return nil
+}
+
+// checkSigned checks a token's fields (see parseSAS): signed with one of keys (signer names them in
+// the message), not expired, its resource on this hub. It returns the resource, or why it fails.
+func (a *authenticator) checkSigned(fields map[string]string, keys [][]byte, signer string) (resource, why string) {
+	sr, se := fields["sr"], fields["se"]
+	sig, err := url.QueryUnescape(fields["sig"])
 	if err != nil {
-		return deny("Malformed signature")
+		return "", "Malformed signature"
 	}
 	got, err := base64.StdEncoding.DecodeString(sig)
 	if err != nil {
-		return deny("Malformed signature")
+		return "", "Malformed signature"
 	}
-	mac := hmac.New(sha256.New, a.key)
-	mac.Write([]byte(sr + "\n" + se))
-	if subtle.ConstantTimeCompare(mac.Sum(nil), got) != 1 {
-		return deny("The token's signature is not valid for the shared access policy")
+	valid := false
+	for _, key := range keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(sr + "\n" + se))
+		if subtle.ConstantTimeCompare(mac.Sum(nil), got) == 1 {
+			valid = true
+		}
+	}
+	if !valid {
+		return "", "The token's signature is not valid for " + signer
 	}
 	exp, err := strconv.ParseInt(se, 10, 64)
 	if err != nil {
-		return deny("Malformed expiry")
+		return "", "Malformed expiry"
 	}
 	if a.now().Add(-maxClockSkew).Unix() > exp {
-		return deny("The SharedAccessSignature token has expired")
+		return "", "The SharedAccessSignature token has expired"
 	}
 	res, err := url.QueryUnescape(sr)
 	if err != nil || !a.hostMatches(res) {
-		return deny("The token's resource does not name this hub")
+		return "", "The token's resource does not name this hub"
 	}
-	return nil
+	return res, ""
 }
 
 // hostMatches reports whether a token's resource names this hub: a host name we answer to, with or
@@ -130,22 +134,11 @@ func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) 
 	deny := func(msg string) (deviceToken, error) {
 		return deviceToken{}, hubErr(hubapi.CodeIotHubUnauthorizedAccess, "%s", msg)
 	}
-	scheme, rest, ok := strings.Cut(strings.TrimSpace(password), " ")
-	if !ok || scheme != "SharedAccessSignature" {
-		return deny("Only SharedAccessSignature authorization is supported by the emulator")
+	fields, why := parseSAS(password)
+	if why != "" {
+		return deny(why)
 	}
-	fields := map[string]string{}
-	for _, part := range strings.Split(strings.TrimSpace(rest), "&") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return deny("Malformed SharedAccessSignature")
-		}
-		fields[k] = v
-	}
-	sr, sigEnc, se, skn := fields["sr"], fields["sig"], fields["se"], fields["skn"]
-	if sr == "" || sigEnc == "" || se == "" {
-		return deny("Malformed SharedAccessSignature: sr, sig and se are required")
-	}
+	skn := fields["skn"]
 	var candidates [][]byte
 	if skn != "" {
 		name, err := url.QueryUnescape(skn)
@@ -160,35 +153,9 @@ func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) 
 			}
 		}
 	}
-	sig, err := url.QueryUnescape(sigEnc)
-	if err != nil {
-		return deny("Malformed signature")
-	}
-	got, err := base64.StdEncoding.DecodeString(sig)
-	if err != nil {
-		return deny("Malformed signature")
-	}
-	valid := false
-	for _, key := range candidates {
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(sr + "\n" + se))
-		if subtle.ConstantTimeCompare(mac.Sum(nil), got) == 1 {
-			valid = true
-		}
-	}
-	if !valid {
-		return deny("The token's signature is not valid for the device")
-	}
-	exp, err := strconv.ParseInt(se, 10, 64)
-	if err != nil {
-		return deny("Malformed expiry")
-	}
-	if a.now().Add(-maxClockSkew).Unix() > exp {
-		return deny("The SharedAccessSignature token has expired")
-	}
-	res, err := url.QueryUnescape(sr)
-	if err != nil || !a.hostMatches(res) {
-		return deny("The token's resource does not name this hub")
+	res, why := a.checkSigned(fields, candidates, "the device")
+	if why != "" {
+		return deny(why)
 	}
 	// Resource URIs are prefixes by segment: a device key covers exactly its device; the policy may
 	// sign for the hub, all devices or the device.
@@ -198,5 +165,27 @@ func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) 
 	if path != own && (skn == "" || (path != "" && path != "devices")) {
 		return deny("The token's resource does not cover the device")
 	}
+	exp, _ := strconv.ParseInt(fields["se"], 10, 64) // checkSigned read it
 	return deviceToken{expiry: time.Unix(exp, 0).Add(maxClockSkew)}, nil
+}
+
+// parseSAS splits a "SharedAccessSignature k=v&k=v" token into its fields; why says, without echoing
+// the token, what is wrong when it is not one or lacks sr, sig or se.
+func parseSAS(token string) (fields map[string]string, why string) {
+	scheme, rest, ok := strings.Cut(strings.TrimSpace(token), " ")
+	if !ok || scheme != "SharedAccessSignature" {
+		return nil, "Only SharedAccessSignature authorization is supported by the emulator"
+	}
+	fields = map[string]string{}
+	for _, part := range strings.Split(strings.TrimSpace(rest), "&") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, "Malformed SharedAccessSignature"
+		}
+		fields[k] = v
+	}
+	if fields["sr"] == "" || fields["sig"] == "" || fields["se"] == "" {
+		return nil, "Malformed SharedAccessSignature: sr, sig and se are required"
+	}
+	return fields, ""
 }

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"iter"
+	"slices"
 	"strings"
 
 	"github.com/iot-rollout/rollout/query"
@@ -87,37 +88,16 @@ func (s *store) selectByID(ids []string) []*device {
 // twinsOf is twins restricted to the devices of ids, in the order of ids, each once: the twins a
 // condition naming them by id can select, found by id (see idsOf).
 func (s *store) twinsOf(ids []string, now int64) iter.Seq[*device] {
-	view := s.lag.view(now)
-	return func(yield func(*device) bool) {
-		seen := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			d, ok := s.byID[id]
-			if !ok || d.deleted {
-				continue
-			}
-			if view != nil {
-				if prev, changed := view[d]; changed {
-					if prev == nil {
-						continue // created within the lag
-					}
-					d = prev
-				}
-			}
-			if !yield(d) {
-				return
-			}
+	seen := make(map[string]bool, len(ids))
+	devs := make([]*device, 0, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
 		}
-		// Devices deleted within the lag are still seen as they were.
-		for d, prev := range view {
-			if d.deleted && prev != nil && seen[d.id] {
-				if !yield(prev) {
-					return
-				}
-			}
+		seen[id] = true
+		if d, ok := s.byID[id]; ok {
+			devs = append(devs, d)
 		}
 	}
+	return s.asQueried(now, slices.Values(devs), func(d *device) bool { return seen[d.id] })
 }

@@ -3,6 +3,7 @@ package emulator
 import (
 	"encoding/json"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -283,9 +284,16 @@ func (s *store) selectWhere(m *query.Matcher) []*device {
 
 // twins iterates the twins a query sees at now, with the query lag applied; callers hold the read lock.
 func (s *store) twins(now int64) iter.Seq[*device] {
+	return s.asQueried(now, slices.Values(s.order), func(*device) bool { return true })
+}
+
+// asQueried yields devs as a query sees them at now (as they were before the query lag, and without
+// the devices created within it), then the devices deleted within the lag that deleted accepts, as
+// they were.
+func (s *store) asQueried(now int64, devs iter.Seq[*device], deleted func(*device) bool) iter.Seq[*device] {
 	view := s.lag.view(now)
 	return func(yield func(*device) bool) {
-		for _, d := range s.order {
+		for d := range devs {
 			if d.deleted {
 				continue
 			}
@@ -301,9 +309,8 @@ func (s *store) twins(now int64) iter.Seq[*device] {
 				return
 			}
 		}
-		// Devices deleted within the lag are still seen as they were.
 		for d, prev := range view {
-			if d.deleted && prev != nil {
+			if d.deleted && prev != nil && deleted(d) {
 				if !yield(prev) {
 					return
 				}
