@@ -23,10 +23,14 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
 
 # The official Node service SDK (npm azure-iothub, pinned in conformance/package-lock.json) against the
-# emulator on 127.0.0.1:443 (the SDK always uses port 443; binding it needs root, as in CI).
+# emulator on 127.0.0.1:443 (the SDK always uses port 443; binding it needs root, as in CI), then the
+# official device SDK (azure-iot-device and azure-iot-device-mqtt, pinned in
+# emulator/testdata/device-sdk/package-lock.json) over MQTT and MQTT over WebSockets.
 conformance: build
 	cd conformance && npm ci --no-audit --no-fund --loglevel=error
 	./conformance/run.sh bin/rollout
+	cd emulator/testdata/device-sdk && npm ci --no-audit --no-fund --loglevel=error
+	./conformance/run.sh bin/rollout emulator/testdata/device-sdk/fleet.yaml emulator/testdata/device-sdk/smoke.js
 
 # The README's first command: a rollout on the embedded emulator showing a canary, a passing wave, a
 # failing wave and its rollback. Exit 3 (rolled back) is the expected ending.

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs the Node SDK conformance script against a freshly started emulator on 127.0.0.1:443 (the Node
-# service SDK always connects to port 443; binding it needs root, as in CI). Usage: conformance/run.sh
-# [path to the rollout binary, default bin/rollout]. Run from the repository root after `npm ci` in
-# conformance/.
+# Runs a Node SDK conformance script against a freshly started emulator on 127.0.0.1:443 (the Node
+# service SDK always connects to port 443; binding it needs root, as in CI) with its device side on
+# 127.0.0.1:8883. Usage: conformance/run.sh [BIN [FLEET SCRIPT]]: the rollout binary (default
+# bin/rollout), the fleet file and the script (default: the service SDK's conformance.js on the
+# thermostats fleet). Run from the repository root after `npm ci` beside the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-bin/rollout}"
+fleet="${2:-testdata/fleets/thermostats.yaml}"
+script="${3:-conformance/conformance.js}"
 work="$(mktemp -d)"
 emu_pid=""
 cleanup() {
@@ -14,7 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" emulator --fleet testdata/fleets/thermostats.yaml --listen 127.0.0.1:443 \
+"$bin" emulator --fleet "$fleet" --listen 127.0.0.1:443 --mqtt-listen 127.0.0.1:8883 \
   --cert-dir "$work/ca" --duration 10m >"$work/out" 2>"$work/err" &
 emu_pid=$!
 
@@ -36,4 +39,4 @@ case "$IOTHUB_CONNECTION_STRING" in
   HostName=localhost\;*) ;;
   *) echo "conformance: unexpected connection string host" >&2; exit 1 ;;
 esac
-node conformance/conformance.js
+node "$script"

@@ -58,6 +58,7 @@ async function run(id, Transport) {
 }
 
 (async () => {
-  await run('Device-1', Mqtt);
-  await run('Device-2', MqttWs);
+  const transports = [['Device-1', Mqtt], ['Device-2', MqttWs]];
+  for (const [id, t] of transports) await run(id, t); // any failure throws and exits 1
+  console.log(`device SDK: ${transports.length} passed, 0 failed`);
 })().catch((e) => { console.error('FAIL', e); process.exit(1); });
