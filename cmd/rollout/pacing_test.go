@@ -19,19 +19,11 @@ import (
 // with a wide margin on a loaded machine.
 func TestApplyPacesToTheTierTheHubStates(t *testing.T) {
 	dir := t.TempDir()
-	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(`
+	srv := startTLSEmulator(t, dir, `
 groups:
   - {name: canary, count: 20, idPrefix: canary-, tags: {ring: canary}}
   - {name: fleet, count: 1980, idPrefix: dev-, tags: {ring: main}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, Tier: "S3", Units: 10, TLS: true, CertDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+`, emulator.Options{Tier: "S3", Units: 10})
 	planFile := filepath.Join(dir, "plan.yaml")
 	if err := os.WriteFile(planFile, []byte(`
 version: 1
@@ -71,15 +63,7 @@ waves:
 // the first contact fails at once (exit 4) naming --ca-file and SSL_CERT_FILE, and no state is made.
 func TestApplyNamesTheCAFlagForAnUnknownCA(t *testing.T) {
 	dir := t.TempDir()
-	fleet, err := emulator.ParseFleet("fleet.yaml", []byte("groups:\n  - {name: a, count: 2, idPrefix: a-}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := startTLSEmulator(t, dir, "groups:\n  - {name: a, count: 2, idPrefix: a-}\n", emulator.Options{})
 	planFile := filepath.Join(dir, "plan.yaml")
 	if err := os.WriteFile(planFile, []byte("version: 1\nname: ca\naction:\n  twinUpdate: {desired: {fw: \"2\"}}\nwaves:\n  - {name: all, target: \"*\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -101,4 +85,21 @@ func TestApplyNamesTheCAFlagForAnUnknownCA(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "ca.db")); err == nil {
 		t.Error("a rollout that never reached its hub has state")
 	}
+}
+
+// startTLSEmulator serves the fleet fleetYAML over HTTPS with its CA under dir, with opts' other
+// settings, until the test ends.
+func startTLSEmulator(t *testing.T, dir, fleetYAML string, opts emulator.Options) *emulator.Server {
+	t.Helper()
+	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(fleetYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Fleet, opts.TLS, opts.CertDir = fleet, true, dir
+	srv, err := emulator.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
