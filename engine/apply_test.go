@@ -880,3 +880,75 @@ rollback:
 		}
 	}
 }
+
+// TestRollbackLeavesLaterChangesAlone: after the rollout, someone sets one device's firmware to
+// another version. A rollback restores every other device and leaves that one alone, reporting it as a
+// conflict; with Force it restores that one too.
+func TestRollbackLeavesLaterChangesAlone(t *testing.T) {
+	const fleet = `
+groups:
+  - {name: a, count: 3, idPrefix: a-, tags: {ring: a, model: x}, desired: {firmware: {version: "1.0"}}}
+`
+	const planYAML = `
+version: 1
+name: conflicts
+action:
+  twinUpdate: {desired: {firmware: {version: "2.0"}}}
+defaults:
+  success: {minSuccessRate: 100%, minDevices: 1}
+waves:
+  - {name: all, target: "*"}
+`
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("force=%v", force), func(t *testing.T) {
+			srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+			p := enginetest.Plan(t, planYAML)
+			r := newRun(t, c, srv.Quotas(), p.Name)
+			if res := r.apply(t, p); res.Status != engine.StatusDone {
+				t.Fatalf("apply: %s %s", res.Status, res.Reason)
+			}
+			patch := &hubapi.Twin{Properties: &hubapi.TwinProperties{Desired: map[string]any{"firmware": map[string]any{"version": "3.0"}}}}
+			if _, err := c.UpdateTwin(context.Background(), "a-0001", patch, "*"); err != nil {
+				t.Fatal(err)
+			}
+			opts := r.opts
+			opts.Force = force
+			res, err := engine.Rollback(context.Background(), opts)
+			if err != nil || res.Status != engine.StatusRolledBack {
+				t.Fatalf("rollback: %+v, %v", res, err)
+			}
+			version := func(id string) string {
+				tw, err := c.GetTwin(context.Background(), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprint(tw.Properties.Desired["firmware"].(map[string]any)["version"])
+			}
+			st := r.state(t)
+			want, conflicts := "3.0", 1
+			if force {
+				want, conflicts = "1.0", 0
+			}
+			if got := version("a-0001"); got != want {
+				t.Errorf("a-0001 has firmware %s after the rollback, want %s", got, want)
+			}
+			for _, id := range []string{"a-0000", "a-0002"} {
+				if got := version(id); got != "1.0" {
+					t.Errorf("%s has firmware %s after the rollback, want its prior 1.0", id, got)
+				}
+			}
+			if st.Rollback.Conflicts != conflicts || st.Rollback.Devices != 3-conflicts {
+				t.Errorf("rollback progress %+v, want %d restored and %d conflicts", st.Rollback, 3-conflicts, conflicts)
+			}
+			rep, err := engine.BuildReport(r.store, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, row := range rep.Devices {
+				if row.Conflict != (row.Device == "a-0001" && !force) {
+					t.Errorf("report row %+v: conflict %v", row, row.Conflict)
+				}
+			}
+		})
+	}
+}

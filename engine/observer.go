@@ -47,8 +47,10 @@ type Event struct {
 	Rate     float64   `json:"rate,omitempty"`
 	Until    time.Time `json:"until,omitzero"`
 	Reason   string    `json:"reason,omitempty"`
-	By       string    `json:"by,omitempty"` // who approved
-	At       time.Time `json:"at,omitzero"`  // when they approved
+	// Conflicts counts devices a rollback left alone because someone changed them since the rollout.
+	Conflicts int       `json:"conflicts,omitempty"`
+	By        string    `json:"by,omitempty"` // who approved
+	At        time.Time `json:"at,omitzero"`  // when they approved
 }
 
 // Observer receives a rollout's events. Event is called from the engine's goroutine, in order, and

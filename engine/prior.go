@@ -288,3 +288,73 @@ func (r *runner) snapshotByReads(ctx context.Context, ids []string, tu *plan.Twi
 		return nil
 	})
 }
+
+// ChangedSince lists, sorted, the paths of prior p (the paths a twin update patched) whose value in
+// the twin (its tags and desired properties now) is no longer what patch wrote there: someone changed
+// them after the rollout did, and restoring the prior value would overwrite their change. A path the
+// patch removed (JSON null) must still be absent.
+func ChangedSince(p Prior, patch *plan.TwinUpdate, tags, desired map[string]any) []string {
+	var out []string
+	for path := range p {
+		var wrote, now any
+		var wroteOK, nowOK bool
+		switch {
+		case strings.HasPrefix(path, "tags."):
+			rest := strings.Split(strings.TrimPrefix(path, "tags."), ".")
+			wrote, wroteOK = lookup(patch.Tags, rest)
+			now, nowOK = lookup(tags, rest)
+		case strings.HasPrefix(path, "properties.desired."):
+			rest := strings.Split(strings.TrimPrefix(path, "properties.desired."), ".")
+			wrote, wroteOK = lookup(patch.Desired, rest)
+			now, nowOK = lookup(desired, rest)
+		default:
+			continue
+		}
+		if !wroteOK {
+			continue // not a path this patch writes (a prior of another plan): nothing to compare
+		}
+		if wrote == nil {
+			if nowOK {
+				out = append(out, path)
+			}
+			continue
+		}
+		if !nowOK || !sameJSON(wrote, now) {
+			out = append(out, path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lookup walks m by keys; ok is false when a key is missing.
+func lookup(m map[string]any, keys []string) (v any, ok bool) {
+	v = m
+	for _, k := range keys {
+		obj, isObj := v.(map[string]any)
+		if !isObj {
+			return nil, false
+		}
+		if v, ok = obj[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// sameJSON reports whether a and b are the same JSON value (numbers compared as JSON writes them).
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(normalJSON(ja), normalJSON(jb))
+}
+
+// normalJSON rewrites JSON with its numbers as float64s write them, so 2 and 2.0 compare equal.
+func normalJSON(data []byte) []byte {
+	var v any
+	if json.Unmarshal(data, &v) != nil {
+		return data
+	}
+	out, _ := json.Marshal(v)
+	return out
+}

@@ -93,3 +93,40 @@ func merge(doc, patch map[string]any) map[string]any {
 	}
 	return out
 }
+
+func TestChangedSince(t *testing.T) {
+	patch := &plan.TwinUpdate{Tags: map[string]any{"fwChannel": "stable"},
+		Desired: map[string]any{"firmware": map[string]any{"version": "2.0", "uri": nil}, "n": 2}}
+	prior := Prior{"tags.fwChannel": {Absent: true}, "properties.desired.firmware.version": {Value: json.RawMessage(`"1.0"`)},
+		"properties.desired.firmware.uri": {Value: json.RawMessage(`"old"`)}, "properties.desired.n": {Value: json.RawMessage(`1`)}}
+	asWritten := func() (map[string]any, map[string]any) {
+		return map[string]any{"fwChannel": "stable", "ring": "eu"},
+			map[string]any{"firmware": map[string]any{"version": "2.0"}, "n": json.Number("2.0")}
+	}
+	tests := []struct {
+		name   string
+		change func(tags, desired map[string]any)
+		want   []string
+	}{
+		{"as the rollout wrote it", func(tags, desired map[string]any) {}, nil},
+		{"an unrelated property changed", func(tags, desired map[string]any) { tags["ring"] = "us"; desired["other"] = 1 }, nil},
+		{"a written value changed", func(tags, desired map[string]any) {
+			desired["firmware"].(map[string]any)["version"] = "2.1"
+		}, []string{"properties.desired.firmware.version"}},
+		{"a removed property is back", func(tags, desired map[string]any) {
+			desired["firmware"].(map[string]any)["uri"] = "new"
+		}, []string{"properties.desired.firmware.uri"}},
+		{"a written tag removed", func(tags, desired map[string]any) { delete(tags, "fwChannel") }, []string{"tags.fwChannel"}},
+		{"the parent replaced", func(tags, desired map[string]any) { desired["firmware"] = "flat" },
+			[]string{"properties.desired.firmware.version"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tags, desired := asWritten()
+			tt.change(tags, desired)
+			if got := ChangedSince(prior, patch, tags, desired); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ChangedSince = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

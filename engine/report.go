@@ -28,6 +28,9 @@ type ReportRow struct {
 	RolledBack   bool    `json:"rolledBack,omitempty"`
 	// Verify is the device's verify result in a wave whose verify failed: satisfied or notSatisfied.
 	Verify string `json:"verify,omitempty"`
+	// Conflict is set when the rollback left the device alone: someone had changed what the rollout
+	// wrote to it (see Options.Force).
+	Conflict bool `json:"conflict,omitempty"`
 }
 
 // Pending is the outcome of a device whose job has not ended yet.
@@ -55,6 +58,10 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 				return err
 			}
 			for bi, b := range w.Batches {
+				conflicts, err := tx.Conflicts(wi, bi)
+				if err != nil {
+					return err
+				}
 				for _, j := range b.Jobs {
 					for _, id := range ids[j.Start:j.End] {
 						row := ReportRow{Device: id, Wave: w.Name, Batch: bi, Outcome: Pending, RolledBack: b.RolledBack}
@@ -67,6 +74,9 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 							if ok {
 								row.Outcome, row.MethodStatus, row.ErrorCode = o.Outcome, o.MethodStatus, o.ErrorCode
 							}
+						}
+						if i := sort.SearchStrings(conflicts, id); i < len(conflicts) && conflicts[i] == id {
+							row.Conflict = true
 						}
 						if unverified != nil {
 							row.Verify = "satisfied"

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/plan"
 )
 
 // rollback undoes every batch that may have changed devices, newest first, recording after each batch
@@ -79,29 +81,37 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 	if err != nil {
 		return err
 	}
-	var restored, failed int
+	var u Undone
 	if r.st.waveKind(wi) == KindDirectMethod {
-		restored, failed, err = r.compensate(ctx, wi, bi, ids, forward)
+		u.Restored, u.Failed, err = r.compensate(ctx, wi, bi, ids, forward)
 	} else {
-		restored, failed, err = r.restoreTwins(ctx, ids, forward)
+		u, err = r.restoreTwins(ctx, wi, ids, forward)
 	}
 	if err != nil {
 		return err
 	}
-	return r.commit(r.st.RollBackBatch(wi, bi, restored, failed))
+	if len(u.Conflicts) > 0 {
+		if err := r.Store.Update(func(tx *Tx) error { return tx.PutConflicts(wi, bi, u.Conflicts) }); err != nil {
+			return err
+		}
+	}
+	return r.commit(r.st.RollBackBatch(wi, bi, u))
 }
 
 // restoreTwins puts back the captured prior values of every device the forward jobs targeted, with
 // parallel twin patches. A patch to exact prior values is idempotent, so a resumed rollback simply
 // repeats the batch. A device without a snapshot was never changed (snapshots precede jobs) or no
-// longer exists.
-func (r *runner) restoreTwins(ctx context.Context, ids []string, forward []*Job) (restored, failed int, err error) {
+// longer exists. A rollback never overwrites a later change: unless Force is set, each twin is read
+// first, a device where a path the rollout wrote holds something else now is left alone (a
+// conflict), and the restore is conditional on the twin's etag, so a change between the read and the
+// write is caught too.
+func (r *runner) restoreTwins(ctx context.Context, wi int, ids []string, forward []*Job) (Undone, error) {
 	type item struct {
 		id string
 		p  Prior
 	}
 	var items []item
-	err = r.Store.View(func(tx *Tx) error {
+	err := r.Store.View(func(tx *Tx) error {
 		for _, j := range forward {
 			for _, id := range ids[j.Start:j.End] {
 				p, ok, err := tx.Snapshot(id)
@@ -116,24 +126,77 @@ func (r *runner) restoreTwins(ctx context.Context, ids []string, forward []*Job)
 		return nil
 	})
 	if err != nil {
-		return 0, 0, err
+		return Undone{}, err
 	}
-	var mu sync.Mutex
+	var (
+		mu sync.Mutex
+		u  Undone
+	)
 	err = forEach(ctx, items, r.Workers, func(ctx context.Context, it item) error {
-		_, err := r.Hub.UpdateTwin(ctx, it.id, restorePatch(it.p), "*")
+		outcome, err := r.restoreTwin(ctx, it.id, it.p, r.st.Waves[wi].Patch)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
-		case err == nil:
-			restored++
-		case hubapi.IsNotFound(err):
-			failed++
-		default:
+		case err != nil:
 			return fmt.Errorf("restore twin %s: %w", it.id, err)
+		case outcome == restored:
+			u.Restored++
+		case outcome == conflict:
+			u.Conflicts = append(u.Conflicts, it.id)
+		default:
+			u.Failed++
 		}
 		return nil
 	})
-	return restored, failed, err
+	sort.Strings(u.Conflicts)
+	return u, err
+}
+
+// What restoring one twin did.
+const (
+	restored = iota
+	conflict // someone changed a path the rollout wrote: left alone
+	gone     // the device no longer exists
+)
+
+// restoreTwin restores one device's prior values p, unless (without Force, and when the wave's patch
+// is known) the twin no longer holds what patch wrote at those paths.
+func (r *runner) restoreTwin(ctx context.Context, id string, p Prior, patch *plan.TwinUpdate) (int, error) {
+	if r.Force || patch == nil {
+		_, err := r.Hub.UpdateTwin(ctx, id, restorePatch(p), "*")
+		if hubapi.IsNotFound(err) {
+			return gone, nil
+		}
+		return restored, err
+	}
+	for attempt := 0; ; attempt++ {
+		tw, err := r.Hub.GetTwin(ctx, id)
+		if hubapi.IsNotFound(err) {
+			return gone, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		var desired map[string]any
+		if tw.Properties != nil {
+			desired = tw.Properties.Desired
+		}
+		if len(ChangedSince(p, patch, tw.Tags, desired)) > 0 {
+			return conflict, nil
+		}
+		_, err = r.Hub.UpdateTwin(ctx, id, restorePatch(p), tw.ETag)
+		switch {
+		case err == nil:
+			return restored, nil
+		case hubapi.IsNotFound(err):
+			return gone, nil
+		case hubapi.IsPreconditionFailed(err) && attempt < 2:
+			continue // changed between the read and the write: look again
+		case hubapi.IsPreconditionFailed(err):
+			return conflict, nil
+		}
+		return 0, err
+	}
 }
 
 // compensate calls the rollback direct method, as jobs with deterministic ids, on the devices of the

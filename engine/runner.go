@@ -36,6 +36,9 @@ type Options struct {
 	ApprovalPoll time.Duration
 	// Workers is the number of parallel twin restores in a rollback (0: 16).
 	Workers int
+	// Force makes a rollback restore prior values even on twins someone changed since the rollout
+	// wrote them (by default those devices are left alone and reported as conflicts).
+	Force bool
 	// HubName names the hub for people, as the caller reaches it (a host name, or "emulated:FLEET");
 	// it is recorded in the state so that status can say how to continue.
 	HubName string
@@ -192,8 +195,9 @@ func (r *runner) load() error {
 		return fmt.Errorf("state of rollout %s has %d waves, the plan %d", st.Name, len(st.Waves), len(r.p.Waves))
 	}
 	for i := range st.Waves {
-		// The same plan (the hashes agree); state written before waves recorded their gate learns it.
+		// The same plan (the hashes agree); state written before waves recorded these learns them.
 		st.Waves[i].Gated = r.p.Waves[i].Approval
+		st.Waves[i].Patch = r.p.Waves[i].Action.TwinUpdate
 	}
 	if st.PlanParts == nil {
 		st.PlanParts = plan.Parts(r.p)

@@ -82,6 +82,9 @@ type Wave struct {
 	VerifyOK    bool       `json:"verifyOK,omitempty"`
 	Batches     []Batch    `json:"batches,omitempty"`
 	Counts      Counts     `json:"counts"`
+	// Patch is what the wave's twin update writes, kept so that a rollback (which needs no plan) can
+	// tell a twin someone changed since from one that still holds the rollout's values.
+	Patch *plan.TwinUpdate `json:"patch,omitempty"`
 }
 
 // Batch is one batch's record: a range of its wave's stored devices and the jobs that carry it.
@@ -121,6 +124,8 @@ type Progress struct {
 	Done    bool      `json:"done"`
 	Devices int       `json:"devices"` // devices restored or compensated so far
 	Failed  int       `json:"failed"`  // devices whose restore or compensation failed
+	// Conflicts are devices left alone: someone changed a path the rollout wrote since it wrote it.
+	Conflicts int `json:"conflicts,omitempty"`
 }
 
 // Counts are device outcomes summed over a job, a batch or a wave.

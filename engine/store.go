@@ -382,6 +382,22 @@ func (t *Tx) PutApproval(wave string, a Approval) error {
 	return putJSON(t.tx.Bucket(bucketApprovals), []byte(wave), a)
 }
 
+func conflictsKey(wave, batch int) []byte {
+	return fmt.Appendf(nil, "conflicts/%06d/%06d", wave, batch)
+}
+
+// Conflicts reads the devices a rollback of batch batch of wave wave left alone, sorted.
+func (t *Tx) Conflicts(wave, batch int) ([]string, error) {
+	var ids []string
+	err := t.getList(conflictsKey(wave, batch), &ids)
+	return ids, err
+}
+
+// PutConflicts stores the devices a rollback of a batch left alone because someone changed them.
+func (t *Tx) PutConflicts(wave, batch int, ids []string) error {
+	return putJSON(t.tx.Bucket(bucketLists), conflictsKey(wave, batch), ids)
+}
+
 func rollbackDevicesKey(wave, batch int) []byte {
 	return fmt.Appendf(nil, "rollback/%06d/%06d", wave, batch)
 }

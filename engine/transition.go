@@ -21,7 +21,8 @@ func NewState(p *plan.Plan, hub string, created time.Time) *State {
 		st.RollbackMethod = m
 	}
 	for _, w := range p.Waves {
-		st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval})
+		st.Waves = append(st.Waves, Wave{Name: w.Name, Kind: kindOf(w), Status: StatusPending, Gated: w.Approval,
+			Patch: w.Action.TwinUpdate})
 	}
 	return st
 }
@@ -141,13 +142,21 @@ func (st *State) StartRollback(now time.Time) []Event {
 }
 
 // RollBackBatch records that batch bi of wave wi is undone: restored devices put back (or
-// compensated), failed ones not.
-func (st *State) RollBackBatch(wi, bi, restored, failed int) []Event {
+// compensated), failed ones not, conflicts left alone because someone changed them since.
+func (st *State) RollBackBatch(wi, bi int, u Undone) []Event {
 	st.Waves[wi].Batches[bi].RolledBack = true
-	st.Rollback.Devices += restored
-	st.Rollback.Failed += failed
-	return []Event{{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: restored,
-		Counts: &Counts{Succeeded: restored, Failed: failed}}}
+	st.Rollback.Devices += u.Restored
+	st.Rollback.Failed += u.Failed
+	st.Rollback.Conflicts += len(u.Conflicts)
+	return []Event{{Type: EventRollbackBatch, Wave: wi, Batch: bi, Devices: u.Restored,
+		Counts: &Counts{Succeeded: u.Restored, Failed: u.Failed}, Conflicts: len(u.Conflicts)}}
+}
+
+// Undone is what rolling a batch back did: devices restored (or compensated), failed, and left alone
+// because someone changed what the rollout wrote (by id).
+type Undone struct {
+	Restored, Failed int
+	Conflicts        []string
 }
 
 // FinishRollback marks the rollout rolled back: every batch is undone.
@@ -155,5 +164,6 @@ func (st *State) FinishRollback() []Event {
 	st.Status = StatusRolledBack
 	st.Rollback.Done = true
 	return []Event{{Type: EventRolledBack, Wave: -1, Devices: st.Rollback.Devices,
-		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason}}
+		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason,
+		Conflicts: st.Rollback.Conflicts}}
 }

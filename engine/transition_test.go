@@ -54,8 +54,8 @@ func TestTransitions(t *testing.T) {
 			want{StatusDone, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventDone}}},
 		{"roll back", func(st *State) []Event {
 			ev := st.StartRollback(t0)
-			ev = append(ev, st.RollBackBatch(0, 1, 3, 0)...)
-			ev = append(ev, st.RollBackBatch(0, 0, 1, 1)...)
+			ev = append(ev, st.RollBackBatch(0, 1, Undone{Restored: 3})...)
+			ev = append(ev, st.RollBackBatch(0, 0, Undone{Restored: 1, Failed: 1})...)
 			return append(ev, st.FinishRollback()...)
 		}, want{StatusRolledBack, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending},
 			[]EventType{EventRollbackStarted, EventRollbackBatch, EventRollbackBatch, EventRolledBack}}},
@@ -107,9 +107,9 @@ func TestTransitionDetails(t *testing.T) {
 		t.Errorf("settled counts %+v", c)
 	}
 	st.StartRollback(t0)
-	st.RollBackBatch(0, 0, 3, 1)
+	st.RollBackBatch(0, 0, Undone{Restored: 3, Failed: 1, Conflicts: []string{"d"}})
 	ev := st.FinishRollback()
-	if st.Rollback.Devices != 3 || st.Rollback.Failed != 1 || !st.Rollback.Done || ev[0].Devices != 3 {
+	if st.Rollback.Devices != 3 || st.Rollback.Failed != 1 || st.Rollback.Conflicts != 1 || !st.Rollback.Done || ev[0].Devices != 3 || ev[0].Conflicts != 1 {
 		t.Errorf("rollback progress %+v, %+v", st.Rollback, ev)
 	}
 }

@@ -528,9 +528,18 @@ func describe(ev engine.Event, h hints) string {
 		return fmt.Sprintf("rolling back: %s", ev.Reason)
 	case engine.EventRollbackBatch:
 		c := ev.Counts
-		return fmt.Sprintf("%s rolled back: %s restored, %d failed", batch, plural(c.Succeeded, "device"), c.Failed)
+		s := fmt.Sprintf("%s rolled back: %s restored, %d failed", batch, plural(c.Succeeded, "device"), c.Failed)
+		if ev.Conflicts > 0 {
+			s += fmt.Sprintf(", %d left alone (changed since the rollout)", ev.Conflicts)
+		}
+		return s
 	case engine.EventRolledBack:
-		return fmt.Sprintf("rolled back %s", plural(ev.Devices, "device"))
+		s := fmt.Sprintf("rolled back %s", plural(ev.Devices, "device"))
+		if ev.Conflicts > 0 {
+			s += fmt.Sprintf("; %s left alone: someone changed what the rollout wrote (the report lists them; `rollout rollback %s --force%s` restores them anyway)",
+				plural(ev.Conflicts, "device"), ev.Rollout, h.hub)
+		}
+		return s
 	case engine.EventDone:
 		return "rollout done"
 	case engine.EventStopped:

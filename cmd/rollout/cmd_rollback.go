@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"time"
@@ -22,8 +23,10 @@ func init() {
 func runRollback(e *env) int {
 	f := engFlags{keepHub: true}
 	var wait time.Duration
+	var force bool
 	waitFlag := func(fs *flag.FlagSet) {
 		fs.DurationVar(&wait, "wait", 0, "when an apply holds the rollout: ask it to stop at its next safe point (Ctrl-C's stop), wait this long for it, then roll back")
+		fs.BoolVar(&force, "force", false, "restore prior values even on twins someone changed since the rollout (by default they are left alone)")
 	}
 	name, set, code, ok := f.parseOne(e, "rollback", "rollout rollback [flags] NAME", "rollout name", false, waitFlag)
 	if !ok {
@@ -46,7 +49,10 @@ func runRollback(e *env) int {
 	}
 	// The state is opened before the hub is reached: an unknown rollout never dials it.
 	opened := func(*engSession) (*engine.Store, error) { return store, nil }
-	return f.drive(e, "rollback", set, opened, engine.Rollback)
+	return f.drive(e, "rollback", set, opened, func(ctx context.Context, o engine.Options) (*engine.Result, error) {
+		o.Force = force
+		return engine.Rollback(ctx, o)
+	})
 }
 
 // takeOver makes sure no apply holds the rollout of store. Without wait it says how to proceed and

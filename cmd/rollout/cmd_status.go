@@ -242,7 +242,11 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 		if rb.Done {
 			state = "done"
 		}
-		fmt.Fprintf(w, "  rollback %s: %s restored, %d failed\n", state, plural(rb.Devices, "device"), rb.Failed)
+		fmt.Fprintf(w, "  rollback %s: %s restored, %d failed", state, plural(rb.Devices, "device"), rb.Failed)
+		if rb.Conflicts > 0 {
+			fmt.Fprintf(w, ", %d left alone (changed since the rollout; see the report)", rb.Conflicts)
+		}
+		fmt.Fprintln(w)
 	}
 }
 
