@@ -74,7 +74,7 @@ type Verdict struct {
 // least minDevices devices were targeted, so one unlucky device in a first batch does not fail a wave.
 // The wave's end gate is JudgeWave.
 func Judge(c Counts, s plan.Success) Verdict {
-	if v, failed := judgeFailures(c, s); failed {
+	if v, failed := judgeFailures(c, s, false); failed {
 		return v
 	}
 	if c.Targeted == 0 || c.Targeted < s.MinDevices {
@@ -98,17 +98,23 @@ func JudgeWave(w plan.Wave, condition string, c Counts) Verdict {
 			"selects no device (condition %s); fix the plan's target or fleet, or set allowEmpty: true on the wave if that is expected",
 			condition)}
 	}
-	if v, failed := judgeFailures(c, w.Success); failed {
+	if v, failed := judgeFailures(c, w.Success, true); failed {
 		return v
 	}
 	return judgeRate(c, w.Success)
 }
 
-func judgeFailures(c Counts, s plan.Success) (Verdict, bool) {
+// judgeFailures applies the gate's count limits: maxFailures at any count, maxUnreachable as a count
+// at any count and as a share once minDevices are targeted or, at a wave's end (final), always.
+func judgeFailures(c Counts, s plan.Success, final bool) (Verdict, bool) {
 	failures := c.Failed + c.TimedOut
 	if s.MaxFailures >= 0 && failures > s.MaxFailures {
 		return Verdict{Judged: true, Reason: fmt.Sprintf("%s failed or timed out, more than maxFailures %d",
 			plural(failures, "device"), s.MaxFailures)}, true
+	}
+	if l := s.MaxUnreachable; l != nil && l.Exceeded(c.Unreachable, c.Targeted) && (!l.Ratio || final || c.Targeted >= s.MinDevices) {
+		return Verdict{Judged: true, Reason: fmt.Sprintf("%s unreachable, more than maxUnreachable %s",
+			plural(c.Unreachable, "device"), l)}, true
 	}
 	return Verdict{}, false
 }

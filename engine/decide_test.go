@@ -94,6 +94,14 @@ func TestJudge(t *testing.T) {
 		{"method errors are failures", Counts{Targeted: 100, Succeeded: 97, Failed: 3, MethodError: 3}, s, false, true, "maxFailures"},
 		{"nothing targeted", Counts{}, plan.Success{MinSuccessRate: 1, MaxFailures: 0}, true, false, ""},
 		{"100% required", Counts{Targeted: 20, Succeeded: 19, Unreachable: 1}, plan.Success{MinSuccessRate: 1, MaxFailures: -1, MinDevices: 1}, false, true, "95%"},
+		{"unreachable over a count", Counts{Targeted: 100, Succeeded: 96, Unreachable: 4},
+			plan.Success{MinSuccessRate: 0.9, MaxFailures: -1, MaxUnreachable: &plan.Limit{Count: 3}}, false, true, "4 devices unreachable, more than maxUnreachable 3"},
+		{"unreachable within a share", Counts{Targeted: 100, Succeeded: 95, Unreachable: 5},
+			plan.Success{MinSuccessRate: 0.9, MaxFailures: -1, MaxUnreachable: &plan.Limit{Share: 0.05, Ratio: true}}, true, true, ""},
+		{"unreachable over a share", Counts{Targeted: 100, Succeeded: 94, Unreachable: 6},
+			plan.Success{MinSuccessRate: 0.9, MaxFailures: -1, MaxUnreachable: &plan.Limit{Share: 0.05, Ratio: true}}, false, true, "more than maxUnreachable 5%"},
+		{"a share waits for minDevices", Counts{Targeted: 4, Succeeded: 3, Unreachable: 1},
+			plan.Success{MinSuccessRate: 0.5, MaxFailures: -1, MinDevices: 10, MaxUnreachable: &plan.Limit{Share: 0.05, Ratio: true}}, true, false, "not judged"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +134,8 @@ func TestJudgeWave(t *testing.T) {
 			Counts{Targeted: 2, Succeeded: 1, Failed: 1}, true, false, ""},
 		{"maxFailures", wave(false, plan.Success{MinSuccessRate: 0, MaxFailures: 0, MinDevices: 10}),
 			Counts{Targeted: 4, Succeeded: 3, TimedOut: 1}, false, false, "1 device failed or timed out"},
+		{"a small wave's unreachable share is judged", wave(false, plan.Success{MinSuccessRate: 0.5, MaxFailures: -1, MinDevices: 10,
+			MaxUnreachable: &plan.Limit{Share: 0.05, Ratio: true}}), Counts{Targeted: 4, Succeeded: 3, Unreachable: 1}, false, false, "maxUnreachable 5%"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -334,6 +334,12 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 	if v, ok := integer(minDev); ok {
 		wave.Success.MinDevices = v
 	}
+	maxUnreach := success("maxUnreachable")
+	if v, ok := integer(maxUnreach); ok && v >= 0 {
+		wave.Success.MaxUnreachable = &Limit{Count: v}
+	} else if f, ok := percentage(maxUnreach); ok {
+		wave.Success.MaxUnreachable = &Limit{Share: f / 100, Ratio: true}
+	}
 	c.thresholds(wave, minRate, minDev, size, growth)
 
 	wave.Bake = c.duration(pick(w.get("bake"), defaults.get("bake")), DefaultBake)

@@ -91,6 +91,32 @@ type Success struct {
 	MinSuccessRate float64 // fraction 0..1 of succeeded / targeted
 	MaxFailures    int     // failed + timed out; -1 when unlimited
 	MinDevices     int     // no rate is judged on fewer devices
+	// MaxUnreachable bounds the devices left unreachable, apart from failures; nil: no bound (they
+	// only lower the success rate). Left out of the plan hash when nil.
+	MaxUnreachable *Limit `json:",omitempty"`
+}
+
+// Limit is a bound written as a count (5) or as a share of the devices judged (10%).
+type Limit struct {
+	Count int     `json:",omitempty"`
+	Share float64 `json:",omitempty"` // fraction 0..1, when written as a percentage
+	Ratio bool    `json:",omitempty"` // the bound is Share, not Count
+}
+
+// Exceeded reports whether n of total devices pass the limit.
+func (l Limit) Exceeded(n, total int) bool {
+	if l.Ratio {
+		return total > 0 && float64(n)/float64(total) > l.Share+1e-9
+	}
+	return n > l.Count
+}
+
+// String writes the limit as a plan writes it.
+func (l Limit) String() string {
+	if l.Ratio {
+		return FormatRate(l.Share)
+	}
+	return strconv.Itoa(l.Count)
 }
 
 // Verify is the health check polled during bake over the wave's devices.

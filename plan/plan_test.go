@@ -428,3 +428,35 @@ waves:
 		})
 	}
 }
+
+func TestMaxUnreachable(t *testing.T) {
+	const src = `version: 1
+name: fw
+action:
+  directMethod: {name: update}
+rollback:
+  directMethod: {name: revert}
+defaults:
+  success: {maxUnreachable: 10%}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'", success: {maxUnreachable: 2}}
+  - {name: rest, target: "*"}
+`
+	p := mustLoad(t, "p.yaml", src)
+	if l := p.Waves[0].Success.MaxUnreachable; l == nil || l.Ratio || l.Count != 2 || l.String() != "2" {
+		t.Errorf("canary: %+v, want a count of 2", l)
+	}
+	if l := p.Waves[1].Success.MaxUnreachable; l == nil || !l.Ratio || l.Share != 0.1 || l.String() != "10%" {
+		t.Errorf("rest: %+v, want a share of 10%% from defaults", l)
+	}
+	if !(plan.Limit{Count: 2}).Exceeded(3, 100) || (plan.Limit{Share: 0.1, Ratio: true}).Exceeded(10, 100) {
+		t.Error("Exceeded is off")
+	}
+	without := strings.Replace(strings.Replace(src, "defaults:\n  success: {maxUnreachable: 10%}\n", "", 1), ", success: {maxUnreachable: 2}", "", 1)
+	if q := mustLoad(t, "q.yaml", without); q.Waves[0].Success.MaxUnreachable != nil {
+		t.Error("no maxUnreachable must mean no bound")
+	}
+	if _, ds := plan.Load("bad.yaml", []byte(strings.Replace(src, "maxUnreachable: 2", "maxUnreachable: lots", 1))); !ds.HasErrors() {
+		t.Error("maxUnreachable: lots must be an error")
+	}
+}
