@@ -400,3 +400,42 @@ func TestPrepareAhead(t *testing.T) {
 		t.Errorf("nothing is prepared past a wave that bakes: %+v", got)
 	}
 }
+
+func TestJudgeVerifyHeld(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	v := &plan.Verify{MinRate: 1, Within: time.Minute, Hold: 5 * time.Minute}
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type read struct {
+		at    time.Duration
+		match int
+		want  VerifyState
+	}
+	tests := []struct {
+		name  string
+		reads []read
+	}{
+		{"reached and held", []read{{10 * time.Second, 10, VerifyWait}, {3 * time.Minute, 10, VerifyWait}, {5*time.Minute + 10*time.Second, 10, VerifyPass}}},
+		{"a device reverts during the hold: the hold starts again",
+			[]read{{10 * time.Second, 10, VerifyWait}, {30 * time.Second, 9, VerifyWait}, {40 * time.Second, 10, VerifyWait},
+				{5 * time.Minute, 10, VerifyWait}, {5*time.Minute + 41*time.Second, 10, VerifyPass}}},
+		{"a revert that leaves no time for a whole hold fails at within+hold",
+			[]read{{10 * time.Second, 10, VerifyWait}, {2 * time.Minute, 9, VerifyWait}, {3 * time.Minute, 10, VerifyWait}, {6*time.Minute + time.Second, 10, VerifyFail}}},
+		{"never reached", []read{{10 * time.Second, 5, VerifyWait}, {6*time.Minute + time.Second, 5, VerifyFail}}},
+		{"reached only after within", []read{{30 * time.Second, 5, VerifyWait}, {2 * time.Minute, 10, VerifyWait}, {6*time.Minute + time.Second, 10, VerifyFail}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var since time.Time
+			for i, r := range tt.reads {
+				var got VerifyState
+				got, since = JudgeVerifyHeld(v, r.match, 10, i+1, t0, since, at(r.at))
+				if got != r.want {
+					t.Fatalf("read %d at %s (%d/10): %v, want %v", i+1, r.at, r.match, got, r.want)
+				}
+			}
+		})
+	}
+	if got, _ := JudgeVerifyHeld(&plan.Verify{MinRate: 1, Within: time.Minute}, 10, 10, 1, t0, time.Time{}, t0); got != VerifyPass {
+		t.Error("without hold, reaching the rate passes at once")
+	}
+}

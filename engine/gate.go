@@ -67,7 +67,9 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 		w.VerifyRate = float64(matching) / float64(len(ids))
 	}
 	r.emit(Event{Type: EventVerify, Wave: wi, Rate: w.VerifyRate, Done: matching, Devices: len(ids)})
-	switch JudgeVerify(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, r.now()) {
+	var judged VerifyState
+	judged, w.VerifyMetSince = JudgeVerifyHeld(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, w.VerifyMetSince, r.now())
+	switch judged {
 	case VerifyPass:
 		r.st.PassVerify(wi)
 		return false, r.save()
@@ -76,8 +78,12 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s; not satisfied: %s",
-			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate), sample(missing, 5)))
+		held := ""
+		if pw.Verify.Hold > 0 {
+			held = fmt.Sprintf(", or did not stay at it for hold %s", pw.Verify.Hold)
+		}
+		return false, r.failWave(wi, fmt.Sprintf("verify: %s of devices satisfy %q after %s, below minRate %s%s; not satisfied: %s",
+			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate), held, sample(missing, 5)))
 	}
 	return true, r.save()
 }

@@ -370,7 +370,8 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			var waiting bool
 			waiting, err = r.verify(ctx, step.Wave)
 			if err == nil && waiting {
-				step.Until = r.st.Waves[step.Wave].BakeStart.Add(r.p.Waves[step.Wave].Verify.Within)
+				v := r.p.Waves[step.Wave].Verify
+				step.Until = r.st.Waves[step.Wave].BakeStart.Add(v.Within + v.Hold)
 				if res, err := r.wait(ctx, step, "verify", r.verifyPoll(step.Wave), &announced); res != nil || err != nil {
 					return res, err
 				}

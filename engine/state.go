@@ -80,8 +80,10 @@ type Wave struct {
 	VerifyReads int        `json:"verifyReads,omitempty"`
 	VerifyRate  float64    `json:"verifyRate,omitempty"`
 	VerifyOK    bool       `json:"verifyOK,omitempty"`
-	Batches     []Batch    `json:"batches,omitempty"`
-	Counts      Counts     `json:"counts"`
+	// VerifyMetSince is when verify's current run of reads at its rate began (verify.hold).
+	VerifyMetSince time.Time `json:"verifyMetSince,omitzero"`
+	Batches        []Batch   `json:"batches,omitempty"`
+	Counts         Counts    `json:"counts"`
 	// Patch is what the wave's twin update writes, kept so that a rollback (which needs no plan) can
 	// tell a twin someone changed since from one that still holds the rollout's values.
 	Patch *plan.TwinUpdate `json:"patch,omitempty"`

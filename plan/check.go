@@ -368,6 +368,7 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 		}
 		within := verify("within")
 		v.Within = c.duration(within, DefaultVerifyWithin)
+		v.Hold = c.duration(verify("hold"), 0)
 		if within.ok() && v.Within <= 0 {
 			c.add(Error, within.node, within.path, "give verify time to see devices report, e.g. 15m", "verify.within must be more than 0")
 		}

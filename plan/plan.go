@@ -124,6 +124,9 @@ type Verify struct {
 	Condition string
 	MinRate   float64 // fraction 0..1
 	Within    time.Duration
+	// Hold is how long the rate must stay reached once it is (0: reaching it once passes). Left out of
+	// the plan hash when 0.
+	Hold time.Duration `json:",omitempty"`
 }
 
 // Rollback says how a failed rollout is undone.

@@ -460,3 +460,22 @@ waves:
 		t.Error("maxUnreachable: lots must be an error")
 	}
 }
+
+func TestVerifyHold(t *testing.T) {
+	p := mustLoad(t, "p.yaml", `version: 1
+name: fw
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  verify: {condition: "properties.reported.fw = '2'", within: 10m, hold: 5m}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'"}
+  - {name: rest, target: "*", verify: {hold: 0s}}
+`)
+	if h := p.Waves[0].Verify.Hold; h != 5*time.Minute {
+		t.Errorf("canary hold %s, want 5m", h)
+	}
+	if h := p.Waves[1].Verify.Hold; h != 0 {
+		t.Errorf("rest hold %s, want 0s from its own verify", h)
+	}
+}
