@@ -59,6 +59,8 @@ type Server struct {
 	cursors *cursorStore
 	conns   *connections
 	mqtt    *deviceMQTT // nil without Options.MQTTAddr
+	// newConns holds the HTTP connections that have not sent a request yet (see trackConn).
+	newConns sync.Map
 
 	ln       net.Listener
 	http     *http.Server
@@ -215,6 +217,7 @@ func (s *Server) listen(key []byte) (net.Listener, error) {
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second,
 		// HTTP/1.1 only: dropped-connection faults hijack the connection, which HTTP/2 cannot.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ConnState:    s.trackConn,
 	}
 	scheme := "http"
 	if opts.TLS || mqttLn != nil {
@@ -324,6 +327,12 @@ func (s *Server) Close() error {
 	s.closed = true
 	close(s.done)
 	s.mqtt.close()
+	// A client may open a connection it never sends a request on (a dial it no longer needed);
+	// Shutdown would wait five seconds for it to speak. Nothing is lost by closing those now.
+	s.newConns.Range(func(c, _ any) bool {
+		_ = c.(net.Conn).Close()
+		return true
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
@@ -342,4 +351,13 @@ func (s *Server) Close() error {
 	}
 	s.closeErr = err
 	return err
+}
+
+// trackConn keeps the connections that have not sent a request yet, for Close.
+func (s *Server) trackConn(c net.Conn, state http.ConnState) {
+	if state == http.StateNew {
+		s.newConns.Store(c, true)
+	} else {
+		s.newConns.Delete(c)
+	}
 }
