@@ -24,6 +24,11 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 	defer func() { task.abandon() }()
 	var rate rateMeter
 	for {
+		// While the hub works, prepare what comes next, so the next job starts right after the gate:
+		// from the batch's start, since creating its jobs takes a while on a fast hub.
+		if task == nil && next != nil {
+			task, next = r.startAhead(ctx, next), nil
+		}
 		if err := r.startJobs(ctx, wi, bi, jobs, &pw); err != nil {
 			return false, err
 		}
@@ -40,11 +45,7 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 		if r.NoWait || r.stopping() {
 			return r.NoWait, r.save()
 		}
-		// While the hub works, prepare what comes next, so the next job starts right after the gate.
-		switch {
-		case task == nil && next != nil:
-			task, next = r.startAhead(ctx, next), nil
-		case task != nil && task.finished():
+		if task != nil && task.finished() {
 			if err := r.applyAhead(task); err != nil {
 				return false, err
 			}
