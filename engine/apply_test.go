@@ -952,3 +952,39 @@ waves:
 		})
 	}
 }
+
+// TestBudgetTripsAcrossWaves: each wave passes its own gate (one failure allowed per wave), but the
+// rollout's budget allows one failure in all: the second wave's failure trips it, and the plan halts.
+func TestBudgetTripsAcrossWaves(t *testing.T) {
+	srv, c := enginetest.Hub(t, `
+groups:
+  - {name: a, count: 4, idPrefix: a-, tags: {ring: a}}
+  - {name: b, count: 4, idPrefix: b-, tags: {ring: b}}
+devices:
+  - {deviceId: a-bad, tags: {ring: a}, behavior: {methodFailure: 100%}}
+  - {deviceId: b-bad, tags: {ring: b}, behavior: {methodFailure: 100%}}
+`, emulator.Options{})
+	p := enginetest.Plan(t, `
+version: 1
+name: budgeted
+action:
+  directMethod: {name: update}
+rollback:
+  directMethod: {name: revert}
+onFailure: halt
+defaults:
+  success: {minSuccessRate: 50%, maxFailures: 1, minDevices: 1}
+budget: {maxFailures: 1}
+waves:
+  - {name: a, target: "tags.ring = 'a'"}
+  - {name: b, target: "tags.ring = 'b'"}
+`)
+	r := newRun(t, c, srv.Quotas(), p.Name)
+	res := r.apply(t, p)
+	if res.Status != engine.StatusHalted || !strings.Contains(res.Reason, "wave b: after batch 1: budget: 2 devices failed or timed out over the rollout, more than maxFailures 1") {
+		t.Fatalf("apply ended %s: %s; want halted by the budget in wave b", res.Status, res.Reason)
+	}
+	if st := r.state(t); st.Waves[0].Status != engine.StatusDone {
+		t.Errorf("wave a is %s; its own gate passed", st.Waves[0].Status)
+	}
+}

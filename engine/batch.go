@@ -72,6 +72,9 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 	if !v.Pass {
 		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, v.Reason))
 	}
+	if b := JudgeBudget(r.p.Budget, r.st.Totals()); !b.Pass {
+		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, b.Reason))
+	}
 	return false, r.commit(r.st.PassBatch(wi, bi, v))
 }
 

@@ -60,6 +60,28 @@ func InSample(name, id string, percent float64) bool {
 	return f < percent/100
 }
 
+// JudgeBudget applies the rollout's error budget b (nil: none) to the outcomes of every wave so far,
+// c: failures (failed, timed out, method errors) over the rollout against maxFailures at any count,
+// and their share of the devices targeted so far against maxFailureRate once minDevices were
+// targeted. A tripped budget acts as a failed gate.
+func JudgeBudget(b *plan.Budget, c Counts) Verdict {
+	if b == nil {
+		return Verdict{Pass: true}
+	}
+	failures := c.Failed + c.TimedOut
+	if b.MaxFailures >= 0 && failures > b.MaxFailures {
+		return Verdict{Judged: true, Reason: fmt.Sprintf("budget: %s failed or timed out over the rollout, more than maxFailures %d",
+			plural(failures, "device"), b.MaxFailures)}
+	}
+	if b.RateSet && c.Targeted > 0 && c.Targeted >= b.MinDevices {
+		if rate := float64(failures) / float64(c.Targeted); rate > b.MaxFailureRate+1e-9 {
+			return Verdict{Judged: true, Reason: fmt.Sprintf("budget: %s of the %s targeted so far failed or timed out, more than maxFailureRate %s",
+				pct(rate), plural(c.Targeted, "device"), pct(b.MaxFailureRate))}
+		}
+	}
+	return Verdict{Pass: true, Judged: true}
+}
+
 // Verdict is the judgement of a gate.
 type Verdict struct {
 	Pass   bool

@@ -439,3 +439,30 @@ func TestJudgeVerifyHeld(t *testing.T) {
 		t.Error("without hold, reaching the rate passes at once")
 	}
 }
+
+func TestJudgeBudget(t *testing.T) {
+	b := &plan.Budget{MaxFailures: 5, MaxFailureRate: 0.02, RateSet: true, MinDevices: 100}
+	tests := []struct {
+		name   string
+		b      *plan.Budget
+		c      Counts
+		pass   bool
+		reason string
+	}{
+		{"no budget", nil, Counts{Targeted: 10, Failed: 10}, true, ""},
+		{"within", b, Counts{Targeted: 500, Succeeded: 495, Failed: 3, TimedOut: 2}, true, ""},
+		{"over the count", b, Counts{Targeted: 1000, Succeeded: 994, Failed: 4, TimedOut: 2}, false, "6 devices failed or timed out over the rollout, more than maxFailures 5"},
+		{"over the rate", &plan.Budget{MaxFailures: -1, MaxFailureRate: 0.02, RateSet: true, MinDevices: 100},
+			Counts{Targeted: 200, Succeeded: 195, Failed: 5}, false, "2.5% of the 200 devices targeted so far"},
+		{"the rate waits for minDevices", &plan.Budget{MaxFailures: -1, MaxFailureRate: 0.02, RateSet: true, MinDevices: 100},
+			Counts{Targeted: 50, Succeeded: 45, Failed: 5}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := JudgeBudget(tt.b, tt.c)
+			if v.Pass != tt.pass || !strings.Contains(v.Reason, tt.reason) {
+				t.Errorf("JudgeBudget = %+v, want pass=%v reason containing %q", v, tt.pass, tt.reason)
+			}
+		})
+	}
+}

@@ -158,6 +158,15 @@ func (c Counts) Tally(o Outcome) Counts {
 	return c
 }
 
+// Totals sums the outcomes of every wave so far.
+func (st *State) Totals() Counts {
+	var c Counts
+	for _, w := range st.Waves {
+		c = c.Add(w.Counts)
+	}
+	return c
+}
+
 // Done is the number of devices with an outcome.
 func (c Counts) Done() int { return c.Succeeded + c.Failed + c.TimedOut + c.Unreachable }
 

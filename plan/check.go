@@ -34,6 +34,9 @@ const (
 	DefaultMinSuccessRate = 0.95
 	// DefaultMaxFailures means no limit on the count of failures; the rate gate applies alone.
 	DefaultMaxFailures = -1
+	// DefaultBudgetMinDevices is how many devices a rollout targets before its budget's failure rate
+	// is judged.
+	DefaultBudgetMinDevices = 100
 	// DefaultMinDevices keeps the rate gate from judging on one or two unlucky devices.
 	DefaultMinDevices = 10
 	// DefaultBake is no bake: a wave that passes its gate hands over at once.
@@ -228,6 +231,19 @@ func (l *loader) check() *Plan {
 	onFailure := root.get("onFailure")
 	if s, ok := str(onFailure); ok && (s == string(Halt) || s == string(RollbackAll)) {
 		p.OnFailure = FailurePolicy(s)
+	}
+	if b := root.get("budget"); b.ok() {
+		budget := &Budget{MaxFailures: DefaultMaxFailures, MinDevices: DefaultBudgetMinDevices}
+		if v, ok := integer(b.get("maxFailures")); ok {
+			budget.MaxFailures = v
+		}
+		if f, ok := percentage(b.get("maxFailureRate")); ok {
+			budget.MaxFailureRate, budget.RateSet = f/100, true
+		}
+		if v, ok := integer(b.get("minDevices")); ok {
+			budget.MinDevices = v
+		}
+		p.Budget = budget
 	}
 
 	topAction := root.get("action")

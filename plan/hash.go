@@ -44,6 +44,7 @@ type canonPlan struct {
 	OnFailure FailurePolicy
 	Rollback  Rollback
 	Schedule  *canonSchedule
+	Budget    *Budget `json:",omitempty"` // left out when absent, so plans without one keep their hash
 }
 
 type canonWindow struct {
@@ -58,7 +59,7 @@ type canonSchedule struct {
 }
 
 func canonical(p *Plan) canonPlan {
-	canon := canonPlan{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil}
+	canon := canonPlan{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil, p.Budget}
 	if s := p.Schedule; s != nil {
 		cs := &canonSchedule{}
 		if !s.NotBefore.IsZero() {

@@ -18,6 +18,7 @@ type Plan struct {
 	Fleet       string // condition ANDed into every wave; "" when absent
 	Waves       []Wave
 	OnFailure   FailurePolicy
+	Budget      *Budget // nil: none
 	Rollback    Rollback
 	Schedule    *Schedule // nil when the plan has none
 
@@ -84,6 +85,14 @@ type DirectMethod struct {
 type Batch struct {
 	Size   int
 	Growth float64 // >= 1; 1 keeps every batch the same size
+}
+
+// Budget is an error budget over the whole rollout, judged after each batch.
+type Budget struct {
+	MaxFailures    int     `json:",omitempty"` // failed + timed out over every wave; -1 when unlimited
+	MaxFailureRate float64 `json:",omitempty"` // of the devices targeted so far; 0 when unset
+	RateSet        bool    `json:",omitempty"` // MaxFailureRate was given (0% is a rate too)
+	MinDevices     int     `json:",omitempty"` // no rate is judged on fewer devices
 }
 
 // Success is the gate judged after each batch and at wave end.

@@ -479,3 +479,25 @@ waves:
 		t.Errorf("rest hold %s, want 0s from its own verify", h)
 	}
 }
+
+func TestBudget(t *testing.T) {
+	src := `version: 1
+name: fw
+action:
+  twinUpdate: {desired: {fw: "2"}}
+budget: {maxFailures: 50, maxFailureRate: 2%}
+waves:
+  - {name: all, target: "*"}
+`
+	p := mustLoad(t, "p.yaml", src)
+	if b := p.Budget; b == nil || b.MaxFailures != 50 || !b.RateSet || b.MaxFailureRate != 0.02 || b.MinDevices != 100 {
+		t.Fatalf("budget %+v, want 50 failures, 2%%, minDevices 100 by default", b)
+	}
+	without := mustLoad(t, "q.yaml", strings.Replace(src, "budget: {maxFailures: 50, maxFailureRate: 2%}\n", "", 1))
+	if without.Budget != nil || without.Hash == p.Hash {
+		t.Errorf("no budget must mean none, and a budget must change the hash")
+	}
+	if _, ds := plan.Load("bad.yaml", []byte(strings.Replace(src, "maxFailures: 50", "maxFailures: many", 1))); !ds.HasErrors() {
+		t.Error("a budget's maxFailures must be a number")
+	}
+}
