@@ -384,6 +384,7 @@ const (
 	StepRolledBack   StepKind = "rolledBack"   // the rollout was rolled back
 	StepRollback     StepKind = "rollback"     // roll back (start or continue)
 	StepWaitApproval StepKind = "waitApproval" // Wave needs `rollout approve`
+	StepPaused       StepKind = "paused"       // `rollout pause` holds the rollout until `rollout resume`
 	StepWaitSchedule StepKind = "waitSchedule" // no schedule window is open until Until
 	StepResolve      StepKind = "resolve"      // start Wave: resolve and store its devices
 	StepBatch        StepKind = "batch"        // run (or continue) Batch of Wave
@@ -442,8 +443,26 @@ func PrepareAhead(p *plan.Plan, st *State, wi, bi int, now time.Time) *Prepare {
 }
 
 // Next decides the next step of rollout st of plan p at now; approved reports whether a wave's approval
-// gate was released.
+// gate was released. It is NextWith without pause or promotion.
 func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Time) Step {
+	return NextWith(p, st, Signals{Approved: approved}, now)
+}
+
+// Signals are what people said to a rollout beside its state: approvals, a pause, promotions.
+type Signals struct {
+	Approved func(wave string) bool // the wave's approval gate was released
+	Paused   bool                   // `rollout pause`: hold at the next safe point
+	Promoted func(wave string) bool // `rollout promote`: release the wave's gate, or end its bake, early
+}
+
+// NextWith decides the next step of rollout st of plan p at now, given signals. A pause holds the
+// rollout before its next step, but never a rollback; a promotion releases a wave's approval gate or
+// ends its bake early (its verify must still pass).
+func NextWith(p *plan.Plan, st *State, sig Signals, now time.Time) Step {
+	approved, promoted := sig.Approved, sig.Promoted
+	if promoted == nil {
+		promoted = func(string) bool { return false }
+	}
 	switch {
 	case st.Status == StatusHalted:
 		return Step{Kind: StepHalted}
@@ -453,6 +472,8 @@ func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Tim
 		return Step{Kind: StepRollback}
 	case st.Status == StatusDone:
 		return Step{Kind: StepDone}
+	case sig.Paused:
+		return Step{Kind: StepPaused, Wave: firstOpen(st)}
 	}
 	for i := range st.Waves {
 		w, pw := &st.Waves[i], &p.Waves[i]
@@ -460,7 +481,7 @@ func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Tim
 		case StatusDone:
 			continue
 		case StatusPending:
-			if pw.Approval && !approved(pw.Name) {
+			if pw.Approval && !approved(pw.Name) && !promoted(pw.Name) {
 				return Step{Kind: StepWaitApproval, Wave: i}
 			}
 			if open, next := ScheduleOpen(p.Schedule, now); !open {
@@ -481,11 +502,21 @@ func Next(p *plan.Plan, st *State, approved func(wave string) bool, now time.Tim
 			if pw.Verify != nil && !w.VerifyOK {
 				return Step{Kind: StepVerify, Wave: i}
 			}
-			if end := w.BakeStart.Add(pw.Bake); now.Before(end) {
+			if end := w.BakeStart.Add(pw.Bake); now.Before(end) && !promoted(pw.Name) {
 				return Step{Kind: StepWaitBake, Wave: i, Until: end}
 			}
 			return Step{Kind: StepFinishWave, Wave: i}
 		}
 	}
 	return Step{Kind: StepDone}
+}
+
+// firstOpen is the first wave that is not done (the last one when all are).
+func firstOpen(st *State) int {
+	for i, w := range st.Waves {
+		if w.Status != StatusDone {
+			return i
+		}
+	}
+	return max(0, len(st.Waves)-1)
 }

@@ -466,3 +466,37 @@ func TestJudgeBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestNextWithSignals(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	p := &plan.Plan{Name: "fw", Waves: []plan.Wave{
+		{Name: "canary", Bake: time.Hour},
+		{Name: "eu", Approval: true},
+	}}
+	none := func(string) bool { return false }
+	only := func(w string) func(string) bool { return func(x string) bool { return x == w } }
+	baking := &State{Status: StatusRunning, Waves: []Wave{{Status: StatusBaking, BakeStart: t0}, {Status: StatusPending}}}
+	gated := &State{Status: StatusRunning, Waves: []Wave{{Status: StatusDone}, {Status: StatusPending}}}
+	tests := []struct {
+		name string
+		st   *State
+		sig  Signals
+		want Step
+	}{
+		{"baking", baking, Signals{Approved: none}, Step{Kind: StepWaitBake, Until: t0.Add(time.Hour)}},
+		{"paused while baking", baking, Signals{Approved: none, Paused: true}, Step{Kind: StepPaused}},
+		{"a promoted bake ends", baking, Signals{Approved: none, Promoted: only("canary")}, Step{Kind: StepFinishWave}},
+		{"a promotion of another wave changes nothing", baking, Signals{Approved: none, Promoted: only("eu")}, Step{Kind: StepWaitBake, Until: t0.Add(time.Hour)}},
+		{"a gate waits", gated, Signals{Approved: none}, Step{Kind: StepWaitApproval, Wave: 1}},
+		{"a promoted gate opens", gated, Signals{Approved: none, Promoted: only("eu")}, Step{Kind: StepResolve, Wave: 1}},
+		{"paused at a gate", gated, Signals{Approved: none, Paused: true}, Step{Kind: StepPaused, Wave: 1}},
+		{"a pause never holds a rollback", &State{Status: StatusRollingBack, Waves: []Wave{{}, {}}}, Signals{Approved: none, Paused: true}, Step{Kind: StepRollback}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NextWith(p, tt.st, tt.sig, t0.Add(time.Minute)); got != tt.want {
+				t.Errorf("NextWith = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

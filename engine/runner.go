@@ -322,7 +322,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		step := Next(r.p, r.st, r.approved, r.now())
+		step := NextWith(r.p, r.st, r.signals(), r.now())
 		if r.stopping() && step.Kind != StepRollback {
 			r.emit(Event{Type: EventStopped, Wave: -1})
 			res := r.result(step)
@@ -344,8 +344,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			return r.result(step), nil
 		case StepRollback:
 			return r.rollback(ctx)
-		case StepWaitApproval, StepWaitSchedule, StepWaitBake:
-			reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake"}[step.Kind]
+		case StepWaitApproval, StepWaitSchedule, StepWaitBake, StepPaused:
+			reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake",
+				StepPaused: "paused"}[step.Kind]
 			d := r.ApprovalPoll
 			if !step.Until.IsZero() {
 				d = step.Until.Sub(r.now())

@@ -47,6 +47,7 @@ var (
 	bucketSnapshots = []byte("snapshots") // device id → Prior
 	bucketOutcomes  = []byte("outcomes")  // device id → DeviceOutcome
 	bucketApprovals = []byte("approvals") // wave name → Approval
+	bucketControls  = []byte("controls")  // "pause", "promote/WAVE" → Control
 	bucketJobs      = []byte("jobs")      // "WWWWWW/BBBBBB/f|r/PPPPPP" → Job (forward or rollback)
 	keyState        = []byte("state")
 )
@@ -144,7 +145,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	defer db.Close()
 	t := &Tx{s: s, pending: map[jobRef]Job{}}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs, bucketLists} {
+		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs, bucketLists, bucketControls} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

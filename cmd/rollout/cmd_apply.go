@@ -375,6 +375,8 @@ func waitingFor(res *engine.Result, name string, h hints) string {
 		return fmt.Sprintf("%sbaking until %s", wave, clock(res.Until))
 	case engine.StepVerify:
 		return fmt.Sprintf("%swaiting for verify until %s", wave, clock(res.Until))
+	case engine.StepPaused:
+		return fmt.Sprintf("paused: rollout resume %s%s", name, h.state)
 	}
 	return "waiting"
 }
@@ -492,6 +494,8 @@ func describe(ev engine.Event, h hints) string {
 		switch ev.Reason {
 		case "approval":
 			return fmt.Sprintf("%s: waiting for approval (rollout approve %s --wave %s%s)", wave, ev.Rollout, ev.WaveName, h.state)
+		case "paused":
+			return fmt.Sprintf("paused before %s (rollout resume %s%s)", wave, ev.Rollout, h.state)
 		default:
 			return fmt.Sprintf("%s: waiting for the %s until %s", wave, ev.Reason, ev.Until.Local().Format(time.RFC3339))
 		}

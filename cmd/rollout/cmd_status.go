@@ -96,6 +96,7 @@ type statusView struct {
 	holder    engine.Holder
 	held      bool
 	approvals map[string]engine.Approval
+	pause     *engine.Control // nil: not paused
 }
 
 func readStatus(dir, name string, detail bool) (statusView, error) {
@@ -113,8 +114,15 @@ func readStatus(dir, name string, detail bool) (statusView, error) {
 	if v.holder, v.held, err = store.Holder(); err != nil {
 		return v, err
 	}
-	v.approvals, err = engine.Approvals(store)
-	return v, err
+	if v.approvals, err = engine.Approvals(store); err != nil {
+		return v, err
+	}
+	if c, ok, err := engine.Paused(store); err != nil {
+		return v, err
+	} else if ok {
+		v.pause = &c
+	}
+	return v, nil
 }
 
 // status is the rollout's status as a person reads it: a rollout recorded as running that no apply
@@ -162,6 +170,8 @@ func (v statusView) waiting(h hints) string {
 		return fmt.Sprintf("wave %s waits for its schedule window, which opens at %s", wt.Wave, stamp(wt.Until))
 	case "bake":
 		return fmt.Sprintf("wave %s bakes until %s", wt.Wave, stamp(wt.Until))
+	case "paused":
+		return fmt.Sprintf("paused before wave %s: rollout resume %s%s", wt.Wave, v.Name, h.state)
 	case "verify":
 		for _, w := range v.Waves {
 			if w.Name == wt.Wave {
@@ -191,6 +201,13 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 	}
 	if st.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", st.Reason)
+	}
+	if p := v.pause; p != nil {
+		fmt.Fprintf(w, "  paused by %s at %s", p.By, stamp(p.At))
+		if p.Reason != "" {
+			fmt.Fprintf(w, ": %s", p.Reason)
+		}
+		fmt.Fprintf(w, "; `rollout resume %s%s` lifts it\n", st.Name, h.state)
 	}
 	if st.Status == engine.StatusRunning {
 		if wt := v.waiting(h); wt != "" {

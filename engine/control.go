@@ -1,0 +1,125 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+)
+
+// Control records a person's word to a rollout beside approvals: a pause or a promotion.
+type Control struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Pause asks the rollout of store s to hold at its next safe point (a running apply waits there, and
+// --no-wait runs exit 10 with reason paused) until Resume. It works while an apply runs. A rollout
+// that is over, or paused already, is refused with a *RefusedError.
+func Pause(s *Store, c Control) error {
+	return s.Update(func(tx *Tx) error {
+		st, err := tx.State()
+		if err != nil {
+			return err
+		}
+		if err := open(st); err != nil {
+			return err
+		}
+		if p, ok, err := tx.control(keyPause); err != nil || ok {
+			if err == nil {
+				err = &RefusedError{fmt.Sprintf("rollout %s is paused already, by %s at %s", st.Name, p.By, p.At.UTC().Format(time.RFC3339))}
+			}
+			return err
+		}
+		c.At = c.At.UTC()
+		return putJSON(tx.tx.Bucket(bucketControls), keyPause, c)
+	})
+}
+
+// Resume lifts a pause; a rollout that is not paused is refused with a *RefusedError.
+func Resume(s *Store) error {
+	return s.Update(func(tx *Tx) error {
+		st, err := tx.State()
+		if err != nil {
+			return err
+		}
+		if _, ok, err := tx.control(keyPause); err != nil || !ok {
+			if err == nil {
+				err = &RefusedError{fmt.Sprintf("rollout %s is not paused", st.Name)}
+			}
+			return err
+		}
+		return tx.tx.Bucket(bucketControls).Delete(keyPause)
+	})
+}
+
+// Promote releases the current wave's approval gate, or ends its bake early (its verify must still
+// pass), and returns the wave. A rollout that is over, or has no wave waiting at a gate or baking, is
+// refused with a *RefusedError.
+func Promote(s *Store, c Control) (wave string, err error) {
+	err = s.Update(func(tx *Tx) error {
+		st, err := tx.State()
+		if err != nil {
+			return err
+		}
+		if err := open(st); err != nil {
+			return err
+		}
+		w := st.Waves[firstOpen(st)]
+		gate := w.Status == StatusPending && w.Gated
+		if !gate && w.Status != StatusBaking {
+			return &RefusedError{fmt.Sprintf("wave %s of rollout %s is %s: there is no gate or bake to promote", w.Name, st.Name, w.Status)}
+		}
+		wave = w.Name
+		c.At = c.At.UTC()
+		return putJSON(tx.tx.Bucket(bucketControls), promoteKey(w.Name), c)
+	})
+	return wave, err
+}
+
+// open refuses a rollout that is over.
+func open(st *State) error {
+	switch st.Status {
+	case StatusDone, StatusHalted, StatusRolledBack, StatusRollingBack:
+		return &RefusedError{fmt.Sprintf("rollout %s is %s", st.Name, st.Status)}
+	}
+	return nil
+}
+
+var keyPause = []byte("pause")
+
+func promoteKey(wave string) []byte { return []byte("promote/" + wave) }
+
+func (t *Tx) control(key []byte) (c Control, ok bool, err error) {
+	b := t.tx.Bucket(bucketControls)
+	if b == nil {
+		return c, false, nil
+	}
+	ok, err = getJSON(b, key, &c)
+	return c, ok, err
+}
+
+// Signals reads what people said to the rollout: approvals (for this plan), its pause, promotions.
+func (r *runner) signals() Signals {
+	sig := Signals{Approved: r.approved}
+	promoted := map[string]bool{}
+	_ = r.Store.View(func(tx *Tx) error {
+		_, sig.Paused, _ = tx.control(keyPause)
+		for _, w := range r.st.Waves {
+			if _, ok, _ := tx.control(promoteKey(w.Name)); ok {
+				promoted[w.Name] = true
+			}
+		}
+		return nil
+	})
+	sig.Promoted = func(w string) bool { return promoted[w] }
+	return sig
+}
+
+// Paused reads the pause of the rollout in s, if any.
+func Paused(s *Store) (c Control, ok bool, err error) {
+	err = s.View(func(tx *Tx) error {
+		c, ok, err = tx.control(keyPause)
+		return err
+	})
+	return c, ok, err
+}
