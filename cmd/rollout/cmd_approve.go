@@ -33,19 +33,11 @@ func runApprove(e *env) int {
 		fs.Usage()
 		return exitInvalid
 	}
-	store, err := engine.OpenStore(*dir, pos[0])
-	if err == nil && !store.Exists() {
-		err = fmt.Errorf("no rollout %q under %s", pos[0], *dir)
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout approve:", err)
+	store, ok := existingStore(e, "approve", *dir, pos[0])
+	if !ok {
 		return exitInvalid
 	}
-	who := *by
-	if who == "" {
-		who = approver(e)
-	}
-	rec, err := engine.Approve(store, *wave, engine.Approval{By: who, At: time.Now(), Reason: *reason})
+	rec, err := engine.Approve(store, *wave, engine.Approval{By: whoOf(e, *by), At: time.Now(), Reason: *reason})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout approve:", err)
 		var unknown *engine.UnknownWaveError
@@ -61,6 +53,28 @@ func runApprove(e *env) int {
 		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", *wave, pos[0])
 	}
 	return exitOK
+}
+
+// existingStore opens the state of rollout name under dir for the command cmd, saying why when there
+// is none (the command then exits 1).
+func existingStore(e *env, cmd, dir, name string) (*engine.Store, bool) {
+	store, err := engine.OpenStore(dir, name)
+	if err == nil && !store.Exists() {
+		err = fmt.Errorf("no rollout %q under %s", name, dir)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+		return nil, false
+	}
+	return store, true
+}
+
+// whoOf is who a record names: by when given, else the approver.
+func whoOf(e *env, by string) string {
+	if by != "" {
+		return by
+	}
+	return approver(e)
 }
 
 // approver names the person or pipeline approving: the CI system's requester when there is one, else

@@ -40,19 +40,12 @@ func runControl(e *env, name string) int {
 		fs.Usage()
 		return exitInvalid
 	}
-	store, err := engine.OpenStore(*dir, pos[0])
-	if err == nil && !store.Exists() {
-		err = fmt.Errorf("no rollout %q under %s", pos[0], *dir)
-	}
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)
+	store, ok := existingStore(e, name, *dir, pos[0])
+	if !ok {
 		return exitInvalid
 	}
-	who := *by
-	if who == "" {
-		who = approver(e)
-	}
-	c := engine.Control{By: who, At: time.Now(), Reason: *reason}
+	c := engine.Control{By: whoOf(e, *by), At: time.Now(), Reason: *reason}
+	var err error
 	h := newHints(*dir, "")
 	var done string
 	switch name {

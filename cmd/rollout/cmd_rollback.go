@@ -36,12 +36,8 @@ func runRollback(e *env) int {
 		fmt.Fprintln(e.stderr, "rollout rollback: --emulate needs --state: the rollout to roll back lives in a state directory")
 		return exitInvalid
 	}
-	store, err := engine.OpenStore(f.state, name)
-	if err == nil && !store.Exists() {
-		err = fmt.Errorf("no rollout %q under %s", name, f.state)
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout rollback:", err)
+	store, ok := existingStore(e, "rollback", f.state, name)
+	if !ok {
 		return exitInvalid
 	}
 	if code, ok := takeOver(e, store, wait); !ok {
