@@ -13,21 +13,19 @@ import (
 // than by evaluating it against every twin: a rollout over a million devices creates about 1,500
 // such jobs. Any other condition selects in creation order.
 func (s *store) jobTargets(cond string) ([]*device, error) {
-	m, err := parseCondition(cond)
+	e, err := parseCondition(cond)
 	if err != nil {
 		return nil, err
 	}
-	if strings.TrimSpace(cond) != "*" {
-		e, _ := query.ParseCondition(cond) // parsed above
-		if ids, ok := idsOf(e); ok {
-			var out []*device
-			for _, d := range s.selectByID(ids) {
-				if m.Match((*twinDoc)(d)) {
-					out = append(out, d)
-				}
+	m := query.Compile(e)
+	if ids, ok := idsOf(e); ok {
+		var out []*device
+		for _, d := range s.selectByID(ids) {
+			if m.Match((*twinDoc)(d)) {
+				out = append(out, d)
 			}
-			return out, nil
 		}
+		return out, nil
 	}
 	return s.selectWhere(m), nil
 }

@@ -259,15 +259,11 @@ func timeField(ns int64) (any, bool) {
 }
 
 // parseCondition parses a job's query condition; "*" selects every device.
-func parseCondition(cond string) (*query.Matcher, error) {
+func parseCondition(cond string) (query.Expr, error) {
 	if strings.TrimSpace(cond) == "*" {
-		return query.Compile(query.All{}), nil
+		return query.All{}, nil
 	}
-	e, err := query.ParseCondition(cond)
-	if err != nil {
-		return nil, err
-	}
-	return query.Compile(e), nil
+	return query.ParseCondition(cond)
 }
 
 // selectWhere returns the registered devices m matches now, in creation order.
