@@ -98,19 +98,29 @@ func (t *Tx) control(key []byte) (c Control, ok bool, err error) {
 	return c, ok, err
 }
 
-// Signals reads what people said to the rollout: approvals (for this plan), its pause, promotions.
-func (r *runner) signals() Signals {
-	sig := Signals{Approved: r.approved}
-	promoted := map[string]bool{}
-	_ = r.Store.View(func(tx *Tx) error {
+// signals reads what people said to the rollout (see readSignals).
+func (r *runner) signals() Signals { return readSignals(r.Store, r.st, r.p.Hash) }
+
+// readSignals reads what people said to rollout st of the plan with hash planHash, in one read of
+// its store s: approvals given for this plan (one for another version of it does not count), its
+// pause, promotions. Apply and the preview decide with the same signals. A state error reads as
+// none: gates stay closed.
+func readSignals(s *Store, st *State, planHash string) Signals {
+	var sig Signals
+	approved, promoted := map[string]bool{}, map[string]bool{}
+	_ = s.View(func(tx *Tx) error {
 		_, sig.Paused, _ = tx.control(keyPause)
-		for _, w := range r.st.Waves {
+		for _, w := range st.Waves {
+			if a, ok, _ := tx.Approval(w.Name); ok && (a.PlanHash == "" || a.PlanHash == planHash) {
+				approved[w.Name] = true
+			}
 			if _, ok, _ := tx.control(promoteKey(w.Name)); ok {
 				promoted[w.Name] = true
 			}
 		}
 		return nil
 	})
+	sig.Approved = func(w string) bool { return approved[w] }
 	sig.Promoted = func(w string) bool { return promoted[w] }
 	return sig
 }

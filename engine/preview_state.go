@@ -27,15 +27,7 @@ func (pv *previewer) state() (*State, error) {
 		sp.Summary = (&PlanChangedError{Name: st.Name, Was: st.PlanHash, Now: pv.p.Hash, Changes: changes, Known: st.PlanParts != nil}).Error()
 		return st, nil
 	}
-	approved := func(wave string) bool {
-		ok := false
-		_ = pv.Store.View(func(tx *Tx) error {
-			_, ok, _ = tx.Approval(wave)
-			return nil
-		})
-		return ok
-	}
-	step := Next(pv.p, st, approved, pv.Now)
+	step := NextWith(pv.p, st, readSignals(pv.Store, st, pv.p.Hash), pv.Now)
 	sp.Next, sp.Until = step.Kind, step.Until
 	name := ""
 	if step.Wave >= 0 && step.Wave < len(st.Waves) {
@@ -79,6 +71,8 @@ func describeStep(st *State, s Step, wave string) string {
 		return fmt.Sprintf("apply would wait for wave %s's bake, until %s", wave, s.Until.UTC().Format(time.RFC3339))
 	case StepFinishWave:
 		return fmt.Sprintf("apply would finish wave %s and go on to the next", wave)
+	case StepPaused:
+		return fmt.Sprintf("the rollout is paused before wave %s; apply waits until rollout resume %s", wave, st.Name)
 	}
 	return string(s.Kind)
 }

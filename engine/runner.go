@@ -291,13 +291,6 @@ func (r *runner) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// approved reports whether wave's gate is released: by an approval given for this plan (one given
-// for another version of the plan does not count).
-func (r *runner) approved(wave string) bool {
-	a, ok := r.approval(wave)
-	return ok && (a.PlanHash == "" || a.PlanHash == r.p.Hash)
-}
-
 // approval reads wave's approval; a state error reads as none, and the gate stays closed.
 func (r *runner) approval(wave string) (a Approval, ok bool) {
 	_ = r.Store.View(func(tx *Tx) error {
