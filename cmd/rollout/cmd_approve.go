@@ -7,37 +7,54 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["approve"] = command{
-		summary: "release a wave's approval gate (rollout approve NAME --wave W)",
-		run:     runApprove,
-	}
+// approveOptions is what `rollout approve` was asked to record.
+type approveOptions struct {
+	byFlags
+	dir  string
+	name string
+	wave string
 }
 
-// runApprove records an approval; a waiting apply (or the next cron run) continues. It works while an
-// apply runs. Exit 0; 1 for bad usage, an unknown rollout or wave, or an approval that would mean
-// nothing (no gate, approved already, rollout over); 4 when the state cannot be written.
-func runApprove(e *env) int {
-	fs := newFlags(e, "approve", "rollout approve [--state DIR] NAME --wave WAVE [--by WHO] [--reason WHY]")
-	dir := stateDirFlag(fs, e)
-	wave := fs.String("wave", "", "the wave to release (required)")
-	by := fs.String("by", "", "who approves (default: $GITHUB_ACTOR, $BUILD_REQUESTEDFOR, else $USER@host)")
-	reason := fs.String("reason", "", "why, for the record (shown by status and in apply's log)")
-	pos, _, code, ok := parseCommand(fs, e.args)
-	if !ok {
-		return code
+func newApproveCmd(e *env) *cobra.Command {
+	o := &approveOptions{}
+	cmd := &cobra.Command{
+		Use:   "approve [flags] NAME --wave WAVE",
+		Short: "release a wave's approval gate (rollout approve NAME --wave W)",
+		Long: "Records an approval of a wave's gate, bound to the plan the rollout runs: a waiting apply, or the\n" +
+			"next --no-wait run, starts the wave. It works while an apply runs, and in advance of the gate.\n" +
+			"Exit 0; 1 for an unknown rollout or wave, or an approval that would mean nothing (no gate, approved\n" +
+			"already, rollout over); 4 when the state cannot be written.",
+		Example: examples(
+			"rollout approve thermostat-fw-2-4-0 --wave eu",
+			"rollout approve thermostat-fw-2-4-0 --wave eu --reason 'canary looks good'",
+			"rollout approve --state /var/lib/rollout thermostat-fw-2-4-0 --wave rest --by release-bot"),
+		Args:              exactArgs(1, "rollout name"),
+		ValidArgsFunction: completeRollouts(e),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.wave == "" {
+				return usagef("--wave is required: the wave whose gate to release")
+			}
+			o.name = args[0]
+			return exitWith(runApprove(e, o))
+		},
 	}
-	if len(pos) != 1 || *wave == "" {
-		fs.Usage()
+	stateFlag(cmd.Flags(), e, &o.dir)
+	cmd.Flags().StringVar(&o.wave, "wave", "", "the wave to release (required)")
+	o.bind(cmd.Flags(), "why, for the record (shown by status and in apply's log)")
+	_ = cmd.RegisterFlagCompletionFunc("wave", completeWaves(e))
+	return cmd
+}
+
+// runApprove records an approval; a waiting apply (or the next cron run) continues.
+func runApprove(e *env, o *approveOptions) int {
+	store, ok := existingStore(e, "approve", o.dir, o.name)
+	if !ok {
 		return exitInvalid
 	}
-	store, ok := existingStore(e, "approve", *dir, pos[0])
-	if !ok {
-		return exitInvalid
-	}
-	rec, err := engine.Approve(store, *wave, engine.Approval{By: whoOf(e, *by), At: time.Now(), Reason: *reason})
+	rec, err := engine.Approve(store, o.wave, engine.Approval{By: whoOf(e, o.by), At: time.Now(), Reason: o.reason})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout approve:", err)
 		var unknown *engine.UnknownWaveError
@@ -48,9 +65,9 @@ func runApprove(e *env) int {
 		return exitHub
 	}
 	if rec.Early {
-		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s in advance: its gate opens when the rollout reaches it\n", *wave, pos[0])
+		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s in advance: its gate opens when the rollout reaches it\n", o.wave, o.name)
 	} else {
-		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", *wave, pos[0])
+		fmt.Fprintf(e.stdout, "approved wave %s of rollout %s\n", o.wave, o.name)
 	}
 	return exitOK
 }

@@ -6,59 +6,77 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["pause"] = command{
-		summary: "hold a rollout at its next safe point until rollout resume (rollout pause NAME)",
-		run:     func(e *env) int { return runControl(e, "pause") },
+// controlOptions is what pause, resume or promote was asked to record.
+type controlOptions struct {
+	byFlags
+	dir  string
+	name string
+}
+
+// controlHelp is the help of pause, resume and promote.
+var controlHelp = map[string]struct{ short, long, example string }{
+	"pause": {"hold a rollout at its next safe point until rollout resume (rollout pause NAME)",
+		"Records a pause: a running apply, or the next --no-wait run, holds at its next safe point (no new\n" +
+			"batch, no new wave) until `rollout resume`. It works while an apply runs.",
+		examples("rollout pause thermostat-fw-2-4-0", "rollout pause thermostat-fw-2-4-0 --reason 'support tickets rising'",
+			"rollout pause --state /var/lib/rollout thermostat-fw-2-4-0 --by oncall")},
+	"resume": {"lift a pause (rollout resume NAME)",
+		"Lifts a pause: a running apply, or the next one, continues from where it held.",
+		examples("rollout resume thermostat-fw-2-4-0", "rollout resume --state /var/lib/rollout thermostat-fw-2-4-0",
+			"rollout resume thermostat-fw-2-4-0 --by oncall --reason 'tickets explained'")},
+	"promote": {"release the current wave's approval gate, or end its bake early (rollout promote NAME)",
+		"Moves the rollout on at its current wave: releases the approval gate it waits at, or ends its bake\n" +
+			"early. It works while an apply runs.",
+		examples("rollout promote thermostat-fw-2-4-0", "rollout promote thermostat-fw-2-4-0 --reason 'metrics are clean'",
+			"rollout promote --state /var/lib/rollout thermostat-fw-2-4-0")},
+}
+
+func newControlCmd(e *env, name string) *cobra.Command {
+	o := &controlOptions{}
+	help := controlHelp[name]
+	cmd := &cobra.Command{
+		Use:     name + " [flags] NAME",
+		Short:   help.short,
+		Long:    help.long + "\nExit 0; 1 for an unknown rollout, or a word that means nothing now; 4 when the state cannot be written.",
+		Example: help.example,
+		Args:    exactArgs(1, "rollout name"),
+		// ValidArgsFunction offers the rollouts under --state.
+		ValidArgsFunction: completeRollouts(e),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			return exitWith(runControl(e, name, o))
+		},
 	}
-	commands["resume"] = command{
-		summary: "lift a pause (rollout resume NAME)",
-		run:     func(e *env) int { return runControl(e, "resume") },
-	}
-	commands["promote"] = command{
-		summary: "release the current wave's approval gate, or end its bake early (rollout promote NAME)",
-		run:     func(e *env) int { return runControl(e, "promote") },
-	}
+	stateFlag(cmd.Flags(), e, &o.dir)
+	o.bind(cmd.Flags(), "why, for the record")
+	return cmd
 }
 
 // runControl runs pause, resume or promote: a record beside the rollout's state, which a running
-// apply (or the next --no-wait run) reads at its next step. They work while an apply runs. Exit 0; 1
-// for bad usage, an unknown rollout, or a word that means nothing now (see engine.RefusedError); 4
-// when the state cannot be written.
-func runControl(e *env, name string) int {
-	fs := newFlags(e, name, "rollout "+name+" [--state DIR] NAME [--by WHO] [--reason WHY]")
-	dir := stateDirFlag(fs, e)
-	by := fs.String("by", "", "who (default: $GITHUB_ACTOR, $BUILD_REQUESTEDFOR, else $USER@host)")
-	reason := fs.String("reason", "", "why, for the record")
-	pos, _, code, ok := parseCommand(fs, e.args)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitInvalid
-	}
-	store, ok := existingStore(e, name, *dir, pos[0])
+// apply (or the next --no-wait run) reads at its next step.
+func runControl(e *env, name string, o *controlOptions) int {
+	store, ok := existingStore(e, name, o.dir, o.name)
 	if !ok {
 		return exitInvalid
 	}
-	c := engine.Control{By: whoOf(e, *by), At: time.Now(), Reason: *reason}
+	c := engine.Control{By: whoOf(e, o.by), At: time.Now(), Reason: o.reason}
 	var err error
-	h := newHints(*dir, "")
+	h := newHints(o.dir, "")
 	var done string
 	switch name {
 	case "pause":
 		err = engine.Pause(store, c)
-		done = fmt.Sprintf("paused rollout %s: it holds at its next safe point; `rollout resume %s%s` lifts it", pos[0], pos[0], h.state)
+		done = fmt.Sprintf("paused rollout %s: it holds at its next safe point; `rollout resume %s%s` lifts it", o.name, o.name, h.state)
 	case "resume":
 		err = engine.Resume(store)
-		done = fmt.Sprintf("resumed rollout %s: a running apply, or the next one, continues", pos[0])
+		done = fmt.Sprintf("resumed rollout %s: a running apply, or the next one, continues", o.name)
 	case "promote":
 		var wave string
 		wave, err = engine.Promote(store, c)
-		done = fmt.Sprintf("promoted wave %s of rollout %s: its gate is released, or its bake ends, at the next step", wave, pos[0])
+		done = fmt.Sprintf("promoted wave %s of rollout %s: its gate is released, or its bake ends, at the next step", wave, o.name)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", name, err)

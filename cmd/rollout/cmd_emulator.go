@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,14 +13,8 @@ import (
 
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	commands["emulator"] = command{
-		summary: "serve a local IoT Hub (REST API, simulated devices, tier quotas); `emulator token` signs a SAS token for it",
-		run:     runEmulator,
-	}
-}
 
 // defaultEmulatorListen is where `rollout emulator` listens, and so the host `rollout emulator token`
 // signs for, unless told otherwise.
@@ -40,12 +33,31 @@ type emulatorOptions struct {
 	mqttDefault bool
 }
 
-func parseEmulator(e *env) (emulatorOptions, error) {
+func newEmulatorCmd(e *env) *cobra.Command {
 	var o emulatorOptions
 	var faults string
 	var plain, verbose bool
-	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	cmd := &cobra.Command{
+		Use:   "emulator [flags]",
+		Short: "serve a local IoT Hub (REST API, simulated devices, tier quotas); `emulator token` signs a SAS token for it",
+		Long: "Serves the IoT Hub service REST API over HTTPS with a certificate it generates, and the device side\n" +
+			"over MQTT, with the devices of a fleet file simulated and the quotas of a tier enforced. It prints the\n" +
+			"connection string and the CA file on start. The policy key is the documented development key unless\n" +
+			"ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.",
+		Example: examples(
+			"rollout emulator --fleet testdata/fleets/thermostats.yaml --tier S1",
+			"rollout emulator --listen 127.0.0.1:443 --host-name localhost   # for the unmodified Node SDK",
+			"rollout emulator --fleet fleet.yaml --data hub.json --faults 429=5%,503=1%"),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := cmd.Flags()
+			if err := o.finish(e, faults, plain, verbose, !fs.Changed("mqtt-listen")); err != nil {
+				return &usageError{err}
+			}
+			return exitWith(runEmulator(e, o))
+		},
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&o.fleet, "fleet", "", "fleet file: generated groups and explicit twins (default: an empty hub)")
 	fs.StringVar(&o.opts.Addr, "listen", defaultEmulatorListen, "address to listen on; 127.0.0.1:443 with HostName=localhost serves the unmodified Node SDK")
 	fs.StringVar(&o.opts.Tier, "tier", "unlimited", "quotas to enforce: F1, S1, S2, S3 or unlimited")
@@ -61,22 +73,22 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 	fs.StringVar(&o.opts.MQTTAddr, "mqtt-listen", defaultMQTTListen, "where devices connect over MQTT 3.1.1 with TLS (\"\" or off: no MQTT)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: run until interrupted)")
 	fs.BoolVar(&verbose, "verbose", false, "log every request (method, path, status, error code, duration) to standard error")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout emulator [--fleet FLEET] [--listen 127.0.0.1:PORT] [--tier S1|S2|S3|unlimited] [flags]")
-		fmt.Fprintln(e.stderr, "       rollout emulator token [--host HOST:PORT] [--policy NAME] [--key BASE64] [--ttl 1h]   (a SAS token, e.g. for curl)")
-		fmt.Fprintln(e.stderr, "The policy key is the documented development key unless ROLLOUT_EMULATOR_POLICY_KEY (base64) is set.")
-		fs.PrintDefaults()
+	cmd.AddCommand(newEmulatorTokenCmd(e))
+	return cmd
+}
+
+// noArgs refuses positional arguments, naming the first.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q", args[0])
 	}
-	if err := parseNoArgs(fs, e.args); err != nil {
-		return o, err
-	}
+	return nil
+}
+
+// finish checks the parsed flags and completes the emulator's options from them and the environment.
+func (o *emulatorOptions) finish(e *env, faults string, plain, verbose, mqttDefault bool) error {
 	o.opts.TLS = !plain
-	o.mqttDefault = true
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "mqtt-listen" {
-			o.mqttDefault = false
-		}
-	})
+	o.mqttDefault = mqttDefault
 	if o.opts.MQTTAddr == "off" {
 		o.opts.MQTTAddr = ""
 	}
@@ -87,39 +99,27 @@ func parseEmulator(e *env) (emulatorOptions, error) {
 		o.opts.CertDir = ""
 	}
 	if o.opts.Units < 1 {
-		return o, errors.New("--units must be at least 1")
+		return errors.New("--units must be at least 1")
 	}
 	if o.opts.QueryLag < 0 || o.duration < 0 {
-		return o, errors.New("--query-lag and --duration must not be negative")
+		return errors.New("--query-lag and --duration must not be negative")
 	}
 	if _, err := hubapi.TierQuotas(o.opts.Tier, o.opts.Units); err != nil {
-		return o, err
+		return err
 	}
 	var err error
 	if o.opts.Faults, err = emulator.ParseFaults(faults); err != nil {
-		return o, err
+		return err
 	}
 	if k := e.getenv("ROLLOUT_EMULATOR_POLICY_KEY"); k != "" {
 		o.opts.PolicyKey = k
 	}
-	return o, nil
+	return nil
 }
 
 // runEmulator serves until interrupted (or --duration), then closes the emulator, which writes the data
 // file when --data is set.
-func runEmulator(e *env) int {
-	if len(e.args) > 0 && e.args[0] == "token" {
-		sub := *e
-		sub.args = e.args[1:]
-		return runEmulatorToken(&sub)
-	}
-	o, err := parseEmulator(e)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(e.stderr, "rollout emulator:", err)
-		}
-		return exitInvalid
-	}
+func runEmulator(e *env, o emulatorOptions) int {
 	if o.fleet != "" {
 		f, err := emulator.LoadFleet(o.fleet)
 		if err != nil {
@@ -209,26 +209,38 @@ type emulatorTokenOptions struct {
 	ttl time.Duration
 }
 
-func parseEmulatorToken(e *env) (emulatorTokenOptions, error) {
+func newEmulatorTokenCmd(e *env) *cobra.Command {
 	var o emulatorTokenOptions
 	var host, policy, key string
-	fs := flag.NewFlagSet("emulator token", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	cmd := &cobra.Command{
+		Use:   "token [flags]",
+		Short: "print a service SAS token for the emulator, for an Authorization header",
+		Long:  "Prints a service SAS token for the emulator's policy, valid for --ttl from now.",
+		Example: examples(
+			fmt.Sprintf("curl -H \"Authorization: $(rollout emulator token)\" 'https://%s/statistics/devices?api-version=%s'", defaultEmulatorListen, hubapi.APIVersion),
+			"rollout emulator token --host localhost --policy service --ttl 10m"),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.finish(e, host, policy, key); err != nil {
+				return &usageError{err}
+			}
+			fmt.Fprintln(e.stdout, o.cs.SASToken(time.Now().Add(o.ttl)))
+			return nil
+		},
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&host, "host", defaultEmulatorListen, "the emulator's host (the connection string's HostName), with its port")
 	fs.StringVar(&policy, "policy", emulator.DevelopmentPolicyName, "shared access policy name")
 	fs.StringVar(&key, "key", "", "the policy's key, base64 (default: ROLLOUT_EMULATOR_POLICY_KEY, else the public development key)")
 	fs.DurationVar(&o.ttl, "ttl", time.Hour, "how long the token is valid")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout emulator token [--host HOST:PORT] [--policy NAME] [--key BASE64] [--ttl 1h]")
-		fmt.Fprintln(e.stderr, "Prints a service SAS token for the emulator, for an Authorization header:")
-		fmt.Fprintf(e.stderr, "  curl -H \"Authorization: $(rollout emulator token)\" 'https://%s/statistics/devices?api-version=%s'\n", defaultEmulatorListen, hubapi.APIVersion)
-		fs.PrintDefaults()
-	}
-	if err := parseNoArgs(fs, e.args); err != nil {
-		return o, err
-	}
+	return cmd
+}
+
+// finish checks the token flags and builds the connection string that signs the token. Its errors
+// never hold the key.
+func (o *emulatorTokenOptions) finish(e *env, host, policy, key string) error {
 	if o.ttl <= 0 {
-		return o, errors.New("--ttl must be positive")
+		return errors.New("--ttl must be positive")
 	}
 	if key == "" {
 		key = e.getenv("ROLLOUT_EMULATOR_POLICY_KEY")
@@ -237,40 +249,15 @@ func parseEmulatorToken(e *env) (emulatorTokenOptions, error) {
 		key = emulator.DevelopmentPolicyKey
 	}
 	if strings.ContainsAny(host, ";") || strings.ContainsAny(policy, ";") || policy == "" {
-		return o, errors.New("--host and --policy must be non-empty and hold no ';'")
+		return errors.New("--host and --policy must be non-empty and hold no ';'")
 	}
 	cs, err := hubapi.ParseConnectionString("HostName=" + host + ";SharedAccessKeyName=" + policy + ";SharedAccessKey=" + key)
 	if err != nil {
 		// The parser's messages name connection-string parts; say which flag they come from.
 		msg := strings.TrimPrefix(err.Error(), "connection string: ")
 		msg = strings.NewReplacer("HostName", "--host", "SharedAccessKeyName", "--policy", "SharedAccessKey", "--key").Replace(msg)
-		return o, errors.New(msg)
+		return errors.New(msg)
 	}
 	o.cs = cs
-	return o, nil
-}
-
-// runEmulatorToken prints a service SAS token for the emulator's policy, valid for --ttl from now.
-func runEmulatorToken(e *env) int {
-	o, err := parseEmulatorToken(e)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(e.stderr, "rollout emulator token:", err)
-		}
-		return exitInvalid
-	}
-	fmt.Fprintln(e.stdout, o.cs.SASToken(time.Now().Add(o.ttl)))
-	return exitOK
-}
-
-// parseNoArgs parses a command's flags where it takes no positional argument.
-func parseNoArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	return nil
 }

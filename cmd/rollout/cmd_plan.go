@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,19 +14,12 @@ import (
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/plan"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["plan"] = command{
-		summary: "preview a plan against the hub: devices per wave, twin diff, findings, time estimate",
-		run:     runPlan,
-	}
-}
-
-// planOptions is what `rollout plan` was asked to do; the hub flags are apply's (see engFlags).
+// planOptions is what `rollout plan` was asked to do; the hub flags are apply's (see hubFlags).
 type planOptions struct {
-	hub           engFlags
-	set           map[string]bool
+	hub           hubFlags
 	file          string
 	format        string
 	failOnWarning bool
@@ -40,39 +32,53 @@ type planOptions struct {
 
 var planFormats = []string{"text", "json", "markdown", "github"}
 
-func parsePlan(e *env) (*planOptions, error) {
+func newPlanCmd(e *env) *cobra.Command {
 	o := &planOptions{}
-	f := &o.hub
-	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	cmd := &cobra.Command{
+		Use:   "plan [flags] PLAN",
+		Short: "preview a plan against the hub: devices per wave, twin diff, findings, time estimate",
+		Long: "Previews a plan against the hub without changing anything: the exact devices per wave, overlaps, the\n" +
+			"twin diff, findings (configurations that would undo the rollout, empty waves, policy) and a time\n" +
+			"estimate. PLAN - reads standard input. Exit 0 when it ran, 2 with --fail-on-warning and findings,\n" +
+			"1 for a bad plan or usage, 4 when the hub or the state cannot be read.",
+		Example: examples(
+			"rollout plan --emulate testdata/fleets/demo.yaml plans/demo/demo.yaml",
+			"rollout plan --format markdown --fail-on-warning plan.yaml > comment.md",
+			"rollout plan --hub contoso.azure-devices.net --estimate-tier S2 --max-first-wave 50 plan.yaml"),
+		Args: exactArgs(1, "plan"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.file = args[0]
+			if err := o.check(); err != nil {
+				return &usageError{err}
+			}
+			return exitWith(runPlan(e, o))
+		},
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(planFormats, ", ")+" (markdown is a pull-request comment)")
 	fs.BoolVar(&o.failOnWarning, "fail-on-warning", false, "exit 2 when the preview has findings")
 	fs.IntVar(&o.maxFirstWave, "max-first-wave", 0, "policy: a finding when the first wave takes more devices than this (0: no limit)")
 	fs.IntVar(&o.maxQueries, "max-queries", 100, "at most this many queries for resolving waves by id (percent waves and the waves they overlap); over it, their counts are estimated")
 	fs.IntVar(&o.sample, "sample", 5, "device ids shown per wave")
 	fs.StringVar(&o.estimateTier, "estimate-tier", "", "tier the duration estimate assumes (default: --tier, or S1)")
-	// The hub flags apply has, with the same meaning; connect() is shared with apply.
-	f.registerHub(fs, e,
+	o.hub.bind(fs, e,
 		"state directory (env ROLLOUT_STATE): an existing rollout's state is shown, never changed",
 		"the hub's tier (F1, S1, S2, S3 or unlimited) to pace queries to; default S1 for a hub, unlimited with --emulate")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout plan [flags] PLAN (- reads standard input)")
-		fs.PrintDefaults()
-	}
-	pos, set, err := parseArgs(fs, e.args)
-	if err != nil {
-		return nil, err
-	}
-	o.set = set
-	f.output = "text"
-	if err := f.check(set); err != nil {
-		return nil, err
+	return cmd
+}
+
+// check says what is wrong with the options, before any hub is dialled, and decides the tier the
+// estimate assumes.
+func (o *planOptions) check() error {
+	f := &o.hub
+	if err := f.check(); err != nil {
+		return err
 	}
 	if !contains(planFormats, o.format) {
-		return nil, fmt.Errorf("unknown --format %q: want one of %s", o.format, strings.Join(planFormats, ", "))
+		return fmt.Errorf("unknown --format %q: want one of %s", o.format, strings.Join(planFormats, ", "))
 	}
 	if o.maxFirstWave < 0 || o.maxQueries < 1 || o.sample < 0 {
-		return nil, errors.New("--max-first-wave and --sample must not be negative, --max-queries at least 1")
+		return errors.New("--max-first-wave and --sample must not be negative, --max-queries at least 1")
 	}
 	tier := o.estimateTier
 	if tier == "" {
@@ -81,27 +87,15 @@ func parsePlan(e *env) (*planOptions, error) {
 	if tier == "" {
 		tier = "S1"
 	}
+	var err error
 	if o.estimate, err = hubapi.TierQuotas(tier, f.units); err != nil {
-		return nil, fmt.Errorf("--estimate-tier: %w", err)
+		return fmt.Errorf("--estimate-tier: %w", err)
 	}
-	if len(pos) != 1 {
-		return nil, errors.New("give exactly one plan")
-	}
-	o.file = pos[0]
-	return o, nil
+	return nil
 }
 
-// runPlan previews a plan: 0 when it ran (findings or not), 2 with --fail-on-warning and findings, 1
-// for a bad plan or usage, 4 when the hub or the state cannot be read.
-func runPlan(e *env) int {
-	o, err := parsePlan(e)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintln(e.stderr, "rollout plan:", err)
-		return exitInvalid
-	}
+// runPlan previews a plan.
+func runPlan(e *env, o *planOptions) int {
 	data, err := readPlan(e, o.file)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rollout plan: %s: %v\n", o.file, err)
@@ -115,15 +109,16 @@ func runPlan(e *env) int {
 	// A preview changes nothing, so the first Ctrl-C may simply cancel it.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sess, err := o.hub.connect(ctx, e, o.set)
+	sess, err := o.hub.connect(ctx, e)
 	if err != nil {
 		return connectFailed(e, "plan", err)
 	}
 	defer sess.close()
 	var store *engine.Store
-	// A state directory that does not exist holds no rollout; the preview must not create it.
-	if _, err := os.Stat(sess.stateIn); err == nil {
-		if store, err = engine.OpenStore(sess.stateIn, p.Name); err != nil {
+	// A state directory that does not exist holds no rollout; the preview must not create it. An
+	// emulated hub without --state has no rollout to show.
+	if _, err := os.Stat(o.hub.state); err == nil && (o.hub.emulate == "" || o.hub.changed("state")) {
+		if store, err = engine.OpenStore(o.hub.state, p.Name); err != nil {
 			fmt.Fprintln(e.stderr, "rollout plan:", err)
 			return exitHub
 		}
@@ -157,7 +152,7 @@ func runPlan(e *env) int {
 		return exitHub
 	}
 	if o.failOnWarning && len(pv.Findings) > 0 {
-		return exitHalted
+		return exitFindings
 	}
 	return exitOK
 }

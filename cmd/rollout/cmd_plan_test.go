@@ -26,7 +26,7 @@ func TestPlanExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{"findings", []string{"--emulate", fleet, plans + "method.yaml"}, nil, exitOK, ""},
-		{"fail on warning", []string{"--emulate", fleet, "--fail-on-warning", plans + "method.yaml"}, nil, exitHalted, ""},
+		{"fail on warning", []string{"--emulate", fleet, "--fail-on-warning", plans + "method.yaml"}, nil, exitFindings, ""},
 		{"no findings", []string{"--emulate", fleet, "--fail-on-warning", clean}, nil, exitOK, ""},
 		{"bad format", []string{"--format", "yaml", plans + "method.yaml"}, nil, exitInvalid, "unknown --format"},
 		{"bad plan", []string{"--emulate", fleet, fleet}, nil, exitInvalid, "the plan is invalid"},

@@ -2,52 +2,68 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["rollback"] = command{
-		summary: "roll back what a rollout applied (twins restored, direct methods compensated)",
-		run:     runRollback,
-	}
+// rollbackOptions is what `rollout rollback` was asked to do.
+type rollbackOptions struct {
+	runFlags
+	name  string
+	wait  time.Duration
+	force bool
 }
 
-// runRollback rolls a rollout back on demand. It needs the hub but no plan: the state holds the
-// captured priors and the compensating method. Exit 0 when rolled back, 1 for bad usage or an unknown
-// rollout, 4 for hub or state errors (and while an apply holds the rollout, unless --wait), 130 when
-// stopped by Ctrl-C (run again to continue).
-func runRollback(e *env) int {
-	f := engFlags{keepHub: true}
-	var wait time.Duration
-	var force bool
-	waitFlag := func(fs *flag.FlagSet) {
-		fs.DurationVar(&wait, "wait", 0, "when an apply holds the rollout: ask it to stop at its next safe point (Ctrl-C's stop), wait this long for it, then roll back")
-		fs.BoolVar(&force, "force", false, "restore prior values even on twins someone changed since the rollout (by default they are left alone)")
+func newRollbackCmd(e *env) *cobra.Command {
+	o := &rollbackOptions{runFlags: runFlags{hubFlags: hubFlags{keepHub: true}}}
+	cmd := &cobra.Command{
+		Use:   "rollback [flags] NAME",
+		Short: "roll back what a rollout applied (twins restored, direct methods compensated)",
+		Long: "Rolls back what rollout NAME applied, newest batch first: twin updates restore each device's captured\n" +
+			"prior values, direct methods call the plan's rollback method. It needs the hub but no plan.\n" +
+			"Exit 0 when rolled back, 1 for bad usage or an unknown rollout, 4 for hub or state errors (and while\n" +
+			"an apply holds the rollout, unless --wait), 130 when stopped by Ctrl-C (run again to continue).",
+		Example: examples(
+			"rollout rollback thermostat-fw-2-4-0",
+			"rollout rollback --wait 5m thermostat-fw-2-4-0   # ask a running apply to stop first",
+			"rollout rollback --emulate testdata/fleets/demo.yaml --state .rollout demo-thermostat-fw"),
+		Args:              exactArgs(1, "rollout name"),
+		ValidArgsFunction: completeRollouts(e),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			if err := o.check(); err != nil {
+				return &usageError{err}
+			}
+			if o.emulate != "" && !o.changed("state") {
+				return usagef("--emulate needs --state: the rollout to roll back lives in a state directory")
+			}
+			return exitWith(runRollback(e, o))
+		},
 	}
-	name, set, code, ok := f.parseOne(e, "rollback", "rollout rollback [flags] NAME", "rollout name", false, waitFlag)
+	o.bind(cmd.Flags(), e, false)
+	cmd.Flags().DurationVar(&o.wait, "wait", 0, "when an apply holds the rollout: ask it to stop at its next safe point (Ctrl-C's stop), wait this long for it, then roll back")
+	cmd.Flags().BoolVar(&o.force, "force", false, "restore prior values even on twins someone changed since the rollout (by default they are left alone)")
+	return cmd
+}
+
+// runRollback rolls a rollout back on demand: the state holds the captured priors and the
+// compensating method.
+func runRollback(e *env, o *rollbackOptions) int {
+	store, ok := existingStore(e, "rollback", o.state, o.name)
 	if !ok {
-		return code
-	}
-	if f.emulate != "" && !set["state"] {
-		fmt.Fprintln(e.stderr, "rollout rollback: --emulate needs --state: the rollout to roll back lives in a state directory")
 		return exitInvalid
 	}
-	store, ok := existingStore(e, "rollback", f.state, name)
-	if !ok {
-		return exitInvalid
-	}
-	if code, ok := takeOver(e, store, wait); !ok {
+	if code, ok := takeOver(e, store, o.wait); !ok {
 		return code
 	}
 	// The state is opened before the hub is reached: an unknown rollout never dials it.
-	opened := func(*engSession) (*engine.Store, error) { return store, nil }
-	return f.drive(e, "rollback", set, opened, func(ctx context.Context, o engine.Options) (*engine.Result, error) {
-		o.Force = force
-		return engine.Rollback(ctx, o)
+	ref := stateRef{dir: o.state, name: o.name}
+	return o.drive(e, "rollback", ref, func(ctx context.Context, opts engine.Options) (*engine.Result, error) {
+		opts.Force = o.force
+		return engine.Rollback(ctx, opts)
 	})
 }
 

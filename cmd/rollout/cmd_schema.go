@@ -4,28 +4,29 @@ import (
 	"fmt"
 
 	"github.com/iot-rollout/rollout/schema"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["schema"] = command{
-		summary: "print the plan's JSON Schema (for editors and other tools)",
-		run:     runSchema,
+func newSchemaCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "print the plan's JSON Schema (for editors and other tools)",
+		Long:  "Prints the plan's JSON Schema, exactly as the validator uses it.",
+		Example: examples(
+			"rollout schema > plan.schema.json",
+			"rollout schema | jq '.properties.waves.items.properties | keys'   # the fields a wave takes"),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("takes no arguments")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := e.stdout.Write(schema.Plan); err != nil {
+				fmt.Fprintln(e.stderr, "rollout schema:", err)
+				return exitWith(exitInvalid)
+			}
+			return nil
+		},
 	}
-}
-
-// runSchema prints the embedded plan schema exactly as the validator uses it.
-func runSchema(e *env) int {
-	if len(e.args) == 1 && (e.args[0] == "-h" || e.args[0] == "--help") {
-		fmt.Fprintln(e.stdout, "usage: rollout schema (takes no arguments)")
-		return exitOK
-	}
-	if len(e.args) > 0 {
-		fmt.Fprintln(e.stderr, "usage: rollout schema (takes no arguments)")
-		return exitInvalid
-	}
-	if _, err := e.stdout.Write(schema.Plan); err != nil {
-		fmt.Fprintln(e.stderr, "rollout schema:", err)
-		return exitInvalid
-	}
-	return exitOK
 }

@@ -3,59 +3,76 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	commands["status"] = command{
-		summary: "show where a rollout stands, per wave and batch, from its state alone",
-		run:     runStatus,
-	}
+// statusOptions is what `rollout status` was asked to show.
+type statusOptions struct {
+	dir    string
+	output string
+	name   string // "": every rollout under dir
 }
 
-// stateDirFlag registers --state with its environment default.
-func stateDirFlag(fs *flag.FlagSet, e *env) *string {
-	return fs.String("state", defaultStateDir(e), "state directory (env ROLLOUT_STATE)")
+func newStatusCmd(e *env) *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [flags] [NAME]",
+		Short: "show where a rollout stands, per wave and batch, from its state alone",
+		Long: "Without NAME, lists the rollouts under the state directory, one line each; with NAME, details one:\n" +
+			"its waves and batches, who applies it now, what it waits for. It reads the state alone and needs no hub.",
+		Example: examples(
+			"rollout status",
+			"rollout status thermostat-fw-2-4-0",
+			"rollout status --state /var/lib/rollout --output json thermostat-fw-2-4-0"),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("give at most one rollout name")
+			}
+			return nil
+		},
+		ValidArgsFunction: completeRollouts(e),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "text" && o.output != "json" {
+				return usagef("unknown --output %q: want text or json", o.output)
+			}
+			if len(args) == 1 {
+				o.name = args[0]
+			}
+			return exitWith(runStatus(e, o))
+		},
+	}
+	stateFlag(cmd.Flags(), e, &o.dir)
+	cmd.Flags().StringVar(&o.output, "output", "text", "output: text or json")
+	return cmd
 }
 
-// runStatus lists the rollouts under the state directory, or details one. It exits 0, 1 for bad
-// usage, 4 when the state cannot be read.
-func runStatus(e *env) int {
-	fs := newFlags(e, "status", "rollout status [--state DIR] [--output text|json] [NAME]")
-	dir := stateDirFlag(fs, e)
-	output := fs.String("output", "text", "output: text or json")
-	pos, _, code, ok := parseCommand(fs, e.args)
-	if !ok {
-		return code
-	}
-	if len(pos) > 1 || (*output != "text" && *output != "json") {
-		fs.Usage()
-		return exitInvalid
-	}
-	names := pos
-	if len(names) == 0 {
+// runStatus lists the rollouts under the state directory, or details one. It exits 0, 1 for an
+// unknown rollout, 4 when the state cannot be read.
+func runStatus(e *env, o *statusOptions) int {
+	names := []string{o.name}
+	if o.name == "" {
 		var err error
-		names, err = engine.Names(*dir)
+		names, err = engine.Names(o.dir)
 		if err != nil {
 			fmt.Fprintln(e.stderr, "rollout status:", err)
 			return exitHub
 		}
-		if len(names) == 0 && *output == "text" {
-			fmt.Fprintf(e.stdout, "no rollouts under %s\n", *dir)
+		if len(names) == 0 && o.output == "text" {
+			fmt.Fprintf(e.stdout, "no rollouts under %s\n", o.dir)
 			return exitOK
 		}
 	}
 	var views []statusView
 	for _, name := range names {
-		v, err := readStatus(*dir, name, len(pos) == 1)
+		v, err := readStatus(o.dir, name)
 		if errors.Is(err, engine.ErrNoState) {
-			fmt.Fprintf(e.stderr, "rollout status: no rollout %q under %s\n", name, *dir)
+			fmt.Fprintf(e.stderr, "rollout status: no rollout %q under %s\n", name, o.dir)
 			return exitInvalid
 		}
 		if err != nil {
@@ -64,10 +81,10 @@ func runStatus(e *env) int {
 		}
 		views = append(views, v)
 	}
-	if *output == "json" {
+	if o.output == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if len(pos) == 1 {
+		if o.name != "" {
 			_ = enc.Encode(views[0].State)
 		} else {
 			var states []*engine.State
@@ -78,8 +95,8 @@ func runStatus(e *env) int {
 		}
 		return exitOK
 	}
-	h := newHints(*dir, "")
-	if len(pos) == 0 {
+	h := newHints(o.dir, "")
+	if o.name == "" {
 		for _, v := range views {
 			fmt.Fprintf(e.stdout, "%-40s %-12s %s\n", v.Name, v.status(), v.where(h))
 		}
@@ -99,7 +116,9 @@ type statusView struct {
 	pause     *engine.Control // nil: not paused
 }
 
-func readStatus(dir, name string, detail bool) (statusView, error) {
+// readStatus reads what status shows of rollout name under dir: the one place the CLI reads a
+// rollout's state for a person, so that status and --watch read it the same way.
+func readStatus(dir, name string) (statusView, error) {
 	store, err := engine.OpenStore(dir, name)
 	if err != nil {
 		return statusView{}, err

@@ -2,22 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/iot-rollout/rollout/plan"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	commands["validate"] = command{
-		summary: "check plans offline: schema, semantics, conditions (no hub needed)",
-		run:     runValidate,
-	}
-}
 
 // validateOptions is what `rollout validate` was asked to do.
 type validateOptions struct {
@@ -27,36 +19,34 @@ type validateOptions struct {
 
 var validateFormats = []string{"text", "json", "github", "markdown"}
 
-func parseValidate(e *env) (validateOptions, error) {
-	var o validateOptions
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.StringVar(&o.format, "format", "text", "output format: "+strings.Join(validateFormats, ", "))
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: rollout validate [--format text|json|github|markdown] PLAN... (- reads standard input)")
-		fs.PrintDefaults()
+func newValidateCmd(e *env) *cobra.Command {
+	o := &validateOptions{}
+	cmd := &cobra.Command{
+		Use:   "validate [flags] PLAN...",
+		Short: "check plans offline: schema, semantics, conditions (no hub needed)",
+		Long: "Checks plans offline: the JSON Schema, the semantics (disjoint waves, gates, budgets) and every query\n" +
+			"condition's syntax, and reports every problem with file:line:col, a path into the plan and a hint.\n" +
+			"PLAN - reads standard input. Exit 0 when every plan is valid (warnings allowed), 1 otherwise.",
+		Example: examples(
+			"rollout validate plans/examples/*.yaml",
+			"rollout validate --format github plans/thermostat.yaml   # annotations in a GitHub workflow",
+			"cat plan.yaml | rollout validate --format json -"),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("no plan given")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !contains(validateFormats, o.format) {
+				return usagef("unknown --format %q: want one of %s", o.format, strings.Join(validateFormats, ", "))
+			}
+			o.files = args
+			return exitWith(runValidate(e, o))
+		},
 	}
-	// Flags may come before or after the plans.
-	rest := e.args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return o, err
-		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		o.files = append(o.files, rest[0])
-		rest = rest[1:]
-	}
-	if !contains(validateFormats, o.format) {
-		return o, fmt.Errorf("unknown --format %q: want one of %s", o.format, strings.Join(validateFormats, ", "))
-	}
-	if len(o.files) == 0 {
-		fs.Usage()
-		return o, errors.New("no plan given")
-	}
-	return o, nil
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: "+strings.Join(validateFormats, ", "))
+	return cmd
 }
 
 func contains(list []string, s string) bool {
@@ -78,15 +68,7 @@ type validated struct {
 
 // runValidate validates every plan given and exits 0 when all are valid (warnings allowed), 1 when
 // any has an error or the command line is wrong.
-func runValidate(e *env) int {
-	o, err := parseValidate(e)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "rollout validate:", err)
-		return exitInvalid
-	}
+func runValidate(e *env, o *validateOptions) int {
 	results := make([]validated, 0, len(o.files))
 	for _, f := range o.files {
 		results = append(results, validateOne(e, f))

@@ -25,9 +25,6 @@ func newHints(dir, emulate string) hints {
 	return h
 }
 
-// stateArg repeats the state directory of a run.
-func (f *engFlags) stateArg() string { return newHints(f.state, "").state }
-
 // shellQuote quotes s for a POSIX shell when it holds anything but safe characters.
 func shellQuote(s string) string {
 	safe := s != "" && strings.IndexFunc(s, func(r rune) bool {

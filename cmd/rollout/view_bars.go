@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"sync"
@@ -11,28 +10,7 @@ import (
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
-	"golang.org/x/term"
 )
-
-// view renders engine events: JSON lines, plain lines, or live progress bars on a terminal.
-type view interface {
-	engine.Observer
-	close()
-}
-
-type plainView struct{ engine.Observer }
-
-func (plainView) close() {}
-
-func newView(e *env, output string, h hints) view {
-	if output == "json" {
-		return plainView{jsonView{json.NewEncoder(e.stdout)}}
-	}
-	if f, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return newBarView(f, h)
-	}
-	return plainView{&lineView{w: e.stdout, hints: h, lastRate: map[int]float64{}}}
-}
 
 // barView shows a bar per wave (devices done of total, successes, failures, ETA) and writes the other
 // events as lines above the bars.

@@ -19,11 +19,7 @@ type engSession struct {
 	hub     engine.Hub
 	name    string // the hub for people: its host, or "emulated:FLEET"
 	quotas  hubapi.Quotas
-	stateIn string
-	// stateTemp is set when the state lives in a temporary directory that the run throws away
-	// (--emulate without --state).
-	stateTemp bool
-	cleanup   []func()
+	cleanup []func()
 }
 
 func (s *engSession) close() {
@@ -63,11 +59,11 @@ func connectFailed(e *env, name string, err error) int {
 // environment, or Microsoft Entra. It makes the first contact with the hub before it returns, so a
 // hub that cannot be reached fails here, before any rollout state exists. Secrets never appear in
 // its errors.
-func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool) (*engSession, error) {
+func (f *hubFlags) connect(ctx context.Context, e *env) (*engSession, error) {
 	if f.emulate != "" {
-		return f.emulated(ctx, setFlags)
+		return f.emulated(ctx)
 	}
-	s := &engSession{stateIn: f.state}
+	s := &engSession{}
 	var dial func(hubapi.Options) (*hubapi.Client, error)
 	switch cs := e.getenv("IOTHUB_CONNECTION_STRING"); {
 	case f.hub != "":
@@ -107,7 +103,7 @@ func (f *engFlags) connect(ctx context.Context, e *env, setFlags map[string]bool
 // quotas decides the tier to pace to: --tier when given, else the one the hub states, else S1, the
 // most conservative (a hub of a higher tier is only paced more slowly than it could be), said once on
 // standard error with the flags that say otherwise.
-func (f *engFlags) quotas(e *env, info hubapi.HubInfo) (hubapi.Quotas, error) {
+func (f *hubFlags) quotas(e *env, info hubapi.HubInfo) (hubapi.Quotas, error) {
 	if f.tier != "" {
 		return hubapi.TierQuotas(f.tier, f.units)
 	}
@@ -124,8 +120,8 @@ func (f *engFlags) quotas(e *env, info hubapi.HubInfo) (hubapi.Quotas, error) {
 }
 
 // emulated starts the in-process emulator on the --emulate fleet and connects to it.
-func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*engSession, error) {
-	s := &engSession{stateIn: f.state, name: emulatedPrefix + f.emulate}
+func (f *hubFlags) emulated(ctx context.Context) (*engSession, error) {
+	s := &engSession{name: emulatedPrefix + f.emulate}
 	fleet, err := emulator.LoadFleet(f.emulate)
 	if err != nil {
 		return nil, &fleetError{err}
@@ -136,7 +132,7 @@ func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*eng
 	}
 	faults, _ := emulator.ParseFaults(f.faults)
 	opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
-	if setFlags["state"] && f.keepHub {
+	if f.changed("state") && f.keepHub {
 		// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
 		// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
 		if err := os.MkdirAll(f.state, 0o700); err != nil {
@@ -164,16 +160,21 @@ func (f *engFlags) emulated(ctx context.Context, setFlags map[string]bool) (*eng
 		return nil, err
 	}
 	s.hub = c
-	if !setFlags["state"] {
-		dir, err := os.MkdirTemp("", "rollout-state-")
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.stateIn, s.stateTemp = dir, true
-		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
-	}
 	return s, nil
+}
+
+// stateDir decides where a run's state lives before the hub is reached: --state, or with --emulate
+// and no --state a temporary directory that cleanup removes (the emulated hub is gone with the run,
+// and so is its state). temp reports the latter.
+func (f *hubFlags) stateDir() (dir string, temp bool, cleanup func(), err error) {
+	if f.emulate == "" || f.changed("state") {
+		return f.state, false, func() {}, nil
+	}
+	dir, err = os.MkdirTemp("", "rollout-state-")
+	if err != nil {
+		return "", false, nil, fmt.Errorf("temporary state directory: %w", err)
+	}
+	return dir, true, func() { os.RemoveAll(dir) }, nil
 }
 
 // lockKeptHub takes the lock of the emulated hub kept in the state directory dir, waiting up to a
