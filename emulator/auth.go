@@ -126,11 +126,11 @@ type deviceToken struct {
 	expiry time.Time
 }
 
-// verifyDevice checks a device's SAS token (a CONNECT password) for deviceID: signed with one of the
-// device's keys and no skn, its sr covering {host}/devices/{deviceID}; or signed by the hub's policy
-// (skn set), its sr covering the device. keys are the device's base64 keys. The error never echoes the
-// token.
-func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) (deviceToken, error) {
+// verifyDevice checks a device's or module's SAS token (a CONNECT password) for its resource
+// (devices/{deviceId}, or devices/{deviceId}/modules/{moduleId}): signed with one of the identity's
+// keys and no skn, its sr naming {host}/{resource}; or signed by the hub's policy (skn set), its sr
+// covering the resource. keys are the identity's base64 keys. The error never echoes the token.
+func (a *authenticator) verifyDevice(password, resource string, keys ...string) (deviceToken, error) {
 	deny := func(msg string) (deviceToken, error) {
 		return deviceToken{}, hubErr(hubapi.CodeIotHubUnauthorizedAccess, "%s", msg)
 	}
@@ -157,12 +157,11 @@ func (a *authenticator) verifyDevice(password, deviceID string, keys ...string) 
 	if why != "" {
 		return deny(why)
 	}
-	// Resource URIs are prefixes by segment: a device key covers exactly its device; the policy may
-	// sign for the hub, all devices or the device.
+	// Resource URIs are prefixes by segment: an identity's key covers exactly its identity; the policy
+	// may sign for any prefix of it (the hub, all devices, the device of a module).
 	_, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(res, "https://"), "http://"), "/")
 	path = strings.TrimSuffix(path, "/")
-	own := "devices/" + deviceID
-	if path != own && (skn == "" || (path != "" && path != "devices")) {
+	if path != resource && (skn == "" || (path != "" && !strings.HasPrefix(resource, path+"/"))) {
 		return deny("The token's resource does not cover the device")
 	}
 	exp, _ := strconv.ParseInt(fields["se"], 10, 64) // checkSigned read it

@@ -35,7 +35,8 @@ type device struct {
 	id    string
 	idAny any // id boxed once, so that query evaluation does not allocate per twin
 	beh   *Behavior
-	group string // generated group name; "" for explicit or created devices
+	group string      // generated group name; "" for explicit or created devices
+	mod   *moduleInfo // set when this is a module identity of device id, nil for a device
 
 	flags        uint8
 	disabled     bool
@@ -56,6 +57,15 @@ type device struct {
 	desiredMeta, reportedMeta     []metaEntry
 	methodCalls, twinPatches      uint32
 	reports, methodCallsDelivered uint32
+}
+
+// key names the identity among identities and live connections: the device id, or for a module
+// {deviceId}/{moduleId} ('/' cannot occur in either id).
+func (d *device) key() string {
+	if d.mod != nil {
+		return d.mod.key
+	}
+	return d.id
 }
 
 func (d *device) offline() bool { return d.flags&flagOffline != 0 }

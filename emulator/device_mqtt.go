@@ -178,28 +178,30 @@ func (h *deviceHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // identity checks a CONNECT's username, client id and password; it returns the parsed username and
-// the token's expiry.
+// the token's expiry. A module connects with the client id {deviceId}/{moduleId} and a token whose sr
+// covers {host}/devices/{deviceId}/modules/{moduleId}.
 func (h *deviceHook) identity(pk packets.Packet) (iotmqtt.Username, deviceToken, error) {
 	u, err := iotmqtt.ParseUsername(string(pk.Connect.Username))
 	if err != nil {
 		return u, deviceToken{}, err
 	}
+	key, resource := u.DeviceID, "devices/"+u.DeviceID
 	if u.ModuleID != "" {
-		return u, deviceToken{}, errors.New("module identities are not emulated")
+		key, resource = moduleKey(u.DeviceID, u.ModuleID), resource+"/modules/"+u.ModuleID
 	}
-	if pk.Connect.ClientIdentifier != u.DeviceID {
-		return u, deviceToken{}, errors.New("the client id is not the username's device id")
+	if pk.Connect.ClientIdentifier != key {
+		return u, deviceToken{}, errors.New("the client id is not the username's device (or device/module) id")
 	}
-	p, sk, ok := h.s.store.credentials(u.DeviceID)
+	p, sk, ok := h.s.store.credentials(key)
 	if !ok {
-		return u, deviceToken{}, errors.New("unknown or disabled device")
+		return u, deviceToken{}, errors.New("unknown or disabled device or module")
 	}
-	tok, err := h.s.auth.verifyDevice(string(pk.Connect.Password), u.DeviceID, p, sk)
+	tok, err := h.s.auth.verifyDevice(string(pk.Connect.Password), resource, p, sk)
 	return u, tok, err
 }
 
 // OnConnectAuthenticate answers CONNACK 5 (not authorized) for a bad, expired or unknown token, an
-// unknown or disabled device, a client id that is not the device id, or a module.
+// unknown or disabled device or module, or a client id that is not the username's identity.
 func (h *deviceHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	_, _, err := h.identity(pk)
 	return err == nil
@@ -217,10 +219,10 @@ func (h *deviceHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	now := time.Now()
-	ss := &session{id: u.DeviceID, transport: transportOf(cl), since: now.UTC(), apiVersion: u.APIVersion,
+	ss := &session{id: cl.ID, device: u.DeviceID, module: u.ModuleID, transport: transportOf(cl), since: now.UTC(), apiVersion: u.APIVersion,
 		clientType: u.ClientType, out: make(chan outMessage, maxQueued), closed: make(chan struct{}),
 		ready: make(chan struct{}), keep: !cl.Properties.Clean, client: cl, stop: cl.Stop}
-	if err := h.s.store.connect(u.DeviceID, u.ModelID, now.UnixNano()); err != nil {
+	if err := h.s.store.connect(ss.id, u.ModelID, now.UnixNano()); err != nil {
 		cl.Stop(err)
 		return
 	}
@@ -316,7 +318,12 @@ func (h *deviceHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		if pk.FixedHeader.Qos > 1 {
 			return pk, refuse("QoS 2 publish to %q", pk.TopicName)
 		}
-		if p := iotmqtt.ParsePublish(pk.TopicName, cl.ID, ""); p.Kind == iotmqtt.Unknown {
+		v, ok := h.sessions.Load(cl)
+		if !ok {
+			return pk, refuse("publish before the session was established")
+		}
+		ss := v.(*session)
+		if p := iotmqtt.ParsePublish(pk.TopicName, ss.device, ss.module); p.Kind == iotmqtt.Unknown {
 			return pk, refuse("publish to a topic IoT Hub does not serve: %q", pk.TopicName)
 		}
 	case packets.Subscribe:
@@ -326,7 +333,7 @@ func (h *deviceHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		}
 		ss := v.(*session)
 		for _, f := range pk.Filters {
-			kind := iotmqtt.ParseFilter(f.Filter, cl.ID, "")
+			kind := iotmqtt.ParseFilter(f.Filter, ss.device, ss.module)
 			if kind == iotmqtt.SubNone {
 				return pk, refuse("subscription to a topic filter IoT Hub does not serve: %q", f.Filter)
 			}
@@ -350,7 +357,7 @@ func (h *deviceHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []by
 		if i < len(codes) && codes[i] >= 0x80 {
 			continue
 		}
-		if kind := iotmqtt.ParseFilter(f.Filter, cl.ID, ""); kind != iotmqtt.SubNone {
+		if kind := iotmqtt.ParseFilter(f.Filter, ss.device, ss.module); kind != iotmqtt.SubNone {
 			h.s.conns.subscribe(ss, kind, f.Filter)
 		}
 	}
@@ -374,7 +381,7 @@ func (h *deviceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, packets.ErrRejectPacket
 	}
 	ss := v.(*session)
-	p := iotmqtt.ParsePublish(pk.TopicName, cl.ID, "")
+	p := iotmqtt.ParsePublish(pk.TopicName, ss.device, ss.module)
 	now := time.Now().UnixNano()
 	switch p.Kind {
 	case iotmqtt.TwinGet:

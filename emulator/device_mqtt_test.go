@@ -192,7 +192,7 @@ func TestMQTTAuthentication(t *testing.T) {
 		{"empty password", "Device-1", user, "", false},
 		{"unknown device", "nobody", host + "/nobody/?api-version=2021-04-12", good, false},
 		{"client id is not the device", "slow-1", user, good, false},
-		{"module client", "Device-1/m1", host + "/Device-1/m1/?api-version=2021-04-12", good, false},
+		{"unknown module", "Device-1/m1", host + "/Device-1/m1/?api-version=2021-04-12", good, false},
 		{"malformed username", "Device-1", "Device-1", good, false},
 	}
 	for _, tt := range tests {

@@ -33,7 +33,9 @@ const maxQueued = 64
 
 // session is one live device connection.
 type session struct {
-	id         string // device id
+	id         string // the identity's key: the device id, or {deviceId}/{moduleId}
+	device     string
+	module     string // "" for a device
 	transport  string // "mqtt" or "mqtt-ws"
 	since      time.Time
 	apiVersion string
@@ -379,6 +381,7 @@ func shutdownErr(ctx context.Context) error {
 // Connection is one live device connection, as /_emulator/connections lists it.
 type Connection struct {
 	DeviceID       string          `json:"deviceId"`
+	ModuleID       string          `json:"moduleId,omitempty"`
 	Transport      string          `json:"transport"`
 	Since          time.Time       `json:"since"`
 	APIVersion     string          `json:"apiVersion,omitempty"`
@@ -390,15 +393,16 @@ type Connection struct {
 	LastDisconnect *LastConnection `json:"lastDisconnect,omitempty"`
 }
 
-// Connections lists the live device connections in device id order, and by device id how the last
-// connection of each device that has none now ended.
+// Connections lists the live device and module connections in device id order (a device before its
+// modules), and by key (a device id, or {deviceId}/{moduleId}) how the last connection of each
+// identity that has none now ended.
 func (s *Server) Connections() (live []Connection, ended map[string]LastConnection) {
 	c := s.conns
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	live = make([]Connection, 0, len(c.byID))
 	for id, ss := range c.byID {
-		conn := Connection{DeviceID: id, Transport: ss.transport, Since: ss.since, APIVersion: ss.apiVersion,
+		conn := Connection{DeviceID: ss.device, ModuleID: ss.module, Transport: ss.transport, Since: ss.since, APIVersion: ss.apiVersion,
 			ClientType: ss.clientType, Subscriptions: []string{}, Telemetry: ss.telemetry, Dropped: ss.dropped, LastError: ss.lastError}
 		for _, f := range ss.subs {
 			conn.Subscriptions = append(conn.Subscriptions, f)
@@ -409,7 +413,12 @@ func (s *Server) Connections() (live []Connection, ended map[string]LastConnecti
 		}
 		live = append(live, conn)
 	}
-	sort.Slice(live, func(i, j int) bool { return live[i].DeviceID < live[j].DeviceID })
+	sort.Slice(live, func(i, j int) bool {
+		if live[i].DeviceID != live[j].DeviceID {
+			return live[i].DeviceID < live[j].DeviceID
+		}
+		return live[i].ModuleID < live[j].ModuleID
+	})
 	ended = map[string]LastConnection{}
 	for id, l := range c.last {
 		if _, ok := c.byID[id]; !ok {

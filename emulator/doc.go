@@ -31,11 +31,11 @@
 // The files follow the flow of a request. server.go starts and stops a Server (defaults, the stores'
 // state, listen, serve); http.go is the middleware every IoT Hub request passes (tier headers, faults,
 // authentication, logging) and the router, which picks a handler and charges its quota. The handlers are
-// the HTTP I/O and nothing else, a file per resource: devices_http.go, twins_http.go, methods_http.go,
-// jobs_http.go, query_http.go, statistics.go, with paging in cursor.go and the /_emulator/ endpoints in
+// the HTTP I/O and nothing else, a file per resource: devices_http.go, modules_http.go, twins_http.go,
+// methods_http.go, jobs_http.go, query_http.go, statistics.go, with paging in cursor.go and the /_emulator/ endpoints in
 // stats.go; they decode a request, call one store method and write the answer, and none takes a lock.
 // State lives in stores that take their own locks: the registry and twins (store.go, device.go,
-// registry.go, twinwrite.go) and the jobs (jobs.go); their methods are the transitions, a twin write or
+// registry.go, module.go, twinwrite.go) and the jobs (jobs.go); their methods are the transitions, a twin write or
 // a job moving from queued to running (jobstate.go), and the decisions they rest on (an etag match, the
 // concurrent-job limit, twin sizes in twin.go) are plain functions of the state. The job runner
 // (jobrunner.go) does the waiting and pacing of each job on its own goroutine and moves it on only
@@ -106,14 +106,25 @@
 //   - A twin's version and etag change with its tags and desired properties (as the reference verified),
 //     not when a simulated device reports; reported changes move properties.reported.$version.
 //   - $metadata keeps one $lastUpdated/$lastUpdatedVersion per top-level property; nested properties
-//     show their top-level entry. Devices have no modules: module twin paths are ModuleNotFound and
-//     FROM devices.modules is empty.
+//     show their top-level entry.
+//   - Module identities (a fleet device's modules:, or PUT /devices/{id}/modules/{mid}) are simulated
+//     as their device is (online, answering methods and reporting desired values back as its
+//     behaviour and shares say) until a client connects as the module. A module has keys of its own;
+//     its twin has no capabilities; deleting a device deletes its modules and disabling it refuses
+//     their connections. A module created again is 409 ModuleAlreadyExistsOnDevice. Module queries
+//     (FROM devices.modules) see module twins as they are, without the query lag; jobs select
+//     devices only, as on the hub. A path segment holding an escaped '/' is 400 ArgumentInvalid.
 //   - Job records are kept until the emulator's data is discarded (the hub's 30-day retention is not
 //     emulated).
 //
 // On the device side (MQTT):
-//   - A bad, expired or unknown token, an unknown or disabled device, a client id that is not the
-//     username's device and a module client all get CONNACK 5 (the username's host is not checked:
+//   - A module connects with client id {deviceId}/{moduleId}, username
+//     {host}/{deviceId}/{moduleId}/?api-version=... and a token signed with the module's key for
+//     {host}/devices/{deviceId}/modules/{moduleId} (or by the policy for a prefix of it); it gets its
+//     own twin's GET, reported patches and desired pushes, and module methods, on the device topics,
+//     and sends telemetry on devices/{deviceId}/modules/{moduleId}/messages/events/.
+//   - A bad, expired or unknown token, an unknown or disabled device or module and a client id that
+//     is not the username's identity all get CONNACK 5 (the username's host is not checked:
 //     the token's sr is, against the hosts and ports the emulator answers to); protocol levels other than 4 (3.1.1)
 //     get CONNACK 1. A CONNECT not completed within 30 s closes the connection. A connection is
 //     closed when its token expires (plus the five minutes of clock skew tokens are allowed).

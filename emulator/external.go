@@ -11,25 +11,27 @@ import (
 // (which takes a simulated device over for the rest of the run), disconnecting, and the twin requests
 // the client makes. The live connections themselves are in deviceconn.go.
 
-// credentials returns the symmetric keys a device token may be signed with, and whether the device may
-// connect (it exists and is enabled).
-func (s *store) credentials(id string) (primary, secondary string, ok bool) {
+// credentials returns the symmetric keys a token of the device or module key names (see device.key)
+// may be signed with, and whether it may connect (it exists and its device is enabled).
+func (s *store) credentials(key string) (primary, secondary string, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	d, found := s.byID[id]
-	if !found || d.disabled {
+	d, err := s.identity(key)
+	if err != nil || s.byID[d.id].disabled {
 		return "", "", false
 	}
 	p, sk := s.keys(d)
 	return p, sk, true
 }
 
+// The methods below name a device or a module by its key (see device.key).
+
 // connect marks id as driven by a connected client from now on, with its connectionState changed at
 // now (unix nanoseconds). A model id the client announces becomes the twin's modelId.
 func (s *store) connect(id, modelID string, now int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.get(id)
+	d, err := s.identity(id)
 	if err != nil {
 		return err
 	}
@@ -46,8 +48,8 @@ func (s *store) connect(id, modelID string, now int64) error {
 func (s *store) disconnect(id string, now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, ok := s.byID[id]
-	if !ok || d.flags&flagConnected == 0 {
+	d, err := s.identity(id)
+	if err != nil || d.flags&flagConnected == 0 {
 		return
 	}
 	s.lag.record(d)
@@ -59,7 +61,7 @@ func (s *store) disconnect(id string, now int64) {
 func (s *store) touch(id string, now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d, ok := s.byID[id]; ok {
+	if d, err := s.identity(id); err == nil {
 		d.lastActivity = now
 	}
 }
@@ -68,7 +70,7 @@ func (s *store) touch(id string, now int64) {
 // with their $version, without $metadata (as the hub's documented example shows).
 func (s *store) twinDocument(id string) ([]byte, error) {
 	s.mu.RLock()
-	d, err := s.get(id)
+	d, err := s.identity(id)
 	if err != nil {
 		s.mu.RUnlock()
 		return nil, err
@@ -102,7 +104,7 @@ func (s *store) reportPatch(id string, patch map[string]any, now int64) (int64, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.get(id)
+	d, err := s.identity(id)
 	if err != nil {
 		return 0, err
 	}

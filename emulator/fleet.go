@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -43,6 +44,18 @@ type DeviceSpec struct {
 	Desired         map[string]any
 	Reported        map[string]any
 	Behavior        Behavior
+	Modules         []ModuleSpec
+}
+
+// ModuleSpec is a module identity a fleet file's device lists. A module is simulated as its device
+// is, until a client connects as it.
+type ModuleSpec struct {
+	ModuleID  string
+	ManagedBy string
+	ModelID   string
+	Tags      map[string]any
+	Desired   map[string]any
+	Reported  map[string]any
 }
 
 // Behavior says how simulated devices act. Shares are fractions in [0, 1]; a share of a generated group
@@ -247,10 +260,56 @@ func (p *fleetParser) devices(f *Fleet, devices []deviceYAML, list *yaml.Node) {
 				ok = false
 			}
 		}
+		if spec.Modules, err = p.modules(d, at(n, "modules"), path+".modules"); err != nil {
+			ok = false
+		}
 		if ok {
 			f.Devices = append(f.Devices, spec)
 		}
 	}
+}
+
+// modules reads the modules of device d, listed at list; a problem is added and returned.
+func (p *fleetParser) modules(d deviceYAML, list *yaml.Node, path string) ([]ModuleSpec, error) {
+	var out []ModuleSpec
+	var failed error
+	seen := map[string]bool{}
+	for i, m := range d.Modules {
+		n := item(list, i)
+		mpath := fmt.Sprintf("%s[%d]", path, i)
+		fail := func(node *yaml.Node, sub, hint, format string, args ...any) {
+			p.add(node, mpath+sub, hint, format, args...)
+			failed = errors.New("invalid module")
+		}
+		if err := validModuleID(m.ModuleID); err != nil {
+			fail(at(n, "moduleId"), ".moduleId", "give each module its moduleId", "device %q: %v", d.DeviceID, err)
+			continue
+		}
+		if seen[m.ModuleID] {
+			fail(at(n, "moduleId"), ".moduleId", "give each module of a device its own id", "device %q: module %q is listed twice", d.DeviceID, m.ModuleID)
+			continue
+		}
+		seen[m.ModuleID] = true
+		spec := ModuleSpec{ModuleID: m.ModuleID, ManagedBy: m.ManagedBy, ModelID: m.ModelID}
+		var err error
+		if spec.Tags, err = normalizeSection(m.Tags, maxTagsBytes); err != nil {
+			fail(at(n, "tags"), ".tags", "", "module %q: tags: %v", m.ModuleID, err)
+			continue
+		}
+		if m.Properties != nil {
+			props := at(n, "properties")
+			if spec.Desired, err = normalizeSection(m.Properties.Desired, maxPropsBytes); err != nil {
+				fail(at(props, "desired"), ".properties.desired", "", "module %q: desired: %v", m.ModuleID, err)
+				continue
+			}
+			if spec.Reported, err = normalizeSection(m.Properties.Reported, maxPropsBytes); err != nil {
+				fail(at(props, "reported"), ".properties.reported", "", "module %q: reported: %v", m.ModuleID, err)
+				continue
+			}
+		}
+		out = append(out, spec)
+	}
+	return out, failed
 }
 
 // groupIDWidth is the zero-padded width of a group's index: at least four digits.

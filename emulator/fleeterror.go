@@ -194,6 +194,10 @@ var (
 			"etag":         anyField, "deviceEtag": anyField, "version": anyField, "statusUpdateTime": anyField,
 			"lastActivityTime": anyField, "cloudToDeviceMessageCount": anyField, "x509Thumbprint": anyField,
 			"deviceScope": anyField, "parentScopes": anyField,
+			"modules": {kind: kindList, items: &field{kind: kindMapping, keys: map[string]*field{
+				"moduleId": textField, "managedBy": textField, "modelId": textField, "tags": objectField,
+				"properties": {kind: kindMapping, keys: map[string]*field{"desired": objectField, "reported": objectField}},
+			}}},
 		}}},
 	}}
 )

@@ -54,6 +54,7 @@ type deviceYAML struct {
 		Reported map[string]any `yaml:"reported"`
 	} `yaml:"properties"`
 	Behavior *behaviorYAML `yaml:"behavior"`
+	Modules  []moduleYAML  `yaml:"modules"`
 	// Read-only twin fields, accepted so that a twin copied from a hub can be pasted as it is; the
 	// emulator keeps its own.
 	ETag                      any `yaml:"etag"`
@@ -70,6 +71,17 @@ type deviceYAML struct {
 func (d *deviceYAML) UnmarshalYAML(n *yaml.Node) error {
 	type plain deviceYAML
 	return decodeStrict(n, (*plain)(d))
+}
+
+type moduleYAML struct {
+	ModuleID   string         `yaml:"moduleId"`
+	ManagedBy  string         `yaml:"managedBy"`
+	ModelID    string         `yaml:"modelId"`
+	Tags       map[string]any `yaml:"tags"`
+	Properties *struct {
+		Desired  map[string]any `yaml:"desired"`
+		Reported map[string]any `yaml:"reported"`
+	} `yaml:"properties"`
 }
 
 type behaviorYAML struct {

@@ -142,6 +142,11 @@ func segments(r *http.Request) ([]string, error) {
 		if err != nil {
 			return nil, hubErr(hubapi.CodeArgumentInvalid, "The path segment %q is not valid percent-encoding", s)
 		}
+		if strings.Contains(u, "/") {
+			// No id holds a '/', and a module's key is {deviceId}/{moduleId}: an escaped one would
+			// name a module where the path names a device.
+			return nil, hubErr(hubapi.CodeArgumentInvalid, "The path segment %q holds a '/', which no id can hold", s)
+		}
 		parts[i] = u
 	}
 	return parts, nil
@@ -155,7 +160,7 @@ func errMethod(r *http.Request) error {
 }
 
 // route serves an IoT Hub request with the handler its path and method name, charged to the handler's
-// quota (statistics, direct methods and module paths are charged to none).
+// quota (statistics and direct methods are charged to none).
 func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	seg, err := segments(r)
 	if err != nil {
@@ -200,8 +205,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 			return errMethod(r)
 		}
 		return s.invokeHandler(w, r, seg[1])
-	case len(seg) >= 4 && seg[0] == "twins" && seg[2] == "modules":
-		return s.moduleTwin(seg[1], seg[3])
+	case len(seg) >= 3 && seg[2] == "modules" && (seg[0] == "twins" || seg[0] == "devices"):
+		return s.routeModule(w, r, seg)
 	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "v2" && seg[2] == "query":
 		if r.Method != http.MethodGet {
 			return errMethod(r)

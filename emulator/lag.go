@@ -19,9 +19,10 @@ type lagEntry struct {
 	prev *device // the twin before the change; nil when the change created the device
 }
 
-// record remembers d's state before a change; a nil log records nothing.
+// record remembers d's state before a change; a nil log records nothing, and neither does a module
+// (module queries see module twins as they are).
 func (l *lagLog) record(d *device) {
-	if l == nil {
+	if l == nil || d.mod != nil {
 		return
 	}
 	prev := *d

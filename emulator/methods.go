@@ -94,6 +94,9 @@ func sleep(d time.Duration, done, stop <-chan struct{}) wakeCause {
 func (s *store) callMethod(d *device) (flags uint8, disabled bool, beh *Behavior, id string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d.deleted && d.mod != nil {
+		return 0, false, nil, "", hubErr(hubapi.CodeModuleNotFound, "Module %s not found on device %s", d.mod.id, d.id)
+	}
 	if d.deleted {
 		return 0, false, nil, "", hubErr(hubapi.CodeDeviceNotFound, "Device %s not registered", d.id)
 	}
@@ -102,7 +105,11 @@ func (s *store) callMethod(d *device) (flags uint8, disabled bool, beh *Behavior
 		d.methodCallsDelivered++
 		d.lastActivity = time.Now().UnixNano()
 	}
-	return d.flags, d.disabled, d.beh, d.id, nil
+	disabled = d.disabled
+	if d.mod != nil {
+		disabled = s.byID[d.id] == nil || s.byID[d.id].disabled
+	}
+	return d.flags, disabled, d.beh, d.key(), nil
 }
 
 // checkMethod checks a direct-method call's fields and fills in the default response timeout.

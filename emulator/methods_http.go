@@ -6,9 +6,10 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
-// invokeHandler serves POST /twins/{id}/methods: a direct method call, answered when the simulated
-// device answers (or the client goes away).
-func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, id string) error {
+// invokeHandler serves POST /twins/{id}/methods, and with key {id}/{mid} POST
+// /twins/{id}/modules/{mid}/methods: a direct method call, answered when the device or module answers
+// (or the client goes away).
+func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, key string) error {
 	var m hubapi.CloudToDeviceMethod
 	if _, err := decodeBody(r, &m); err != nil {
 		return err
@@ -16,7 +17,7 @@ func (s *Server) invokeHandler(w http.ResponseWriter, r *http.Request, id string
 	if err := checkMethod(&m); err != nil {
 		return err
 	}
-	d, err := s.store.lookup(id)
+	d, err := s.store.lookup(key)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,11 @@ func (t *twinDoc) field(name string) (v any, ok, known bool) {
 	switch name {
 	case "deviceId", "deviceid":
 		return d.idAny, true, true
+	case "moduleId", "moduleid":
+		if d.mod == nil {
+			return nil, false, true
+		}
+		return d.mod.idAny, true, true
 	case "tags":
 		if len(d.tags) == 0 {
 			return nil, false, true
@@ -349,7 +354,10 @@ func (s *store) queryRows(q *query.Query) ([][]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	twins := s.twins(time.Now().UnixNano())
-	if ids, ok := idsOf(q.Where()); ok {
+	switch ids, ok := idsOf(q.Where()); {
+	case q.Collection() == query.Modules:
+		twins = slices.Values(s.modOrder)
+	case ok:
 		twins = s.twinsOf(ids, time.Now().UnixNano())
 	}
 	var rows [][]byte
@@ -418,7 +426,7 @@ func (js *jobStore) matchRows(m *query.Matcher, top int) []*deviceJobRow {
 // twinFieldNames are the twin's top-level property names as the hub spells them.
 var twinFieldNames = func() map[string]string {
 	m := map[string]string{}
-	for _, n := range []string{"deviceId", "etag", "deviceEtag", "version", "status", "statusReason",
+	for _, n := range []string{"deviceId", "moduleId", "etag", "deviceEtag", "version", "status", "statusReason",
 		"statusUpdateTime", "connectionState", "lastActivityTime", "cloudToDeviceMessageCount",
 		"authenticationType", "x509Thumbprint", "capabilities", "modelId", "tags", "properties",
 		"desired", "reported", "iotEdge"} {

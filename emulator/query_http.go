@@ -36,9 +36,6 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 	case query.DeviceJobs:
 		rows := s.jobs.matchRows(q.Matcher(), q.Top())
 		return &cursor{itemType: hubapi.ItemTypeDeviceJob, n: len(rows), render: s.jobs.rowsRenderer(rows)}, nil
-	case query.Modules:
-		// The emulator has no modules: every module query is empty.
-		return &cursor{itemType: hubapi.ItemTypeTwin, render: func(b []byte, _, _ int) []byte { return b }}, nil
 	}
 	if q.Aggregate() || !q.SelectAll() {
 		rows, err := s.store.queryRows(q)
@@ -55,7 +52,12 @@ func (s *Server) runQuery(q *query.Query) (*cursor, error) {
 			return b
 		}}, nil
 	}
-	devs := s.store.matchTwins(q.Matcher(), q.Top())
+	var devs []*device
+	if q.Collection() == query.Modules {
+		devs = s.store.matchModules(q.Matcher(), q.Top())
+	} else {
+		devs = s.store.matchTwins(q.Matcher(), q.Top())
+	}
 	return &cursor{itemType: hubapi.ItemTypeTwin, n: len(devs), render: func(b []byte, from, to int) []byte {
 		page := s.store.copyTwins(devs[from:to])
 		for i := range page {

@@ -17,10 +17,10 @@ func (s *store) keys(d *device) (string, string) {
 		return d.primaryKey, d.secondaryKey
 	}
 	mac := hmac.New(sha256.New, s.keySalt)
-	mac.Write([]byte("primary/" + d.id))
+	mac.Write([]byte("primary/" + d.key()))
 	p := base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	mac.Reset()
-	mac.Write([]byte("secondary/" + d.id))
+	mac.Write([]byte("secondary/" + d.key()))
 	return p, base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -33,22 +33,10 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 	if req.Capabilities != nil {
 		d.iotEdge = req.Capabilities.IoTEdge
 	}
-	if err := checkKeys(req); err != nil {
+	if err := checkKeys(req.Authentication); err != nil {
 		return device{}, err
 	}
-	if a := req.Authentication; a != nil && a.SymmetricKey != nil {
-		d.primaryKey, d.secondaryKey = a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey
-	}
-	if d.primaryKey != "" || d.secondaryKey != "" {
-		// A caller that gives one key gets the other generated, as the hub does.
-		p, sk := s.keys(&device{id: d.id})
-		if d.primaryKey == "" {
-			d.primaryKey = p
-		}
-		if d.secondaryKey == "" {
-			d.secondaryKey = sk
-		}
-	}
+	s.setKeys(d, req.Authentication)
 	s.initDevice(d, now)
 	d.flags = flagsFor(s.seed, d.id, d.beh)
 	if d.beh.External {
@@ -66,8 +54,7 @@ func (s *store) createDevice(req *hubapi.Device, now int64) (device, error) {
 
 // checkKeys holds the symmetric keys a registry write gives (empty ones are generated) to the hub's
 // rule: base64 of 16 to 64 bytes. The error never repeats a key.
-func checkKeys(req *hubapi.Device) error {
-	a := req.Authentication
+func checkKeys(a *hubapi.AuthenticationMechanism) error {
 	if a == nil || a.SymmetricKey == nil {
 		return nil
 	}
@@ -85,7 +72,7 @@ func checkKeys(req *hubapi.Device) error {
 // updateDevice replaces the mutable identity fields of an existing device (PUT /devices/{id} with an
 // If-Match header, or on an existing id).
 func (s *store) updateDevice(req *hubapi.Device, ifMatch string, now int64) (device, error) {
-	if err := checkKeys(req); err != nil {
+	if err := checkKeys(req.Authentication); err != nil {
 		return device{}, err
 	}
 	s.mu.Lock()
@@ -101,8 +88,11 @@ func (s *store) updateDevice(req *hubapi.Device, ifMatch string, now int64) (dev
 	if disabled != d.disabled {
 		d.disabled = disabled
 		d.statusAt = now
-		if disabled && d.flags&flagConnected != 0 && s.revoke != nil {
-			s.revoke(d.id, "the device was disabled")
+		if disabled {
+			s.revokeIdentity(d, "the device was disabled")
+			for _, m := range s.modulesOf(d.id) {
+				s.revokeIdentity(m, "the device was disabled")
+			}
 		}
 	}
 	d.statusReason = req.StatusReason

@@ -15,6 +15,10 @@ import (
 func appendTwin(b []byte, d *device) []byte {
 	b = append(b, `{"deviceId":`...)
 	b = appendString(b, d.id)
+	if d.mod != nil {
+		b = append(b, `,"moduleId":`...)
+		b = appendString(b, d.mod.id)
+	}
 	b = append(b, `,"etag":"`...)
 	b = appendTwinETag(b, d.version)
 	b = append(b, `","deviceEtag":"`...)
@@ -44,6 +48,9 @@ func appendTwin(b []byte, d *device) []byte {
 	b = d.desiredSection().append(b)
 	b = append(b, `,"reported":`...)
 	b = d.reportedSection().append(b)
+	if d.mod != nil { // module twins have no capabilities
+		return append(b, "}}"...)
+	}
 	b = append(b, `},"capabilities":{"iotEdge":`...)
 	b = strconv.AppendBool(b, d.iotEdge)
 	b = append(b, "}}"...)

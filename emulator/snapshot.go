@@ -41,6 +41,8 @@ type snapMeta struct {
 
 type snapDevice struct {
 	ID           string          `json:"id"`
+	Module       string          `json:"module,omitempty"` // a module of device ID, on a line after the device's
+	ManagedBy    string          `json:"managedBy,omitempty"`
 	Group        string          `json:"group,omitempty"`
 	Flags        uint8           `json:"flags,omitempty"`
 	Disabled     bool            `json:"disabled,omitempty"`
@@ -116,6 +118,11 @@ func (s *Server) saveData(path string) error {
 		})
 	}
 	if err == nil {
+		err = s.store.forEachModule(func(m *device) error {
+			return enc.Encode(snapLine{Device: snapOfDevice(m, pending)})
+		})
+	}
+	if err == nil {
 		err = s.jobs.forEach(func(j *job, events []JobEvent) error {
 			return enc.Encode(snapLine{Job: snapOfJob(j, events)})
 		})
@@ -145,8 +152,12 @@ func snapOfDevice(d *device, pending map[*device]convItem) *snapDevice {
 		// A due time of 0 would read as none pending; a clock that far back is not worth a field.
 		due = max(it.due, 1)
 	}
+	var module, managedBy string
+	if d.mod != nil {
+		module, managedBy = d.mod.id, d.mod.managedBy
+	}
 	return &snapDevice{
-		ID: d.id, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
+		ID: d.id, Module: module, ManagedBy: managedBy, Group: d.group, Flags: d.flags, Disabled: d.disabled, StatusReason: d.statusReason,
 		ModelID: d.modelID, IoTEdge: d.iotEdge, PrimaryKey: d.primaryKey, SecondaryKey: d.secondaryKey,
 		Tags: rawSection(d.tags), Desired: rawSection(d.desired), Reported: rawSection(d.reported),
 		Versions:    [4]int64{d.version, d.desiredVer, d.reportedVer, d.deviceETag},
@@ -247,13 +258,25 @@ func (l *dataLoader) device(sd *snapDevice) error {
 		desiredMeta: fromSnapMeta(sd.DesiredMeta), reportedMeta: fromSnapMeta(sd.ReportedMeta),
 		methodCalls: sd.Counts[0], methodCallsDelivered: sd.Counts[1], twinPatches: sd.Counts[2], reports: sd.Counts[3],
 	}
-	if err := l.s.store.add(d); err != nil {
+	if err := l.add(d, sd); err != nil {
 		return err
 	}
 	if sd.ConvergeDue != 0 {
 		l.s.conv.restore(d, sd.ConvergeDue)
 	}
 	return nil
+}
+
+// add puts a restored device or module into the store.
+func (l *dataLoader) add(d *device, sd *snapDevice) error {
+	if sd.Module == "" {
+		return l.s.store.add(d)
+	}
+	if err := validModuleID(sd.Module); err != nil {
+		return err
+	}
+	d.mod = &moduleInfo{id: sd.Module, idAny: sd.Module, key: moduleKey(sd.ID, sd.Module), managedBy: sd.ManagedBy}
+	return l.s.store.addModule(d)
 }
 
 // job restores a job line with its rows; a row whose device is gone keeps a deleted stand-in.

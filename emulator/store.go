@@ -18,6 +18,8 @@ type store struct {
 	byID      map[string]*device
 	order     []*device // creation order; deleted devices are dropped by compact
 	ndeleted  int
+	mods      map[string]*device // module identities by key ({deviceId}/{moduleId})
+	modOrder  []*device          // modules in creation order
 	seed      int64
 	defaults  *Behavior
 	keySalt   []byte
@@ -34,7 +36,7 @@ type store struct {
 func newStore(seed int64, defaults Behavior) *store {
 	salt := make([]byte, 8)
 	binary.BigEndian.PutUint64(salt, uint64(seed))
-	return &store{byID: map[string]*device{}, seed: seed, defaults: &defaults, keySalt: salt}
+	return &store{byID: map[string]*device{}, mods: map[string]*device{}, seed: seed, defaults: &defaults, keySalt: salt}
 }
 
 // load adds a fleet's devices. Generated groups get exact shares: round(share × count) devices, those
@@ -75,8 +77,21 @@ func (s *store) load(f *Fleet, now int64) error {
 		if err := s.insert(d); err != nil {
 			return err
 		}
+		for j := range spec.Modules {
+			if err := s.insertModule(s.moduleOf(d, &spec.Modules[j], now)); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// moduleOf builds the module a fleet file's device lists; callers hold mu.
+func (s *store) moduleOf(d *device, spec *ModuleSpec, now int64) *device {
+	m := s.newModule(d, spec.ModuleID, now)
+	m.mod.managedBy, m.modelID = spec.ManagedBy, spec.ModelID
+	m.tags, m.desired, m.reported = spec.Tags, spec.Desired, spec.Reported
+	return m
 }
 
 // loadGroup adds a generated group's devices, which share its maps and behaviour; callers hold mu.
@@ -174,23 +189,24 @@ func (s *store) get(id string) (*device, error) {
 	return d, nil
 }
 
-// snapshot returns a copy of a device's state, safe to read without the lock.
-func (s *store) snapshot(id string) (device, error) {
+// snapshot returns a copy of the state of the device or module key names (see device.key), safe to
+// read without the lock.
+func (s *store) snapshot(key string) (device, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	d, err := s.get(id)
+	d, err := s.identity(key)
 	if err != nil {
 		return device{}, err
 	}
 	return *d, nil
 }
 
-// lookup returns the live device of id, for a caller that passes it back to the store (a method call
-// on it): its fields are read under the store's lock only.
-func (s *store) lookup(id string) (*device, error) {
+// lookup returns the live device or module key names, for a caller that passes it back to the store
+// (a method call on it): its fields are read under the store's lock only.
+func (s *store) lookup(key string) (*device, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.get(id)
+	return s.identity(key)
 }
 
 // forEach calls f with each registered device in creation order, under the read lock, until f fails.
@@ -208,7 +224,19 @@ func (s *store) forEach(f func(d *device) error) error {
 	return nil
 }
 
-// remove deletes a device identity and its twin.
+// forEachModule calls f with each module in creation order, under the read lock, until f fails.
+func (s *store) forEachModule(f func(m *device) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, m := range s.modOrder {
+		if err := f(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// remove deletes a device identity and its twin, and its modules.
 func (s *store) remove(id string, ifMatch string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,9 +249,9 @@ func (s *store) remove(id string, ifMatch string) error {
 	}
 	s.lag.record(d)
 	d.deleted = true
-	if d.flags&flagConnected != 0 && s.revoke != nil {
-		d.flags &^= flagConnected
-		s.revoke(id, "the device was deleted")
+	s.revokeIdentity(d, "the device was deleted")
+	for _, m := range s.modulesOf(id) {
+		s.dropModule(m, "the device was deleted")
 	}
 	delete(s.byID, id)
 	s.ndeleted++

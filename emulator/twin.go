@@ -122,19 +122,26 @@ func validKey(k string) error {
 }
 
 // validDeviceID enforces the device id rules: 1-128 ASCII characters from the allowed set.
-func validDeviceID(id string) error {
+func validDeviceID(id string) error { return validID("device id", id) }
+
+// validModuleID enforces the module id rules, which are the device id rules.
+func validModuleID(id string) error { return validID("module id", id) }
+
+// validID checks an identity's id (what names it in messages): 1-128 ASCII characters from the
+// allowed set, which has no '/'.
+func validID(what, id string) error {
 	if id == "" {
-		return fmt.Errorf("device id is empty")
+		return fmt.Errorf("%s is empty", what)
 	}
 	if len(id) > 128 {
-		return fmt.Errorf("device id %.20q... is longer than 128 characters", id)
+		return fmt.Errorf("%s %.20q... is longer than 128 characters", what, id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-:.+%_#*?!(),=@;$'", c) >= 0 {
 			continue
 		}
-		return fmt.Errorf("device id %q contains %q, which device ids cannot hold", id, c)
+		return fmt.Errorf("%s %q contains %q, which %ss cannot hold", what, id, c, what)
 	}
 	return nil
 }

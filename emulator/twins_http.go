@@ -7,17 +7,18 @@ import (
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
-// getTwin serves GET /twins/{id}.
-func (s *Server) getTwin(w http.ResponseWriter, id string) error {
-	d, err := s.store.snapshot(id)
+// getTwin serves GET /twins/{id} and, with key {id}/{mid}, GET /twins/{id}/modules/{mid}.
+func (s *Server) getTwin(w http.ResponseWriter, key string) error {
+	d, err := s.store.snapshot(key)
 	if err != nil {
 		return err
 	}
 	return writeRaw(w, appendTwin(nil, &d))
 }
 
-// writeTwinHandler serves PATCH (merge tags and desired) and PUT (replace them) of a twin.
-func (s *Server) writeTwinHandler(w http.ResponseWriter, r *http.Request, id string) error {
+// writeTwinHandler serves PATCH (merge tags and desired) and PUT (replace them) of a device twin, or of
+// a module twin with key {id}/{mid}.
+func (s *Server) writeTwinHandler(w http.ResponseWriter, r *http.Request, key string) error {
 	var t hubapi.Twin
 	if _, err := decodeBody(r, &t); err != nil {
 		return err
@@ -40,17 +41,9 @@ func (s *Server) writeTwinHandler(w http.ResponseWriter, r *http.Request, id str
 			return err
 		}
 	}
-	d, err := s.store.writeTwin(id, tw, r.Header.Get("If-Match"), time.Now().UnixNano())
+	d, err := s.store.writeTwin(key, tw, r.Header.Get("If-Match"), time.Now().UnixNano())
 	if err != nil {
 		return err
 	}
 	return writeRaw(w, appendTwin(nil, &d))
-}
-
-// moduleTwin answers every module twin path: the emulator simulates devices without modules.
-func (s *Server) moduleTwin(id, module string) error {
-	if _, err := s.store.lookup(id); err != nil {
-		return err
-	}
-	return hubErr(hubapi.CodeModuleNotFound, "Module %s not found on device %s", module, id)
 }

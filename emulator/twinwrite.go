@@ -14,16 +14,17 @@ type twinWrite struct {
 	replace             bool
 }
 
-// writeTwin applies w to the twin of id, checking ifMatch against the twin etag.
-func (s *store) writeTwin(id string, w *twinWrite, ifMatch string, now int64) (device, error) {
+// writeTwin applies w to the twin of the device or module key names (see device.key), checking ifMatch
+// against the twin etag.
+func (s *store) writeTwin(key string, w *twinWrite, ifMatch string, now int64) (device, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.get(id)
+	d, err := s.identity(key)
 	if err != nil {
 		return device{}, err
 	}
 	if etag, cond := parseIfMatch(ifMatch); cond && etag != twinETag(d.version) {
-		return device{}, hubErr(hubapi.CodePreconditionFailed, "ETag mismatch for device ID '%s'", id)
+		return device{}, hubErr(hubapi.CodePreconditionFailed, "ETag mismatch for device ID '%s'", d.id)
 	}
 	if err := s.applyWrite(d, w, nil, nil, now); err != nil {
 		return device{}, err
@@ -117,7 +118,7 @@ func (s *store) applyWrite(d *device, w *twinWrite, tagMemo, desMemo *patchMemo,
 			if w.replace {
 				patch = replacePatch(before, desired)
 			}
-			s.pushDesired(d.id, patch, d.desiredVer)
+			s.pushDesired(d.key(), patch, d.desiredVer)
 		}
 	}
 	if changed {

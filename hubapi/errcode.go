@@ -37,6 +37,7 @@ var (
 	CodeModuleNotFound                      = ErrorCode{404010, "ModuleNotFound"}
 	CodeDeviceNotOnline                     = ErrorCode{404103, "DeviceNotOnline"}
 	CodeDeviceAlreadyExists                 = ErrorCode{409001, "DeviceAlreadyExists"}
+	CodeModuleAlreadyExistsOnDevice         = ErrorCode{409301, "ModuleAlreadyExistsOnDevice"}
 	CodePreconditionFailed                  = ErrorCode{412001, "PreconditionFailed"}
 	CodeMessageTooLarge                     = ErrorCode{413001, "MessageTooLarge"}
 	CodeGenericTooManyRequests              = ErrorCode{429000, "GenericTooManyRequests"}
@@ -65,6 +66,7 @@ var knownCodes = []ErrorCode{
 	CodeIotHubFormatError, CodeDeviceDefinedMultipleTimes, CodeGenericBadRequest, CodeIotHubNotFound,
 	CodeIotHubUnauthorizedAccess, CodeIotHubUnauthorized, CodeIotHubQuotaExceeded, CodeJobQuotaExceeded,
 	CodeDeviceNotFound, CodeJobNotFound, CodeModuleNotFound, CodeDeviceNotOnline, CodeDeviceAlreadyExists,
+	CodeModuleAlreadyExistsOnDevice,
 	CodePreconditionFailed, CodeMessageTooLarge, CodeGenericTooManyRequests, CodeThrottlingException,
 	CodeThrottleBacklogLimitExceeded, CodeThrottlingBacklogTimeout, CodeThrottlingMaxActiveJobCountExceeded,
 	CodeDeviceThrottlingLimitExceeded, CodeServerError, CodeJobCancelled, CodeServiceUnavailable,

@@ -156,6 +156,20 @@ type Device struct {
 	ParentScopes               []string                 `json:"parentScopes,omitempty"`
 }
 
+// Module is a module identity of a device in the identity registry (swagger definition Module).
+type Module struct {
+	ModuleID                   string                   `json:"moduleId"`
+	ManagedBy                  string                   `json:"managedBy,omitempty"`
+	DeviceID                   string                   `json:"deviceId"`
+	GenerationID               string                   `json:"generationId,omitempty"`
+	ETag                       string                   `json:"etag,omitempty"`
+	ConnectionState            string                   `json:"connectionState,omitempty"`
+	ConnectionStateUpdatedTime *Time                    `json:"connectionStateUpdatedTime,omitempty"`
+	LastActivityTime           *Time                    `json:"lastActivityTime,omitempty"`
+	CloudToDeviceMessageCount  int32                    `json:"cloudToDeviceMessageCount,omitempty"`
+	Authentication             *AuthenticationMechanism `json:"authentication,omitempty"`
+}
+
 // AuthenticationMechanism says how a device authenticates.
 type AuthenticationMechanism struct {
 	SymmetricKey   *SymmetricKey   `json:"symmetricKey,omitempty"`
