@@ -25,7 +25,8 @@ bench:
 # The official Node service SDK (npm azure-iothub, pinned in conformance/package-lock.json) against the
 # emulator on 127.0.0.1:443 (the SDK always uses port 443; binding it needs root, as in CI), then the
 # official device SDK (azure-iot-device and azure-iot-device-mqtt, pinned in
-# emulator/testdata/device-sdk/package-lock.json) over MQTT and MQTT over WebSockets.
+# emulator/testdata/device-sdk/package-lock.json) over MQTT and MQTT over WebSockets, with a SAS token
+# renewal and module clients.
 conformance: build
 	cd conformance && npm ci --no-audit --no-fund --loglevel=error
 	./conformance/run.sh bin/rollout

@@ -791,3 +791,30 @@ func TestMQTTModelID(t *testing.T) {
 		t.Errorf("connections %+v, want DeviceClientType test/1", live)
 	}
 }
+
+// TestMQTTTokenRenewal reconnects the way the Node SDK renews its SAS token: a new CONNECT with a new
+// token, the same client id and clean=0, and no SUBSCRIBE; methods and desired patches reach the new
+// connection.
+func TestMQTTTokenRenewal(t *testing.T) {
+	t.Parallel()
+	s := startMQTT(t)
+	old := connect(t, s, "Device-1")
+	old.subscribe(t, "$iothub/methods/POST/#", "$iothub/twin/PATCH/properties/desired/#")
+	renewed := connect(t, s, "Device-1") // a fresh token, signed now
+	old.wantClosed(t)
+	done := make(chan hubapi.MethodResult, 1)
+	go func() {
+		var res hubapi.MethodResult
+		_, body := do(t, s, "POST", "/twins/Device-1/methods", `{"methodName":"ping","payload":{},"responseTimeoutInSeconds":5}`)
+		_ = json.Unmarshal(body, &res)
+		done <- res
+	}()
+	m := renewed.waitFor(t, "$iothub/methods/POST/ping/", 1)
+	rid := m.Topic()[strings.Index(m.Topic(), "?$rid=")+len("?$rid="):]
+	renewed.publish(t, "$iothub/methods/res/200/?$rid="+rid, 0, `{"pong":true}`)
+	if res := <-done; res.Status != 200 || string(res.Payload) != `{"pong":true}` {
+		t.Errorf("method after the renewal: %+v", res)
+	}
+	do(t, s, "PATCH", "/twins/Device-1", `{"properties":{"desired":{"fw":"3"}}}`)
+	renewed.waitFor(t, "$iothub/twin/PATCH/properties/desired/", 1)
+}
