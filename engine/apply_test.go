@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iot-rollout/rollout/statestore/bolt"
+
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/engine/enginetest"
@@ -52,7 +54,7 @@ type run struct {
 
 func newRun(tb testing.TB, hub engine.Hub, q hubapi.Quotas, name string) *run {
 	tb.Helper()
-	s, err := engine.OpenStore(tb.TempDir(), name)
+	s, err := engine.OpenStore(context.Background(), bolt.New(tb.TempDir()), name)
 	if err != nil {
 		tb.Fatal(err)
 	}

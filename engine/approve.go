@@ -79,52 +79,26 @@ func CheckApproval(st *State, wave string, approvals map[string]Approval) (Appro
 }
 
 // Approve releases the approval gate of wave in the rollout of store s, recording a (its By, At and
-// Reason); see CheckApproval for what it refuses. It works while an apply runs.
+// Reason); see CheckApproval for what it refuses. It works while an apply runs, from any machine that
+// reaches the state: an approval is a sibling record, written without the rollout's lock.
 func Approve(s *Store, wave string, a Approval) (Approval, error) {
-	var rec Approval
-	err := s.Update(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
-		}
-		approvals, err := tx.approvals(st)
-		if err != nil {
-			return err
-		}
-		rec, err = CheckApproval(st, wave, approvals)
-		if err != nil {
-			return err
-		}
-		rec.By, rec.At, rec.Reason = a.By, a.At.UTC(), a.Reason
-		return tx.PutApproval(wave, rec)
-	})
-	return rec, err
+	st, err := s.Load()
+	if err != nil {
+		return Approval{}, err
+	}
+	approvals, err := Approvals(s)
+	if err != nil {
+		return Approval{}, err
+	}
+	rec, err := CheckApproval(st, wave, approvals)
+	if err != nil {
+		return Approval{}, err
+	}
+	rec.By, rec.At, rec.Reason = a.By, a.At.UTC(), a.Reason
+	return rec, s.putSibling(kindApprovals, wave, rec)
 }
 
 // Approvals reads the released approval gates of the rollout in s, by wave name.
 func Approvals(s *Store) (map[string]Approval, error) {
-	var out map[string]Approval
-	err := s.View(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
-		}
-		out, err = tx.approvals(st)
-		return err
-	})
-	return out, err
-}
-
-func (t *Tx) approvals(st *State) (map[string]Approval, error) {
-	out := map[string]Approval{}
-	for _, w := range st.Waves {
-		a, ok, err := t.Approval(w.Name)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out[w.Name] = a
-		}
-	}
-	return out, nil
+	return siblings[Approval](s, kindApprovals)
 }

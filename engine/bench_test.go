@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iot-rollout/rollout/statestore/bolt"
+
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/engine/enginetest"
@@ -187,7 +189,7 @@ func heapPeak(f func()) uint64 {
 
 func benchApply(b *testing.B, h *childHub, planYAML string, devices int) (time.Duration, uint64) {
 	p := enginetest.Plan(b, planYAML)
-	store, err := engine.OpenStore(b.TempDir(), p.Name)
+	store, err := engine.OpenStore(context.Background(), bolt.New(b.TempDir()), p.Name)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -341,7 +343,7 @@ waves:
   - {name: rest, target: "*"}
 `))
 		dir := b.TempDir()
-		store, err := engine.OpenStore(dir, p.Name)
+		store, err := engine.OpenStore(context.Background(), bolt.New(dir), p.Name)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -373,7 +375,7 @@ waves:
 			}
 			_ = os.WriteFile(path, []byte(tl.String()), 0o644)
 		}
-		fi, err := os.Stat(store.Path())
+		fi, err := os.Stat(filepath.Join(dir, p.Name+".db"))
 		if err != nil {
 			b.Fatal(err)
 		}

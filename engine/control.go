@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -16,64 +17,56 @@ type Control struct {
 // --no-wait runs exit 10 with reason paused) until Resume. It works while an apply runs. A rollout
 // that is over, or paused already, is refused with a *RefusedError.
 func Pause(s *Store, c Control) error {
-	return s.Update(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
+	st, err := s.Load()
+	if err != nil {
+		return err
+	}
+	if err := open(st); err != nil {
+		return err
+	}
+	if p, ok, err := Paused(s); err != nil || ok {
+		if err == nil {
+			err = &RefusedError{fmt.Sprintf("rollout %s is paused already, by %s at %s", st.Name, p.By, p.At.UTC().Format(time.RFC3339))}
 		}
-		if err := open(st); err != nil {
-			return err
-		}
-		if p, ok, err := tx.control(keyPause); err != nil || ok {
-			if err == nil {
-				err = &RefusedError{fmt.Sprintf("rollout %s is paused already, by %s at %s", st.Name, p.By, p.At.UTC().Format(time.RFC3339))}
-			}
-			return err
-		}
-		c.At = c.At.UTC()
-		return putJSON(tx.tx.Bucket(bucketControls), keyPause, c)
-	})
+		return err
+	}
+	c.At = c.At.UTC()
+	return s.putSibling(kindControls, keyPause, c)
 }
 
 // Resume lifts a pause; a rollout that is not paused is refused with a *RefusedError.
 func Resume(s *Store) error {
-	return s.Update(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
+	st, err := s.Load()
+	if err != nil {
+		return err
+	}
+	if _, ok, err := Paused(s); err != nil || !ok {
+		if err == nil {
+			err = &RefusedError{fmt.Sprintf("rollout %s is not paused", st.Name)}
 		}
-		if _, ok, err := tx.control(keyPause); err != nil || !ok {
-			if err == nil {
-				err = &RefusedError{fmt.Sprintf("rollout %s is not paused", st.Name)}
-			}
-			return err
-		}
-		return tx.tx.Bucket(bucketControls).Delete(keyPause)
-	})
+		return err
+	}
+	return s.rec.DeleteSibling(context.Background(), kindControls, keyPause)
 }
 
 // Promote releases the current wave's approval gate, or ends its bake early (its verify must still
 // pass), and returns the wave. A rollout that is over, or has no wave waiting at a gate or baking, is
 // refused with a *RefusedError.
 func Promote(s *Store, c Control) (wave string, err error) {
-	err = s.Update(func(tx *Tx) error {
-		st, err := tx.State()
-		if err != nil {
-			return err
-		}
-		if err := open(st); err != nil {
-			return err
-		}
-		w := st.Waves[firstOpen(st)]
-		gate := w.Status == StatusPending && w.Gated
-		if !gate && w.Status != StatusBaking {
-			return &RefusedError{fmt.Sprintf("wave %s of rollout %s is %s: there is no gate or bake to promote", w.Name, st.Name, w.Status)}
-		}
-		wave = w.Name
-		c.At = c.At.UTC()
-		return putJSON(tx.tx.Bucket(bucketControls), promoteKey(w.Name), c)
-	})
-	return wave, err
+	st, err := s.Load()
+	if err != nil {
+		return "", err
+	}
+	if err := open(st); err != nil {
+		return "", err
+	}
+	w := st.Waves[firstOpen(st)]
+	gate := w.Status == StatusPending && w.Gated
+	if !gate && w.Status != StatusBaking {
+		return "", &RefusedError{fmt.Sprintf("wave %s of rollout %s is %s: there is no gate or bake to promote", w.Name, st.Name, w.Status)}
+	}
+	c.At = c.At.UTC()
+	return w.Name, s.putSibling(kindControls, promoteKey(w.Name), c)
 }
 
 // open refuses a rollout that is over.
@@ -85,41 +78,29 @@ func open(st *State) error {
 	return nil
 }
 
-var keyPause = []byte("pause")
+const keyPause = "pause"
 
-func promoteKey(wave string) []byte { return []byte("promote/" + wave) }
-
-func (t *Tx) control(key []byte) (c Control, ok bool, err error) {
-	b := t.tx.Bucket(bucketControls)
-	if b == nil {
-		return c, false, nil
-	}
-	ok, err = getJSON(b, key, &c)
-	return c, ok, err
-}
+func promoteKey(wave string) string { return "promote/" + wave }
 
 // signals reads what people said to the rollout (see readSignals).
 func (r *runner) signals() Signals { return readSignals(r.Store, r.st, r.p.Hash) }
 
-// readSignals reads what people said to rollout st of the plan with hash planHash, in one read of
-// its store s: approvals given for this plan (one for another version of it does not count), its
-// pause, promotions. Apply and the preview decide with the same signals. A state error reads as
-// none: gates stay closed.
+// readSignals reads what people said to rollout st of the plan with hash planHash from its store s:
+// approvals given for this plan (one for another version of it does not count), its pause,
+// promotions. Apply and the preview decide with the same signals. A state error reads as none: gates
+// stay closed.
 func readSignals(s *Store, st *State, planHash string) Signals {
 	var sig Signals
 	approved, promoted := map[string]bool{}, map[string]bool{}
-	_ = s.View(func(tx *Tx) error {
-		_, sig.Paused, _ = tx.control(keyPause)
-		for _, w := range st.Waves {
-			if a, ok, _ := tx.Approval(w.Name); ok && (a.PlanHash == "" || a.PlanHash == planHash) {
-				approved[w.Name] = true
-			}
-			if _, ok, _ := tx.control(promoteKey(w.Name)); ok {
-				promoted[w.Name] = true
-			}
-		}
-		return nil
-	})
+	approvals, _ := Approvals(s)
+	for w, a := range approvals {
+		approved[w] = a.PlanHash == "" || a.PlanHash == planHash
+	}
+	controls, _ := siblings[Control](s, kindControls)
+	_, sig.Paused = controls[keyPause]
+	for _, w := range st.Waves {
+		_, promoted[w.Name] = controls[promoteKey(w.Name)]
+	}
 	sig.Approved = func(w string) bool { return approved[w] }
 	sig.Promoted = func(w string) bool { return promoted[w] }
 	return sig
@@ -127,9 +108,7 @@ func readSignals(s *Store, st *State, planHash string) Signals {
 
 // Paused reads the pause of the rollout in s, if any.
 func Paused(s *Store) (c Control, ok bool, err error) {
-	err = s.View(func(tx *Tx) error {
-		c, ok, err = tx.control(keyPause)
-		return err
-	})
+	controls, err := siblings[Control](s, kindControls)
+	c, ok = controls[keyPause]
 	return c, ok, err
 }

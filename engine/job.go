@@ -192,7 +192,8 @@ func rollbackJobTimeout(m *plan.DirectMethod) time.Duration {
 // intent first (the intents of all of jobs in one save, before any of them is created), then for a job
 // whose intent a previous run recorded a lookup by id (it may have created the job without hearing
 // back), then the create (a duplicate id means it exists), then one save of what was created. It is
-// the one way the engine creates jobs, so a crash at any point never runs a job's devices twice: a
+// the one way the engine creates jobs, and it confirms the rollout's lock is still held right before
+// the creates (a holder whose shared lease was broken stops there, see Store.fence), so a crash at any point never runs a job's devices twice: a
 // job created but not yet saved as created has its intent recorded, and the next run looks it up.
 func (r *runner) ensureJobs(ctx context.Context, jobs []*Job, req func(*Job) *hubapi.JobRequest) (existed []bool, err error) {
 	if len(jobs) == 0 {
@@ -210,6 +211,9 @@ func (r *runner) ensureJobs(ctx context.Context, jobs []*Job, req func(*Job) *hu
 		if err := r.save(); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.Store.fence(ctx); err != nil {
+		return nil, err
 	}
 	existed = make([]bool, len(jobs))
 	for i, j := range jobs {

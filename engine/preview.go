@@ -282,7 +282,7 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 		pv.conds = append(pv.conds, query.And(fleet, t))
 	}
 	var st *State
-	if o.Store != nil && o.Store.Exists() {
+	if o.Store != nil {
 		if st, err = pv.state(); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,8 +10,12 @@ import (
 )
 
 // state reads the rollout's state and decides what apply would do next.
+// A rollout never applied previews as new (nil).
 func (pv *previewer) state() (*State, error) {
 	st, err := pv.Store.Load()
+	if errors.Is(err, ErrNoState) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -128,6 +128,9 @@ func (r *runner) restoreTwins(ctx context.Context, wi int, ids []string, forward
 	if err != nil {
 		return Undone{}, err
 	}
+	if err := r.Store.fence(ctx); err != nil {
+		return Undone{}, err
+	}
 	var (
 		mu sync.Mutex
 		u  Undone

@@ -1,27 +1,25 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/iot-rollout/rollout/statestore/bolt"
 )
 
 func TestStoreRoundTrip(t *testing.T) {
 	dir := t.TempDir() + "/state"
-	s, err := OpenStore(dir, "fw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, dir, "fw")
 	if _, err := s.Load(); !errors.Is(err, ErrNoState) {
 		t.Fatalf("Load before any write = %v, want ErrNoState", err)
 	}
 	st := &State{Name: "fw", PlanHash: "abc", Status: StatusRunning, Waves: []Wave{{Name: "canary", Status: StatusRunning,
 		Batches: []Batch{{Start: 0, End: 2, Jobs: []Job{{ID: "fw-abc-w0-0-0", End: 2, Intent: true}}}}}}}
-	err = s.Update(func(tx *Tx) error {
+	err := s.Update(func(tx *Tx) error {
 		if err := tx.PutState(st); err != nil {
 			return err
 		}
@@ -61,53 +59,19 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(s.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
-	}
-	names, err := Names(dir)
-	if err != nil || len(names) != 1 || names[0] != "fw" {
-		t.Errorf("Names = %v, %v", names, err)
-	}
-	if _, err := OpenStore(dir, "../x"); err == nil {
+	if _, err := OpenStore(context.Background(), bolt.New(dir), "../x"); err == nil {
 		t.Error("OpenStore accepted a path as name")
 	}
 }
 
-func TestLock(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenStore(dir, "fw")
+// openStore opens rollout name's store in state directory dir.
+func openStore(tb testing.TB, dir, name string) *Store {
+	tb.Helper()
+	s, err := OpenStore(context.Background(), bolt.New(dir), name)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	since := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	unlock, err := s.Lock(since)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// flock locks are per open file description, so a second Lock in this process conflicts as a second
-	// process would.
-	_, err = s.Lock(since)
-	var le *LockedError
-	if !errors.As(err, &le) {
-		t.Fatalf("second Lock = %v, want *LockedError", err)
-	}
-	host, _ := os.Hostname()
-	if le.Holder.PID != os.Getpid() || le.Holder.Host != host || !le.Holder.Since.Equal(since) {
-		t.Errorf("holder = %+v", le.Holder)
-	}
-	if msg := le.Error(); !strings.Contains(msg, "pid") || !strings.Contains(msg, "2026-03-01T10:00:00Z") {
-		t.Errorf("message %q does not name the holder", msg)
-	}
-	unlock()
-	unlock2, err := s.Lock(since)
-	if err != nil {
-		t.Fatalf("Lock after unlock: %v", err)
-	}
-	unlock2()
+	return s
 }
 
 func mustJSON(tb testing.TB, v any) []byte {
@@ -122,10 +86,8 @@ func mustJSON(tb testing.TB, v any) []byte {
 // TestSaveWritesChangedJobs checks that a save writes the job records that changed and no others,
 // and that the rollout reads back whole, jobs in their batches.
 func TestSaveWritesChangedJobs(t *testing.T) {
-	s, err := OpenStore(t.TempDir(), "fw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	s := openStore(t, dir, "fw")
 	jobs := make([]Job, 50)
 	for i := range jobs {
 		jobs[i] = Job{ID: fmt.Sprintf("fw-abc-w00-b000-p%d", i), Start: i, End: i + 1}
@@ -155,7 +117,7 @@ func TestSaveWritesChangedJobs(t *testing.T) {
 		t.Errorf("a save with nothing changed wrote %d job records", n)
 	}
 	// A second Store (another run) knows nothing was written by it yet, and reads the jobs back.
-	s2, _ := OpenStore(s.dir, "fw")
+	s2 := openStore(t, dir, "fw")
 	got, err := s2.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -170,10 +132,7 @@ func TestSaveWritesChangedJobs(t *testing.T) {
 func BenchmarkSaveAtJob(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) {
-			s, err := OpenStore(b.TempDir(), "fw")
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := openStore(b, b.TempDir(), "fw")
 			jobs := make([]Job, n)
 			for i := range jobs {
 				jobs[i] = Job{ID: fmt.Sprintf("fw-0123abcd-w00-b000-p%d", i), Start: i * 500, End: (i + 1) * 500,

@@ -1,72 +1,78 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/iot-rollout/rollout/statestore"
 )
 
-// Holder names the process that holds a rollout's lock.
-type Holder struct {
-	PID   int       `json:"pid"`
-	Host  string    `json:"host"`
-	Since time.Time `json:"since"`
-}
+// The lock and state errors are statestore's: the engine and every backend speak them.
+type (
+	// Holder names the process that holds a rollout's lock.
+	Holder = statestore.Holder
+	// LockedError is returned by Store.Lock when another process holds the rollout.
+	LockedError = statestore.LockedError
+)
 
-// LockedError is returned by Store.Lock when another process holds the rollout.
-type LockedError struct {
-	Name   string
-	Holder Holder // zero when the holder could not be read
-}
-
-func (e *LockedError) Error() string {
-	if e.Holder.PID == 0 {
-		return fmt.Sprintf("rollout %s is being applied by another process", e.Name)
-	}
-	return fmt.Sprintf("rollout %s is being applied by pid %d on %s since %s", e.Name, e.Holder.PID,
-		e.Holder.Host, e.Holder.Since.UTC().Format(time.RFC3339))
-}
-
-// ErrNoState is returned by Store.Load when the rollout has never been applied.
-var ErrNoState = errors.New("no state for this rollout")
-
-// Buckets of a rollout's state file.
 var (
-	bucketState     = []byte("state")     // "state" → State (device lists written before bucketLists too)
-	bucketLists     = []byte("lists")     // "devices/NNNNNN", "unverified/NNNNNN", "rollback/W/B" → []string
-	bucketSnapshots = []byte("snapshots") // device id → Prior
-	bucketOutcomes  = []byte("outcomes")  // device id → DeviceOutcome
-	bucketApprovals = []byte("approvals") // wave name → Approval
-	bucketControls  = []byte("controls")  // "pause", "promote/WAVE" → Control
-	bucketJobs      = []byte("jobs")      // "WWWWWW/BBBBBB/f|r/PPPPPP" → Job (forward or rollback)
-	keyState        = []byte("state")
+	// ErrNoState is returned by Store.Load when the rollout has never been applied.
+	ErrNoState = statestore.ErrNoState
+	// ErrLockLost is returned by a save once the rollout's lock was lost.
+	ErrLockLost = statestore.ErrLockLost
 )
 
-// Store is one rollout's durable state: the file NAME.db under the state directory, a bbolt database.
-// bbolt was chosen over SQLite because it is pure Go (no cgo, so the binary stays static), every write
-// is one fsynced, all-or-nothing transaction with copy-on-write pages (a SIGKILL mid-write leaves the
-// previous commit intact), and the records are key/value documents that need no query language.
-//
-// The database is opened for each transaction and closed after it, so `rollout approve` and
-// `rollout status` can read and write while `rollout apply` runs; exclusion of concurrent applies is
-// the separate lock file (see Lock).
+// Buckets of a rollout's records (see statestore: records proper, written under the lock).
+const (
+	bucketState     = "state"     // "state" → State (device lists written before bucketLists too)
+	bucketLists     = "lists"     // "devices/NNNNNN", "unverified/NNNNNN", "rollback/W/B" → []string
+	bucketSnapshots = "snapshots" // device id → Prior
+	bucketOutcomes  = "outcomes"  // device id → DeviceOutcome
+	bucketJobs      = "jobs"      // "WWWWWW/BBBBBB/f|r/PPPPPP" → Job (forward or rollback)
+	keyState        = "state"
+)
+
+// Kinds of sibling records: what people say to a rollout, written without its lock.
+const (
+	kindApprovals = "approvals" // wave name → Approval
+	kindControls  = "controls"  // "pause", "promote/WAVE" → Control
+)
+
+// Store is one rollout's durable state as the engine sees it: typed records over a backend's
+// statestore.Records (a bbolt file in a directory, or blobs in an Azure container). The engine
+// imports no storage SDK; the backend decides how a record is kept, the Store what is in it.
 type Store struct {
-	dir, name string
+	name string
+	rec  statestore.Records
 
 	mu sync.Mutex
 	// written holds the job records this Store last committed, by key: a save writes only the jobs
 	// that differ, so its cost does not grow with the jobs the rollout already has.
 	written map[jobRef]Job
+	lease   statestore.Lease // held by Lock
+}
+
+// NewStore returns the store of rollout name kept in rec.
+func NewStore(name string, rec statestore.Records) *Store {
+	return &Store{name: name, rec: rec, written: map[jobRef]Job{}}
+}
+
+// OpenStore returns the store of rollout name in backend b.
+func OpenStore(ctx context.Context, b statestore.Backend, name string) (*Store, error) {
+	if err := statestore.CheckName(name); err != nil {
+		return nil, err
+	}
+	rec, err := b.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return NewStore(name, rec), nil
 }
 
 // jobRef names a job record: its wave, batch, kind ('f' forward, 'r' rollback) and part.
@@ -76,84 +82,34 @@ type jobRef struct {
 	part        int
 }
 
-func (k jobRef) key() []byte {
-	return fmt.Appendf(nil, "%06d/%06d/%c/%06d", k.wave, k.batch, k.kind, k.part)
-}
-
-// OpenStore returns the store of rollout name under dir, creating dir (mode 0700) if needed. It does
-// not create the database file; the first Update does.
-func OpenStore(dir, name string) (*Store, error) {
-	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
-		return nil, fmt.Errorf("invalid rollout name %q", name)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	return &Store{dir: dir, name: name, written: map[jobRef]Job{}}, nil
+func (k jobRef) key() string {
+	return fmt.Sprintf("%06d/%06d/%c/%06d", k.wave, k.batch, k.kind, k.part)
 }
 
 // Name is the rollout's name.
 func (s *Store) Name() string { return s.name }
 
-// Path is the database file.
-func (s *Store) Path() string { return filepath.Join(s.dir, s.name+".db") }
+// Records is the backend's view of the rollout.
+func (s *Store) Records() statestore.Records { return s.rec }
 
 // Exists reports whether the rollout has state.
-func (s *Store) Exists() bool {
-	_, err := os.Stat(s.Path())
-	return err == nil
-}
-
-// Names lists the rollouts that have state under dir, sorted.
-func Names(dir string) ([]string, error) {
-	m, err := filepath.Glob(filepath.Join(dir, "*.db"))
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, p := range m {
-		names = append(names, strings.TrimSuffix(filepath.Base(p), ".db"))
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-func (s *Store) open(readOnly bool) (*bbolt.DB, error) {
-	if readOnly && !s.Exists() {
-		return nil, ErrNoState
-	}
-	db, err := bbolt.Open(s.Path(), 0o600, &bbolt.Options{Timeout: 30 * time.Second, ReadOnly: readOnly})
-	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", s.Path(), err)
-	}
-	return db, nil
-}
+func (s *Store) Exists() (bool, error) { return s.rec.Exists(context.Background()) }
 
 // Tx is a transaction on a rollout's state.
 type Tx struct {
-	tx      *bbolt.Tx
+	kv      statestore.Tx
 	s       *Store
 	pending map[jobRef]Job // job records this transaction wrote
 }
 
 // Update runs fn in one write transaction: everything fn wrote is committed together, or nothing is.
 func (s *Store) Update(fn func(*Tx) error) error {
-	db, err := s.open(false)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	t := &Tx{s: s, pending: map[jobRef]Job{}}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketSnapshots, bucketOutcomes, bucketApprovals, bucketJobs, bucketLists, bucketControls} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		t.tx = tx
+	var t *Tx
+	err := s.rec.Update(context.Background(), func(kv statestore.Tx) error {
+		t = &Tx{kv: kv, s: s, pending: map[jobRef]Job{}}
 		return fn(t)
 	})
-	if err == nil {
+	if err == nil && t != nil {
 		s.mu.Lock()
 		maps.Copy(s.written, t.pending)
 		s.mu.Unlock()
@@ -161,26 +117,15 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	return err
 }
 
-// View runs fn in a read transaction. It returns ErrNoState when the rollout has no state file.
+// View runs fn in a read transaction. It returns ErrNoState when the rollout has no state.
 func (s *Store) View(fn func(*Tx) error) error {
-	db, err := s.open(false)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketState) == nil {
-			return ErrNoState
-		}
-		return fn(&Tx{tx: tx, s: s})
+	return s.rec.View(context.Background(), func(kv statestore.Tx) error {
+		return fn(&Tx{kv: kv, s: s})
 	})
 }
 
 // Load reads the rollout's State; ErrNoState when it was never applied.
 func (s *Store) Load() (*State, error) {
-	if !s.Exists() {
-		return nil, ErrNoState
-	}
 	var st *State
 	err := s.View(func(tx *Tx) error {
 		var err error
@@ -190,32 +135,69 @@ func (s *Store) Load() (*State, error) {
 	return st, err
 }
 
-func getJSON(b *bbolt.Bucket, key []byte, v any) (bool, error) {
-	if b == nil {
-		return false, nil
+// Lock takes the rollout's exclusive lock for this process (a *LockedError names another holder).
+// The returned function releases it.
+func (s *Store) Lock(now time.Time) (unlock func(), err error) {
+	l, err := s.rec.Lock(context.Background(), thisHolder(now))
+	if err != nil {
+		return nil, err
 	}
-	data := b.Get(key)
-	if data == nil {
-		return false, nil
+	s.mu.Lock()
+	s.lease = l
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.lease = nil
+		s.mu.Unlock()
+		_ = l.Release(context.Background())
+	}, nil
+}
+
+// fence checks, right before an action on the hub that another holder could repeat, that this
+// process still holds the rollout's lock: a holder whose shared lease was broken stops here.
+func (s *Store) fence(ctx context.Context) error {
+	s.mu.Lock()
+	l := s.lease
+	s.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	select {
+	case <-l.Lost():
+		return ErrLockLost
+	default:
+	}
+	return l.Confirm(ctx)
+}
+
+// Holder reports who holds the rollout's lock, without taking it.
+func (s *Store) Holder() (h Holder, held bool, err error) {
+	return s.rec.Holder(context.Background())
+}
+
+func (t *Tx) getJSON(bucket, key string, v any) (bool, error) {
+	data, err := t.kv.Get(bucket, key)
+	if err != nil || data == nil {
+		return false, err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return true, fmt.Errorf("corrupt state record %q: %w", key, err)
+		return true, fmt.Errorf("corrupt state record %s/%s: %w", bucket, key, err)
 	}
 	return true, nil
 }
 
-func putJSON(b *bbolt.Bucket, key []byte, v any) error {
+func (t *Tx) putJSON(bucket, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return b.Put(key, data)
+	return t.kv.Put(bucket, key, data)
 }
 
 // State reads the rollout record; ErrNoState when there is none.
 func (t *Tx) State() (*State, error) {
 	var st State
-	ok, err := getJSON(t.tx.Bucket(bucketState), keyState, &st)
+	ok, err := t.getJSON(bucketState, keyState, &st)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +245,7 @@ func (t *Tx) PutState(st *State) error {
 		}
 		root.Waves[wi] = w
 	}
-	return putJSON(t.tx.Bucket(bucketState), keyState, &root)
+	return t.putJSON(bucketState, keyState, &root)
 }
 
 // putJobs writes the jobs of a batch (kind 'f' forward, 'r' rollback) that differ from what this
@@ -271,13 +253,12 @@ func (t *Tx) PutState(st *State) error {
 func (t *Tx) putJobs(wave, batch int, kind byte, jobs []Job) error {
 	t.s.mu.Lock()
 	defer t.s.mu.Unlock()
-	b := t.tx.Bucket(bucketJobs)
 	for p, j := range jobs {
 		ref := jobRef{wave, batch, kind, p}
 		if w, ok := t.s.written[ref]; ok && w == j {
 			continue
 		}
-		if err := putJSON(b, ref.key(), j); err != nil {
+		if err := t.putJSON(bucketJobs, ref.key(), j); err != nil {
 			return err
 		}
 		t.pending[ref] = j
@@ -287,11 +268,10 @@ func (t *Tx) putJobs(wave, batch int, kind byte, jobs []Job) error {
 
 // readJobs reads n job records of a batch.
 func (t *Tx) readJobs(wave, batch int, kind byte, n int) ([]Job, error) {
-	b := t.tx.Bucket(bucketJobs)
 	jobs := make([]Job, n)
 	for p := range jobs {
 		key := jobRef{wave, batch, kind, p}.key()
-		ok, err := getJSON(b, key, &jobs[p])
+		ok, err := t.getJSON(bucketJobs, key, &jobs[p])
 		if err != nil {
 			return nil, err
 		}
@@ -303,50 +283,45 @@ func (t *Tx) readJobs(wave, batch int, kind byte, n int) ([]Job, error) {
 }
 
 // getList reads a device list: from its own bucket, where lists live apart from the small, often
-// rewritten root (bbolt rewrites a leaf whole, and a wave's list is megabytes), or from the state
-// bucket of a file written before.
-func (t *Tx) getList(key []byte, ids *[]string) error {
-	if b := t.tx.Bucket(bucketLists); b != nil {
-		if ok, err := getJSON(b, key, ids); ok || err != nil {
-			return err
-		}
+// rewritten root (a wave's list is megabytes), or from the state bucket of a file written before.
+func (t *Tx) getList(key string, ids *[]string) error {
+	if ok, err := t.getJSON(bucketLists, key, ids); ok || err != nil {
+		return err
 	}
-	_, err := getJSON(t.tx.Bucket(bucketState), key, ids)
+	_, err := t.getJSON(bucketState, key, ids)
 	return err
 }
 
-func devicesKey(wave int) []byte { return fmt.Appendf(nil, "devices/%06d", wave) }
-
-// Devices reads a wave's resolved devices (nil when not resolved).
-func (t *Tx) Devices(wave int) ([]string, error) {
+func (t *Tx) list(key string) ([]string, error) {
 	var ids []string
-	err := t.getList(devicesKey(wave), &ids)
+	err := t.getList(key, &ids)
 	return ids, err
 }
+
+func devicesKey(wave int) string { return fmt.Sprintf("devices/%06d", wave) }
+
+// Devices reads a wave's resolved devices (nil when not resolved).
+func (t *Tx) Devices(wave int) ([]string, error) { return t.list(devicesKey(wave)) }
 
 // PutDevices stores a wave's resolved devices.
 func (t *Tx) PutDevices(wave int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketLists), devicesKey(wave), ids)
+	return t.putJSON(bucketLists, devicesKey(wave), ids)
 }
 
-func unverifiedKey(wave int) []byte { return fmt.Appendf(nil, "unverified/%06d", wave) }
+func unverifiedKey(wave int) string { return fmt.Sprintf("unverified/%06d", wave) }
 
 // Unverified reads the devices of a wave that did not satisfy its failed verify (nil when verify did
 // not fail).
-func (t *Tx) Unverified(wave int) ([]string, error) {
-	var ids []string
-	err := t.getList(unverifiedKey(wave), &ids)
-	return ids, err
-}
+func (t *Tx) Unverified(wave int) ([]string, error) { return t.list(unverifiedKey(wave)) }
 
 // PutUnverified stores the devices of a wave that did not satisfy its verify when it failed.
 func (t *Tx) PutUnverified(wave int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketLists), unverifiedKey(wave), ids)
+	return t.putJSON(bucketLists, unverifiedKey(wave), ids)
 }
 
 // Snapshot reads a device's captured prior values; ok is false when none was captured.
 func (t *Tx) Snapshot(id string) (p Prior, ok bool, err error) {
-	ok, err = getJSON(t.tx.Bucket(bucketSnapshots), []byte(id), &p)
+	ok, err = t.getJSON(bucketSnapshots, id, &p)
 	return p, ok, err
 }
 
@@ -354,63 +329,74 @@ func (t *Tx) Snapshot(id string) (p Prior, ok bool, err error) {
 // is kept: the first capture is the device's value before the rollout, and a resumed run must not
 // overwrite it with a changed twin.
 func (t *Tx) putSnapshotJSON(id string, data []byte) error {
-	b := t.tx.Bucket(bucketSnapshots)
-	if b.Get([]byte(id)) != nil {
-		return nil
+	if old, err := t.kv.Get(bucketSnapshots, id); err != nil || old != nil {
+		return err
 	}
-	return b.Put([]byte(id), data)
+	return t.kv.Put(bucketSnapshots, id, data)
 }
 
 // Outcome reads a device's recorded outcome.
 func (t *Tx) Outcome(id string) (o DeviceOutcome, ok bool, err error) {
-	ok, err = getJSON(t.tx.Bucket(bucketOutcomes), []byte(id), &o)
+	ok, err = t.getJSON(bucketOutcomes, id, &o)
 	return o, ok, err
 }
 
 // PutOutcome stores a device's outcome.
 func (t *Tx) PutOutcome(id string, o DeviceOutcome) error {
-	return putJSON(t.tx.Bucket(bucketOutcomes), []byte(id), o)
+	return t.putJSON(bucketOutcomes, id, o)
 }
 
-// Approval reads a wave's approval.
-func (t *Tx) Approval(wave string) (a Approval, ok bool, err error) {
-	ok, err = getJSON(t.tx.Bucket(bucketApprovals), []byte(wave), &a)
-	return a, ok, err
-}
-
-// PutApproval stores a wave's approval.
-func (t *Tx) PutApproval(wave string, a Approval) error {
-	return putJSON(t.tx.Bucket(bucketApprovals), []byte(wave), a)
-}
-
-func conflictsKey(wave, batch int) []byte {
-	return fmt.Appendf(nil, "conflicts/%06d/%06d", wave, batch)
-}
+func conflictsKey(wave, batch int) string { return fmt.Sprintf("conflicts/%06d/%06d", wave, batch) }
 
 // Conflicts reads the devices a rollback of batch batch of wave wave left alone, sorted.
-func (t *Tx) Conflicts(wave, batch int) ([]string, error) {
-	var ids []string
-	err := t.getList(conflictsKey(wave, batch), &ids)
-	return ids, err
-}
+func (t *Tx) Conflicts(wave, batch int) ([]string, error) { return t.list(conflictsKey(wave, batch)) }
 
 // PutConflicts stores the devices a rollback of a batch left alone because someone changed them.
 func (t *Tx) PutConflicts(wave, batch int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketLists), conflictsKey(wave, batch), ids)
+	return t.putJSON(bucketLists, conflictsKey(wave, batch), ids)
 }
 
-func rollbackDevicesKey(wave, batch int) []byte {
-	return fmt.Appendf(nil, "rollback/%06d/%06d", wave, batch)
+func rollbackDevicesKey(wave, batch int) string {
+	return fmt.Sprintf("rollback/%06d/%06d", wave, batch)
 }
 
 // RollbackDevices reads the devices a batch's compensating method jobs target.
 func (t *Tx) RollbackDevices(wave, batch int) ([]string, error) {
-	var ids []string
-	err := t.getList(rollbackDevicesKey(wave, batch), &ids)
-	return ids, err
+	return t.list(rollbackDevicesKey(wave, batch))
 }
 
 // PutRollbackDevices stores the devices a batch's compensating method jobs target.
 func (t *Tx) PutRollbackDevices(wave, batch int, ids []string) error {
-	return putJSON(t.tx.Bucket(bucketLists), rollbackDevicesKey(wave, batch), ids)
+	return t.putJSON(bucketLists, rollbackDevicesKey(wave, batch), ids)
+}
+
+// siblings reads the sibling records of kind, decoded into T, by key.
+func siblings[T any](s *Store, kind string) (map[string]T, error) {
+	raw, err := s.rec.Siblings(context.Background(), kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]T, len(raw))
+	for k, data := range raw {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, fmt.Errorf("corrupt state record %s/%s: %w", kind, k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// putSibling writes a sibling record.
+func (s *Store) putSibling(kind, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.rec.PutSibling(context.Background(), kind, key, data, false)
+}
+
+func thisHolder(now time.Time) Holder {
+	host, _ := os.Hostname()
+	return Holder{PID: os.Getpid(), Host: host, Since: now.UTC()}
 }

@@ -75,9 +75,12 @@ func runApprove(e *env, o *approveOptions) int {
 // existingStore opens the state of rollout name under dir for the command cmd, saying why when there
 // is none (the command then exits 1).
 func existingStore(e *env, cmd, dir, name string) (*engine.Store, bool) {
-	store, err := engine.OpenStore(dir, name)
-	if err == nil && !store.Exists() {
-		err = fmt.Errorf("no rollout %q under %s", name, dir)
+	store, err := openState(e, dir, name)
+	if err == nil {
+		var ok bool
+		if ok, err = store.Exists(); err == nil && !ok {
+			err = fmt.Errorf("no rollout %q under %s", name, dir)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)

@@ -117,8 +117,9 @@ func runPlan(e *env, o *planOptions) int {
 	var store *engine.Store
 	// A state directory that does not exist holds no rollout; the preview must not create it. An
 	// emulated hub without --state has no rollout to show.
-	if _, err := os.Stat(o.hub.state); err == nil && (o.hub.emulate == "" || o.hub.changed("state")) {
-		if store, err = engine.OpenStore(o.hub.state, p.Name); err != nil {
+	_, statErr := os.Stat(o.hub.state)
+	if (statErr == nil || sharedState(o.hub.state)) && (o.hub.emulate == "" || o.hub.changed("state")) {
+		if store, err = openState(e, o.hub.state, p.Name); err != nil {
 			fmt.Fprintln(e.stderr, "rollout plan:", err)
 			return exitHub
 		}

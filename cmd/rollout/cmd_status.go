@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,8 +58,10 @@ func newStatusCmd(e *env) *cobra.Command {
 func runStatus(e *env, o *statusOptions) int {
 	names := []string{o.name}
 	if o.name == "" {
-		var err error
-		names, err = engine.Names(o.dir)
+		b, err := stateBackend(e, o.dir)
+		if err == nil {
+			names, err = b.Names(context.Background())
+		}
 		if err != nil {
 			fmt.Fprintln(e.stderr, "rollout status:", err)
 			return exitHub
@@ -70,7 +73,7 @@ func runStatus(e *env, o *statusOptions) int {
 	}
 	var views []statusView
 	for _, name := range names {
-		v, err := readStatus(o.dir, name)
+		v, err := readStatus(e, o.dir, name)
 		if errors.Is(err, engine.ErrNoState) {
 			fmt.Fprintf(e.stderr, "rollout status: no rollout %q under %s\n", name, o.dir)
 			return exitInvalid
@@ -118,13 +121,16 @@ type statusView struct {
 
 // readStatus reads what status shows of rollout name under dir: the one place the CLI reads a
 // rollout's state for a person, so that status and --watch read it the same way.
-func readStatus(dir, name string) (statusView, error) {
-	store, err := engine.OpenStore(dir, name)
+func readStatus(e *env, dir, name string) (statusView, error) {
+	store, err := openState(e, dir, name)
 	if err != nil {
 		return statusView{}, err
 	}
-	if !store.Exists() {
-		return statusView{}, engine.ErrNoState
+	if ok, err := store.Exists(); err != nil || !ok {
+		if err == nil {
+			err = engine.ErrNoState
+		}
+		return statusView{}, err
 	}
 	v := statusView{}
 	if v.State, err = store.Load(); err != nil {

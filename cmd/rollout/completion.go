@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
-	"github.com/iot-rollout/rollout/engine"
 	"github.com/spf13/cobra"
 )
 
@@ -51,12 +51,18 @@ func newCompletionCmd(e *env) *cobra.Command {
 
 // listRollouts lists the rollouts that have state where a --state value says. It is the one place
 // completion reads what rollouts there are, so that another state backend plugs in here.
-var listRollouts = func(state string) ([]string, error) { return engine.Names(state) }
+var listRollouts = func(e *env, state string) ([]string, error) {
+	b, err := stateBackend(e, state)
+	if err != nil {
+		return nil, err
+	}
+	return b.Names(context.Background())
+}
 
 // listWaves lists the waves of rollout name where a --state value says, from its recorded state.
-var listWaves = func(state, name string) ([]string, error) {
-	store, err := engine.OpenStore(state, name)
-	if err != nil || !store.Exists() {
+var listWaves = func(e *env, state, name string) ([]string, error) {
+	store, err := openState(e, state, name)
+	if err != nil || !hasState(store) {
 		return nil, err
 	}
 	st, err := store.Load()
@@ -85,7 +91,7 @@ func completeRollouts(e *env) cobra.CompletionFunc {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		names, err := listRollouts(completionState(cmd, e))
+		names, err := listRollouts(e, completionState(cmd, e))
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
@@ -99,7 +105,7 @@ func completeWaves(e *env) cobra.CompletionFunc {
 		if len(args) == 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		names, err := listWaves(completionState(cmd, e), args[0])
+		names, err := listWaves(e, completionState(cmd, e), args[0])
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}

@@ -36,7 +36,7 @@ func (f *runFlags) drive(e *env, cmd string, ref stateRef, op engineOp) int {
 		return connectFailed(e, cmd, err)
 	}
 	defer sess.close()
-	st, err := engine.OpenStore(ref.dir, ref.name)
+	st, err := openState(e, ref.dir, ref.name)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
 		return exitHub
@@ -49,7 +49,7 @@ func (f *runFlags) drive(e *env, cmd string, ref stateRef, op engineOp) int {
 	view.close()
 	closeNotify()
 	code := finish(e, cmd, st, f, h, res, err)
-	if ref.temp && st.Exists() {
+	if ref.temp && hasState(st) {
 		fmt.Fprintf(e.stderr, "rollout %s: the state (and the emulated hub) lived in a temporary directory and is gone with this run; "+
 			"give --state DIR to keep them for status, approve, rollback and the next run\n", cmd)
 	}
@@ -92,7 +92,7 @@ func interrupts(ctx context.Context, e *env) (context.Context, <-chan struct{}, 
 // finish writes the report and turns a run's result into the exit code, saying what a person does
 // next.
 func finish(e *env, cmd string, store *engine.Store, f *runFlags, h hints, res *engine.Result, err error) int {
-	if f.report != "" && store.Exists() {
+	if f.report != "" && hasState(store) {
 		// The rollout's outcome stands whatever happens to its report: a report that cannot be
 		// written is said, never turned into a hub error. The state keeps every outcome.
 		if rerr := writeReport(store, f.report, time.Now()); rerr != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/statestore/bolt"
 )
 
 // engSession is a connected hub with its quotas, and what to close at the end.
@@ -132,7 +133,7 @@ func (f *hubFlags) emulated(ctx context.Context) (*engSession, error) {
 	}
 	faults, _ := emulator.ParseFaults(f.faults)
 	opts := emulator.Options{Fleet: fleet, Tier: tier, Units: f.units, Seed: f.seed, QueryLag: f.queryLag, Faults: faults}
-	if f.changed("state") && f.keepHub {
+	if f.changed("state") && f.keepHub && !sharedState(f.state) {
 		// With a kept state, the emulated hub is kept beside it, so that a rollout continued by a
 		// later run (--no-wait from cron, or after Ctrl-C) finds its twins and jobs again.
 		if err := os.MkdirAll(f.state, 0o700); err != nil {
@@ -180,7 +181,7 @@ func (f *hubFlags) stateDir() (dir string, temp bool, cleanup func(), err error)
 // lockKeptHub takes the lock of the emulated hub kept in the state directory dir, waiting up to a
 // minute for a run that is saving it.
 func lockKeptHub(ctx context.Context, dir string) (unlock func(), err error) {
-	store, err := engine.OpenStore(dir, "emulator-hub")
+	store, err := engine.OpenStore(ctx, bolt.New(dir), "emulator-hub")
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,16 @@
 //go:build unix
 
-package engine
+package bolt
 
 import (
+	"context"
+
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/iot-rollout/rollout/statestore"
 )
 
 // TestLockReleasedOnKill checks that a killed holder leaves no stale lock.
@@ -15,7 +19,7 @@ func TestLockReleasedOnKill(t *testing.T) {
 		t.Skip("flock(1) not installed")
 	}
 	dir := t.TempDir()
-	s, _ := OpenStore(dir, "fw")
+	s, _ := New(dir).Rollout("fw")
 	cmd := exec.Command("flock", "-x", dir+"/fw.lock", "sleep", "30")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -23,11 +27,11 @@ func TestLockReleasedOnKill(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		unlock, err := s.Lock(time.Now())
+		l, err := s.Lock(context.Background(), statestore.Holder{PID: 1})
 		if err != nil {
 			break
 		}
-		unlock()
+		l.Release(context.Background())
 		if time.Now().After(deadline) {
 			t.Fatal("the flock(1) holder never took the lock")
 		}
@@ -37,9 +41,9 @@ func TestLockReleasedOnKill(t *testing.T) {
 	cmd.Wait()
 	// The kernel releases the lock once the killed processes are gone.
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		unlock, err := s.Lock(time.Now())
+		l, err := s.Lock(context.Background(), statestore.Holder{PID: 1})
 		if err == nil {
-			unlock()
+			l.Release(context.Background())
 			break
 		}
 		if time.Now().After(deadline) {
