@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iot-rollout/rollout/statestore/azblob/azuritetest"
+
 	"github.com/iot-rollout/rollout/statestore/bolt"
 
 	"github.com/iot-rollout/rollout/emulator"
@@ -34,7 +36,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchChildEnv) != "" {
 		os.Exit(benchChild())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	azuritetest.Stop()
+	os.Exit(code)
 }
 
 // benchChild serves an emulator for the fleet file, tier and units in its environment, prints its URL

@@ -48,6 +48,8 @@ type Options struct {
 	ConnectionString string
 	// Retry bounds the retries of one request; zero values take the defaults below.
 	Retry policy.RetryOptions
+	// Policies run on every request sent, after the retry policy (a meter of bytes sent, say).
+	Policies []policy.Policy
 }
 
 // Defaults of a request's retries: a storage service that is away for 20 s is waited for (1+2+4+8+10
@@ -117,7 +119,7 @@ func newClient(containerURL, account string, o Options) (*container.Client, erro
 	if r.TryTimeout == 0 {
 		r.TryTimeout = defaultTryTimeout
 	}
-	opts := &container.ClientOptions{ClientOptions: policy.ClientOptions{Retry: r}}
+	opts := &container.ClientOptions{ClientOptions: policy.ClientOptions{Retry: r, PerRetryPolicies: o.Policies}}
 	if o.ConnectionString == "" {
 		cred, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
