@@ -7,11 +7,16 @@ import (
 
 // Report is the per-device outcome report of a rollout (`rollout apply --report FILE`).
 type Report struct {
-	Rollout  string      `json:"rollout"`
-	PlanHash string      `json:"planHash"`
-	Status   Status      `json:"status"`
-	Reason   string      `json:"reason,omitempty"`
-	Time     time.Time   `json:"time"`
+	Rollout  string    `json:"rollout"`
+	PlanHash string    `json:"planHash"`
+	Status   Status    `json:"status"`
+	Reason   string    `json:"reason,omitempty"`
+	Time     time.Time `json:"time"`
+	// Created is when the rollout started, Updated when its state last changed; Rollback, once a
+	// rollback started, when and how far it got.
+	Created  time.Time   `json:"created,omitzero"`
+	Updated  time.Time   `json:"updated,omitzero"`
+	Rollback *Progress   `json:"rollback,omitempty"`
 	Waves    []Wave      `json:"waves"`
 	Devices  []ReportRow `json:"devices"`
 }
@@ -45,6 +50,7 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 			return err
 		}
 		rep.Rollout, rep.PlanHash, rep.Status, rep.Reason, rep.Waves = st.Name, st.PlanHash, st.Status, st.Reason, st.Waves
+		rep.Created, rep.Updated, rep.Rollback = st.Created, st.Updated, st.Rollback
 		for wi, w := range st.Waves {
 			if !w.Resolved {
 				continue
