@@ -46,9 +46,9 @@ conformance: build
 # The README's first command: a rollout on the embedded emulator showing a canary, a passing wave, a
 # failing wave and its rollback. Exit 3 (rolled back) is the expected ending.
 demo: build
-	./bin/rollout apply --emulate testdata/fleets/demo.yaml plans/demo/demo.yaml --report bin/demo-report.json; \
+	./bin/rollout apply --emulate testdata/fleets/demo.yaml plans/demo/demo.yaml --report bin/demo-report.html; \
 	  code=$$?; if [ $$code -ne 3 ]; then echo "demo: expected exit 3 (rolled back), got $$code"; exit 1; fi; \
-	  echo "demo: rolled back as expected; per-device outcomes in bin/demo-report.json"
+	  echo "demo: rolled back as expected; open bin/demo-report.html for the timeline and per-device outcomes"
 
 clean:
 	rm -rf bin

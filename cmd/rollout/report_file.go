@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/iot-rollout/rollout/report"
 )
 
 // checkReportPath checks, before the hub is dialled, that a report can be written at path: a file
-// name (not a directory) with a known extension, in a directory that exists and takes new files.
+// name (not a directory) whose extension names a format, in a directory that exists and takes new
+// files.
 func checkReportPath(path string) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%s is a directory; give a file name such as %s", path, filepath.Join(path, "report.json"))
+		return fmt.Errorf("%s is a directory; give a file name such as %s", path, filepath.Join(path, "report.html"))
 	}
-	if ext := filepath.Ext(path); ext != ".json" {
-		return fmt.Errorf("%s: the report's format comes from its extension, and .json is the one there is", path)
+	if _, err := report.FormatOf(path); err != nil {
+		return err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".rollout-report-*")
 	if err != nil {
@@ -28,19 +30,27 @@ func checkReportPath(path string) error {
 	return os.Remove(f.Name())
 }
 
-// writeReport writes the report of the rollout in store to path, from its state alone, as of now.
+// writeReport writes the report of the rollout in store to path, from its state alone, as of now,
+// in the format path's extension names.
 func writeReport(store *engine.Store, path string, now time.Time) error {
-	rep, err := engine.BuildReport(store, now)
+	format, err := report.FormatOf(path)
 	if err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(rep, "", "  ")
+	rep, err := engine.BuildReport(store, now)
 	if err != nil {
 		return err
 	}
 	// Write then rename, so a reader never sees half a report.
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	err = errors.Join(report.Write(w, format, rep), w.Flush(), f.Close())
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
