@@ -32,10 +32,10 @@
 // state, listen, serve); http.go is the middleware every IoT Hub request passes (tier headers, faults,
 // authentication, logging) and the router, which picks a handler and charges its quota. The handlers are
 // the HTTP I/O and nothing else, a file per resource: devices_http.go, modules_http.go, twins_http.go,
-// methods_http.go, jobs_http.go, query_http.go, statistics.go, with paging in cursor.go and the /_emulator/ endpoints in
+// configs_http.go, methods_http.go, jobs_http.go, query_http.go, statistics.go, with paging in cursor.go and the /_emulator/ endpoints in
 // stats.go; they decode a request, call one store method and write the answer, and none takes a lock.
 // State lives in stores that take their own locks: the registry and twins (store.go, device.go,
-// registry.go, module.go, twinwrite.go) and the jobs (jobs.go); their methods are the transitions, a twin write or
+// registry.go, module.go, configs.go, twinwrite.go) and the jobs (jobs.go); their methods are the transitions, a twin write or
 // a job moving from queued to running (jobstate.go), and the decisions they rest on (an etag match, the
 // concurrent-job limit, twin sizes in twin.go) are plain functions of the state. The job runner
 // (jobrunner.go) does the waiting and pacing of each job on its own goroutine and moves it on only
@@ -114,6 +114,20 @@
 //     their connections. A module created again is 409 ModuleAlreadyExistsOnDevice. Module queries
 //     (FROM devices.modules) see module twins as they are, without the query lag; jobs select
 //     devices only, as on the hub. A path segment holding an escaped '/' is 400 ArgumentInvalid.
+//   - Automatic device configurations (/configurations, or a fleet file's configurations:, created in
+//     their order) run once when created or updated and then every Options.ConfigurationInterval
+//     (5 minutes, the hub's interval). Each run writes deviceContent (paths properties.desired.*) to
+//     the device twins the target condition selects: per path, the highest priority wins, then the
+//     latest created, then the smallest id; a path inside or around one a winner writes is left to
+//     the winner. A twin is written only where it does not hold the winning value already, and a
+//     value someone else wrote at such a path is written back at the next run. Deleting a
+//     configuration leaves the twins as they are; its content cannot be updated (400). A
+//     configuration is applied to a twin when it wins a path there (systemMetrics appliedCount) and
+//     targets it otherwise; twins carry no configurations field, so appliedCount's query is not
+//     answerable. modulesContent and moduleContent are kept and returned, not applied. Unknown and
+//     duplicate ids are 404 ConfigurationNotFound and 409 ConfigurationAlreadyExists, a hub holds at
+//     most 100 configurations (403 IotHubQuotaExceeded), and configuration calls are charged to
+//     registry operations.
 //   - Job records are kept until the emulator's data is discarded (the hub's 30-day retention is not
 //     emulated).
 //

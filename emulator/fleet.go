@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/iot-rollout/rollout/hubapi"
 )
 
 // Fleet is a parsed fleet file: generated groups of devices that share tags, properties and behaviour,
@@ -18,6 +20,8 @@ type Fleet struct {
 	Defaults Behavior // behaviour of explicit devices without their own and of devices created at run time
 	Groups   []Group
 	Devices  []DeviceSpec
+	// Configurations are automatic device configurations the hub starts with, created in this order.
+	Configurations []hubapi.Configuration
 }
 
 // Group is a generated group of Count devices named IDPrefix followed by a zero-padded index of at least
@@ -129,6 +133,7 @@ func ParseFleet(name string, data []byte) (*Fleet, error) {
 	}
 	p.groups(f, ff.Groups, valueOf(root, "groups"))
 	p.devices(f, ff.Devices, valueOf(root, "devices"))
+	p.configurations(f, ff.Configurations, valueOf(root, "configurations"))
 	// Duplicate ids, explicit or generated, are found when the registry is built (see newStore): checking
 	// here would mean generating every id twice.
 	if err := p.err(); err != nil {
@@ -321,4 +326,66 @@ func groupIDWidth(count int) int {
 // GroupDeviceID is the id of the i-th device of a group.
 func GroupDeviceID(g *Group, i int) string {
 	return fmt.Sprintf("%s%0*d", g.IDPrefix, groupIDWidth(g.Count), i)
+}
+
+// configurations reads the fleet's configurations, each checked as PUT /configurations/{id} checks it.
+func (p *fleetParser) configurations(f *Fleet, configs []configYAML, list *yaml.Node) {
+	seen := map[string]bool{}
+	for i, c := range configs {
+		n := item(list, i)
+		path := fmt.Sprintf("configurations[%d]", i)
+		hc := hubapi.Configuration{ID: c.ID, SchemaVersion: c.SchemaVersion, Labels: c.Labels,
+			TargetCondition: c.TargetCondition, Priority: c.Priority}
+		if c.Content != nil {
+			hc.Content = &hubapi.ConfigurationContent{}
+			var err error
+			if hc.Content.DeviceContent, err = normalizeObject(c.Content.DeviceContent); err == nil {
+				hc.Content.ModuleContent, err = normalizeObject(c.Content.ModuleContent)
+			}
+			for k, v := range c.Content.ModulesContent {
+				var m map[string]any
+				if m, err = normalizeObject(v); err != nil {
+					break
+				}
+				if hc.Content.ModulesContent == nil {
+					hc.Content.ModulesContent = map[string]map[string]any{}
+				}
+				hc.Content.ModulesContent[k] = m
+			}
+			if err != nil {
+				p.add(at(n, "content"), path+".content", "", "configuration %q: %v", c.ID, err)
+				continue
+			}
+		}
+		if c.Metrics != nil {
+			hc.Metrics = &hubapi.ConfigurationMetrics{Queries: c.Metrics.Queries}
+		}
+		if _, err := parseConfiguration(&hc); err != nil {
+			msg := err.Error()
+			var he *hubError
+			if errors.As(err, &he) {
+				msg = he.msg
+			}
+			p.add(n, path, "", "%s", msg)
+			continue
+		}
+		if seen[c.ID] {
+			p.add(at(n, "id"), path+".id", "give each configuration its own id", "configuration %q is listed twice", c.ID)
+			continue
+		}
+		seen[c.ID] = true
+		f.Configurations = append(f.Configurations, hc)
+	}
+}
+
+// normalizeObject turns a YAML-decoded object into encoding/json shapes; nil stays nil.
+func normalizeObject(m map[string]any) (map[string]any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	v, err := normalizeYAML(m)
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]any), nil
 }

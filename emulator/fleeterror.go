@@ -179,6 +179,13 @@ var (
 	}}
 	// fleetSchema is the shape of a fleet file; fleetFile, groupYAML and deviceYAML decode it.
 	fleetSchema = &field{kind: kindMapping, keys: map[string]*field{
+		"configurations": {kind: kindList, items: &field{kind: kindMapping, keys: map[string]*field{
+			"id": textField, "schemaVersion": textField, "labels": objectField, "targetCondition": textField,
+			"priority": {kind: kindWhole},
+			"content": {kind: kindMapping, keys: map[string]*field{
+				"deviceContent": objectField, "modulesContent": objectField, "moduleContent": objectField}},
+			"metrics": {kind: kindMapping, keys: map[string]*field{"queries": objectField}},
+		}}},
 		"defaults": {kind: kindMapping, keys: map[string]*field{"behavior": behaviorField}},
 		"groups": {kind: kindList, items: &field{kind: kindMapping, keys: map[string]*field{
 			"name": textField, "count": {kind: kindWhole}, "idPrefix": textField,
@@ -207,7 +214,7 @@ func (p *fleetParser) looksLikePlan(root *yaml.Node) bool {
 	var planKey *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		switch k := root.Content[i]; k.Value {
-		case "groups", "devices":
+		case "groups", "devices", "configurations":
 			return false
 		case "waves", "action":
 			if planKey == nil {

@@ -19,8 +19,25 @@ type fleetFile struct {
 	Defaults *struct {
 		Behavior *behaviorYAML `yaml:"behavior"`
 	} `yaml:"defaults"`
-	Groups  []groupYAML  `yaml:"groups"`
-	Devices []deviceYAML `yaml:"devices"`
+	Groups         []groupYAML  `yaml:"groups"`
+	Devices        []deviceYAML `yaml:"devices"`
+	Configurations []configYAML `yaml:"configurations"`
+}
+
+type configYAML struct {
+	ID            string            `yaml:"id"`
+	SchemaVersion string            `yaml:"schemaVersion"`
+	Labels        map[string]string `yaml:"labels"`
+	Content       *struct {
+		DeviceContent  map[string]any            `yaml:"deviceContent"`
+		ModulesContent map[string]map[string]any `yaml:"modulesContent"`
+		ModuleContent  map[string]any            `yaml:"moduleContent"`
+	} `yaml:"content"`
+	TargetCondition string `yaml:"targetCondition"`
+	Priority        int32  `yaml:"priority"`
+	Metrics         *struct {
+		Queries map[string]string `yaml:"queries"`
+	} `yaml:"metrics"`
 }
 
 type groupYAML struct {

@@ -205,6 +205,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 			return errMethod(r)
 		}
 		return s.invokeHandler(w, r, seg[1])
+	case len(seg) >= 1 && seg[0] == "configurations":
+		return s.routeConfigurations(w, r, seg)
 	case len(seg) >= 3 && seg[2] == "modules" && (seg[0] == "twins" || seg[0] == "devices"):
 		return s.routeModule(w, r, seg)
 	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "v2" && seg[2] == "query":

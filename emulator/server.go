@@ -41,6 +41,10 @@ type Options struct {
 	// 8883; it also turns on MQTT over WebSockets at /$iothub/websocket on the REST listener. "" (the
 	// default, for tests and `apply --emulate`) serves no device side; "127.0.0.1:0" a free port.
 	MQTTAddr string
+	// ConfigurationInterval is how often automatic device configurations are run again after the run
+	// that follows each create or update: their content is written to the twins their target
+	// conditions select then. Default 5 minutes, the hub's interval.
+	ConfigurationInterval time.Duration
 	// Log, when set, receives one line per IoT Hub request: method, path, status, error code and
 	// duration. Tokens and bodies are never logged.
 	Log io.Writer
@@ -136,6 +140,12 @@ func withDefaults(opts Options) (Options, hubapi.Quotas, []byte, error) {
 	if opts.QueryLag < 0 {
 		return opts, q, nil, errors.New("emulator: the query lag must not be negative")
 	}
+	if opts.ConfigurationInterval < 0 {
+		return opts, q, nil, errors.New("emulator: the configuration interval must not be negative")
+	}
+	if opts.ConfigurationInterval == 0 {
+		opts.ConfigurationInterval = 5 * time.Minute
+	}
 	return opts, q, key, nil
 }
 
@@ -162,15 +172,19 @@ func newServer(opts Options, q hubapi.Quotas) *Server {
 
 // loadState fills the stores from the data file when it exists, else from the fleet.
 func (s *Server) loadState() error {
+	loaded := false
 	if s.opts.DataFile != "" {
-		loaded, err := s.loadData(s.opts.DataFile)
-		if err != nil || loaded {
+		var err error
+		if loaded, err = s.loadData(s.opts.DataFile); err != nil {
 			return err
 		}
 	}
-	if err := s.store.load(s.opts.Fleet, time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("emulator: fleet: %w", err)
+	if !loaded {
+		if err := s.store.load(s.opts.Fleet, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("emulator: fleet: %w", err)
+		}
 	}
+	s.store.runConfigs(time.Now().UnixNano())
 	return nil
 }
 
@@ -286,6 +300,20 @@ func (s *Server) serve(ln net.Listener) {
 	go func() {
 		defer s.wg.Done()
 		s.cursors.expireLoop(s.done)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.opts.ConfigurationInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+				s.store.runConfigs(time.Now().UnixNano())
+			}
+		}
 	}()
 	s.resumeJobs()
 	go func() {

@@ -29,8 +29,16 @@ type snapHeader struct {
 }
 
 type snapLine struct {
-	Device *snapDevice `json:"device,omitempty"`
-	Job    *snapJob    `json:"job,omitempty"`
+	Device        *snapDevice `json:"device,omitempty"`
+	Job           *snapJob    `json:"job,omitempty"`
+	Configuration *snapConfig `json:"configuration,omitempty"`
+}
+
+// snapConfig is a configuration as it was given, with its times and etag.
+type snapConfig struct {
+	Request hubapi.Configuration `json:"request"`
+	Times   [2]int64             `json:"times"` // created, updated
+	ETag    int64                `json:"etag"`
 }
 
 type snapMeta struct {
@@ -120,6 +128,11 @@ func (s *Server) saveData(path string) error {
 	if err == nil {
 		err = s.store.forEachModule(func(m *device) error {
 			return enc.Encode(snapLine{Device: snapOfDevice(m, pending)})
+		})
+	}
+	if err == nil {
+		err = s.store.forEachConfig(func(c *configuration) error {
+			return enc.Encode(snapLine{Configuration: &snapConfig{Request: c.req, Times: [2]int64{c.created, c.updated}, ETag: c.etag}})
 		})
 	}
 	if err == nil {
@@ -216,8 +229,10 @@ func (s *Server) loadData(path string) (bool, error) {
 			err = l.device(sl.Device)
 		case sl.Job != nil:
 			err = l.job(sl.Job)
+		case sl.Configuration != nil:
+			err = l.s.store.restoreConfig(sl.Configuration)
 		default:
-			err = errors.New("neither a device nor a job")
+			err = errors.New("neither a device, a job nor a configuration")
 		}
 		if err != nil {
 			return false, fail(line, "%v", err)

@@ -20,6 +20,7 @@ type store struct {
 	ndeleted  int
 	mods      map[string]*device // module identities by key ({deviceId}/{moduleId})
 	modOrder  []*device          // modules in creation order
+	configs   map[string]*configuration
 	seed      int64
 	defaults  *Behavior
 	keySalt   []byte
@@ -57,6 +58,11 @@ func (s *store) load(f *Fleet, now int64) error {
 	}
 	for gi := range f.Groups {
 		if err := s.loadGroup(&f.Groups[gi], now); err != nil {
+			return err
+		}
+	}
+	for i := range f.Configurations {
+		if err := s.loadConfig(&f.Configurations[i], now+int64(i)); err != nil {
 			return err
 		}
 	}

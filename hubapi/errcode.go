@@ -52,13 +52,20 @@ var (
 	CodePartitionNotFound                   = ErrorCode{503003, "PartitionNotFound"}
 	CodeGatewayTimeout                      = ErrorCode{504101, "GatewayTimeout"}
 
+	// CodeConfigurationNotFound and CodeConfigurationAlreadyExists answer a configuration id the hub
+	// does not know and a create of one it does; their numbers are unconfirmed, so the emulator sends
+	// the names with 404 and 409.
+	CodeConfigurationNotFound      = ErrorCode{0, "ConfigurationNotFound"}
+	CodeConfigurationAlreadyExists = ErrorCode{0, "ConfigurationAlreadyExists"}
+
 	// CodeJobAlreadyExists answers a PUT of a job id that exists. The hub's answer to a duplicate job id
 	// is unconfirmed (reference §3.1); rollout and its emulator use 409 with this name and no number.
 	CodeJobAlreadyExists = ErrorCode{0, "JobAlreadyExists"}
 )
 
 // nameOnlyStatus gives the HTTP status of codes the hub sends without a number.
-var nameOnlyStatus = map[string]int{"GenericBadRequest": 400, "JobAlreadyExists": 409}
+var nameOnlyStatus = map[string]int{"GenericBadRequest": 400, "JobAlreadyExists": 409,
+	"ConfigurationNotFound": 404, "ConfigurationAlreadyExists": 409}
 
 // knownCodes indexes every code above by name and by number.
 var knownCodes = []ErrorCode{
@@ -70,7 +77,8 @@ var knownCodes = []ErrorCode{
 	CodePreconditionFailed, CodeMessageTooLarge, CodeGenericTooManyRequests, CodeThrottlingException,
 	CodeThrottleBacklogLimitExceeded, CodeThrottlingBacklogTimeout, CodeThrottlingMaxActiveJobCountExceeded,
 	CodeDeviceThrottlingLimitExceeded, CodeServerError, CodeJobCancelled, CodeServiceUnavailable,
-	CodePartitionNotFound, CodeGatewayTimeout, CodeJobAlreadyExists,
+	CodePartitionNotFound, CodeGatewayTimeout, CodeJobAlreadyExists, CodeConfigurationNotFound,
+	CodeConfigurationAlreadyExists,
 }
 
 // LookupCode finds a known code by name (case-sensitive, as the hub writes it). The second result is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,6 +38,21 @@ func (c *Client) CreateDevice(ctx context.Context, d *Device) (*Device, error) {
 func (c *Client) ListDevices(ctx context.Context) ([]Device, error) {
 	cl := &call{name: "ListDevices", method: "GET", path: "/devices", class: classRegistry, idempotent: true}
 	out, err := doJSON[[]Device](ctx, c, cl)
+	if err != nil {
+		return nil, err
+	}
+	return *out, nil
+}
+
+// ListConfigurations lists the hub's automatic device and module configurations (GET
+// /configurations), at most top of them (0: the hub's maximum); the hub does not page them.
+func (c *Client) ListConfigurations(ctx context.Context, top int) ([]Configuration, error) {
+	q := url.Values{}
+	if top > 0 {
+		q.Set("top", strconv.Itoa(top))
+	}
+	cl := &call{name: "ListConfigurations", method: "GET", path: "/configurations", query: q, class: classRegistry, idempotent: true}
+	out, err := doJSON[[]Configuration](ctx, c, cl)
 	if err != nil {
 		return nil, err
 	}

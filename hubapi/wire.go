@@ -299,6 +299,37 @@ const (
 	HeaderEmulatorUnits = "X-Emulator-Units" // purchased units, a positive decimal integer (1 for unlimited)
 )
 
+// Configuration is an automatic device (or module) configuration (swagger definition Configuration):
+// content written to the twins TargetCondition selects, the highest Priority winning.
+type Configuration struct {
+	ID                 string                `json:"id"`
+	SchemaVersion      string                `json:"schemaVersion,omitempty"`
+	Labels             map[string]string     `json:"labels,omitempty"`
+	Content            *ConfigurationContent `json:"content,omitempty"`
+	TargetCondition    string                `json:"targetCondition,omitempty"`
+	CreatedTimeUTC     *Time                 `json:"createdTimeUtc,omitempty"`
+	LastUpdatedTimeUTC *Time                 `json:"lastUpdatedTimeUtc,omitempty"`
+	Priority           int32                 `json:"priority"`
+	SystemMetrics      *ConfigurationMetrics `json:"systemMetrics,omitempty"`
+	Metrics            *ConfigurationMetrics `json:"metrics,omitempty"`
+	ETag               string                `json:"etag,omitempty"`
+}
+
+// ConfigurationContent is what a configuration writes. DeviceContent maps twin paths
+// ("properties.desired.firmware") to values; ModulesContent maps module names to their content (IoT
+// Edge deployments); ModuleContent is a module configuration's content.
+type ConfigurationContent struct {
+	DeviceContent  map[string]any            `json:"deviceContent,omitempty"`
+	ModulesContent map[string]map[string]any `json:"modulesContent,omitempty"`
+	ModuleContent  map[string]any            `json:"moduleContent,omitempty"`
+}
+
+// ConfigurationMetrics are a configuration's metric queries by name and their latest counts.
+type ConfigurationMetrics struct {
+	Results map[string]int64  `json:"results,omitempty"`
+	Queries map[string]string `json:"queries,omitempty"`
+}
+
 // RegistryStatistics is the answer of GET /statistics/devices (swagger definition RegistryStatistics).
 type RegistryStatistics struct {
 	TotalDeviceCount    int64 `json:"totalDeviceCount"`
