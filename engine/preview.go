@@ -306,6 +306,9 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 	}
 	pv.out.Untargeted = max(0, pv.out.FleetDevices-covered)
 	pv.findings()
+	if err := pv.configurationFindings(ctx); err != nil {
+		return nil, err
+	}
 	if qpm := o.Estimate.QueriesPerMinute; qpm > 0 && !math.IsInf(qpm, 1) {
 		pv.out.QueryTime = seconds(float64(pv.out.Queries) * 60 / qpm)
 	}
