@@ -12,7 +12,10 @@
 //
 // Behaviour is deterministic for a fleet file and seed: which devices are offline or failing is decided by
 // a hash of the device id and the seed, never by a random draw at run time. In a generated group a share
-// selects exactly round(share × count) devices.
+// selects exactly round(share × count) devices. With behavior onlineAfter, the devices that start offline
+// (their share, or connectionState: Disconnected) come online that long after the emulator starts or
+// loads its data file: Connected from then on, answering methods, and reporting back the desired
+// properties changed while they were away. Devices taken over by a client are left to it.
 //
 // # Use
 //

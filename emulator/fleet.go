@@ -73,6 +73,9 @@ type Behavior struct {
 	ConvergeDelay   time.Duration // after a desired change, report the desired values back after this
 	ConvergeFailure float64       // share that never report desired values back
 	External        bool          // driver: external: never simulated; waits for a real client to connect
+	// OnlineAfter, when positive, brings the devices that start offline online this long after the
+	// emulator starts (or loads its data file).
+	OnlineAfter time.Duration
 }
 
 // DefaultBehavior is how a device behaves when nothing says otherwise: online, answering methods at once

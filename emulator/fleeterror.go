@@ -174,7 +174,7 @@ var (
 	anyField      = &field{kind: kindAny}
 	behaviorField = &field{kind: kindMapping, keys: map[string]*field{
 		"offline": shareField, "methodFailure": shareField, "methodTimeout": shareField, "methodLatency": durationField,
-		"driver":   textField,
+		"driver": textField, "onlineAfter": durationField,
 		"converge": {kind: kindMapping, keys: map[string]*field{"delay": durationField, "failure": shareField}},
 	}}
 	// fleetSchema is the shape of a fleet file; fleetFile, groupYAML and deviceYAML decode it.

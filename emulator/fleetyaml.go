@@ -110,7 +110,8 @@ type behaviorYAML struct {
 		Delay   *duration `yaml:"delay"`
 		Failure *share    `yaml:"failure"`
 	} `yaml:"converge"`
-	Driver *driver `yaml:"driver"`
+	Driver      *driver   `yaml:"driver"`
+	OnlineAfter *duration `yaml:"onlineAfter"`
 }
 
 // driver is who drives a device: "simulated" (the default) or "external", a real client.
@@ -147,6 +148,9 @@ func (y *behaviorYAML) apply(b Behavior) Behavior {
 	}
 	if y.Driver != nil {
 		b.External = bool(*y.Driver)
+	}
+	if y.OnlineAfter != nil {
+		b.OnlineAfter = time.Duration(*y.OnlineAfter)
 	}
 	if y.Converge != nil {
 		if y.Converge.Delay != nil {

@@ -316,6 +316,7 @@ func (s *Server) serve(ln net.Listener) {
 		}
 	}()
 	s.resumeJobs()
+	s.scheduleOnline()
 	go func() {
 		// Serve returns http.ErrServerClosed after Close; there is no one else to tell.
 		_ = s.http.Serve(ln)
