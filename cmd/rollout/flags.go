@@ -7,6 +7,7 @@ import (
 
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/notify"
 	"github.com/spf13/pflag"
 )
 
@@ -82,6 +83,9 @@ type runFlags struct {
 	report string
 	noWait bool
 	notify string
+	// notifyEnv is ROLLOUT_NOTIFY_URL, read at bind time but never a flag default: help prints
+	// defaults, and the URL is a secret.
+	notifyEnv string
 }
 
 // bind registers the run flags on fs; withNoWait adds --no-wait (apply's, not rollback's).
@@ -92,6 +96,7 @@ func (f *runFlags) bind(fs *pflag.FlagSet, e *env, withNoWait bool) {
 	fs.StringVar(&f.output, "output", "text", "output: text (progress bars on a terminal, plain lines otherwise) or json (one event per line)")
 	fs.StringVar(&f.report, "report", "", "write the per-device outcome report to this file: .json, .xml (JUnit) or .html (one self-contained page)")
 	fs.StringVar(&f.notify, "notify", "", "POST the events a person acts on as JSON to this webhook URL (env ROLLOUT_NOTIFY_URL); never printed")
+	f.notifyEnv = e.getenv("ROLLOUT_NOTIFY_URL")
 	if withNoWait {
 		fs.BoolVar(&f.noWait, "no-wait", false, "advance as far as possible now and exit (10 while waiting for a window, bake or approval); for cron")
 	}
@@ -105,6 +110,14 @@ func (f *runFlags) check() error {
 	if f.report != "" {
 		if err := checkReportPath(f.report); err != nil {
 			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	if f.notify == "" {
+		f.notify = f.notifyEnv
+	}
+	if f.notify != "" {
+		if err := notify.Check(f.notify); err != nil {
+			return fmt.Errorf("--notify (or ROLLOUT_NOTIFY_URL): %w", err)
 		}
 	}
 	return f.hubFlags.check()

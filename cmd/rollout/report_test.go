@@ -3,28 +3,46 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// TestDemoReports runs the demo (a canary, a passing wave, a wave whose verify fails, the rollback),
-// then writes its reports after the fact with `rollout report`: the JUnit file has a suite per wave
-// and the devices that failed verify as failures, and the HTML page loads in a real headless browser
-// without a console error and shows the timeline.
-func TestDemoReports(t *testing.T) {
+// TestDemo runs the demo (a canary, a passing wave, a wave whose verify fails, the rollback) with a
+// webhook that fails each notification's first delivery: it gets gateFailed and rolledBack, and its
+// URL is never printed. Then the demo's reports are written after the fact with `rollout report`: the
+// JUnit file has a suite per wave and the devices that failed verify as failures, and the HTML page
+// loads in a real headless browser without a console error and shows the timeline.
+func TestDemo(t *testing.T) {
+	hook := &webhook{}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	code, _, stderr := runCLI(t, "apply", "--emulate", "../../testdata/fleets/demo.yaml", "--state", state,
-		"--report", filepath.Join(dir, "apply.xml"), "../../plans/demo/demo.yaml")
+	code, stdout, stderr := runCLI(t, "apply", "--emulate", "../../testdata/fleets/demo.yaml", "--state", state,
+		"--report", filepath.Join(dir, "apply.xml"), "--notify", srv.URL+"/hooks/s3cr3t-token", "../../plans/demo/demo.yaml")
 	if code != exitRolledBack {
 		t.Fatalf("demo: exit %d, want %d; stderr:\n%s", code, exitRolledBack, stderr)
+	}
+	hook.mu.Lock()
+	events := hook.events
+	hook.mu.Unlock()
+	if want := []string{"gateFailed", "rolledBack"}; !slices.Equal(events, want) {
+		t.Errorf("the webhook got %v, want %v", events, want)
+	}
+	if strings.Contains(stdout+stderr, "s3cr3t") {
+		t.Error("the webhook URL was printed")
 	}
 	for _, out := range []string{"demo.xml", "demo.html", "demo.json"} {
 		if code, _, stderr := runCLI(t, "report", "--state", state, "demo-thermostat-fw", "--out", filepath.Join(dir, out)); code != exitOK {
@@ -35,6 +53,28 @@ func TestDemoReports(t *testing.T) {
 		t.Run(f, func(t *testing.T) { checkDemoJUnit(t, filepath.Join(dir, f)) })
 	}
 	t.Run("html", func(t *testing.T) { checkDemoHTML(t, filepath.Join(dir, "demo.html")) })
+}
+
+// webhook records the events posted to it, failing the first attempt of each with 500.
+type webhook struct {
+	mu     sync.Mutex
+	tries  int
+	events []string
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tries++; h.tries%2 == 1 {
+		http.Error(w, "try again", http.StatusInternalServerError)
+		return
+	}
+	var m struct{ Event, Rollout string }
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m.Rollout != "demo-thermostat-fw" {
+		http.Error(w, "bad message", http.StatusBadRequest)
+		return
+	}
+	h.events = append(h.events, m.Event)
 }
 
 func checkDemoJUnit(t *testing.T, path string) {
