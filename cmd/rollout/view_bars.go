@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,23 +12,27 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 )
 
-// barView shows a bar per wave (devices done of total, successes, failures, ETA) and writes the other
-// events as lines above the bars.
+// barView shows a bar per wave (devices done of total, successes, failures, then the ETA while its
+// jobs run, or what the wave is doing: waiting, verifying, done, halted, rolled back) and writes the
+// other events as lines above the bars.
 type barView struct {
 	p        *mpb.Progress
 	mu       sync.Mutex
 	bars     map[int]*waveBar
+	order    []int // the waves with a bar, in the order their bars were made
 	lastRate map[int]float64
 	hints    hints
 }
 
 type waveBar struct {
 	bar              *mpb.Bar
-	total            int
 	doneBefore       int           // devices of finished batches
-	succeeded, fails atomic.Int64  // read by the render goroutine
 	base             engine.Counts // counts of finished batches
 	last             time.Time     // when the bar last moved, for the ETA's rate
+	eta              decor.Decorator
+	total, done      atomic.Int64 // read by the render goroutine, as are the fields below
+	succeeded, fails atomic.Int64
+	phase            atomic.Pointer[string] // what the wave does, as phaseOf words it; "" while its jobs run
 }
 
 // advance moves the bar to done devices, telling the ETA how long the move took.
@@ -38,12 +42,49 @@ func (wb *waveBar) advance(done int, at time.Time) {
 		d = time.Millisecond
 	}
 	wb.last = at
+	wb.done.Store(int64(done))
 	wb.bar.EwmaSetCurrent(int64(done), d)
 }
 
-func newBarView(f *os.File, h hints) *barView {
-	return &barView{p: mpb.New(mpb.WithOutput(f), mpb.WithRefreshRate(150*time.Millisecond)),
+func (wb *waveBar) setPhase(p string) { wb.phase.Store(&p) }
+
+func (wb *waveBar) phaseText() string {
+	if p := wb.phase.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func newBarView(w io.Writer, h hints) *barView {
+	return &barView{p: mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(150*time.Millisecond), mpb.WithAutoRefresh()),
 		bars: map[int]*waveBar{}, lastRate: map[int]float64{}, hints: h}
+}
+
+// barOf is the bar of the event's wave, made when the wave first shows: a wave waiting for its
+// approval has a bar before its devices are known.
+func (v *barView) barOf(ev engine.Event) *waveBar {
+	if wb := v.bars[ev.Wave]; wb != nil {
+		return wb
+	}
+	wb := &waveBar{last: ev.Time}
+	wb.eta = decor.EwmaETA(decor.ET_STYLE_GO, 30)
+	// A bar stays live until close, so mpb keeps flushing the lines written above the bars.
+	wb.bar = v.p.AddBar(0,
+		mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-12s", ev.WaveName)), decor.Any(func(decor.Statistics) string {
+			return fmt.Sprintf("%d/%d devices", wb.done.Load(), wb.total.Load())
+		})),
+		mpb.AppendDecorators(decor.Any(func(s decor.Statistics) string {
+			text := fmt.Sprintf("  ok %d  failed %d  ", wb.succeeded.Load(), wb.fails.Load())
+			if p := wb.phaseText(); p != "" {
+				return text + p
+			}
+			eta, _ := wb.eta.Decor(s)
+			return text + eta
+		})))
+	wb.bar.SetTotal(1, false)
+	v.bars[ev.Wave] = wb
+	v.order = append(v.order, ev.Wave)
+	return wb
 }
 
 func (v *barView) Event(ev engine.Event) {
@@ -51,18 +92,9 @@ func (v *barView) Event(ev engine.Event) {
 	defer v.mu.Unlock()
 	switch ev.Type {
 	case engine.EventWaveStarted:
-		wb := &waveBar{total: ev.Devices, last: ev.Time}
-		// A bar made with total 0 completes only when told, so every bar stays live until close and
-		// mpb keeps flushing the lines written above the bars.
-		wb.bar = v.p.AddBar(0,
-			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-12s", ev.WaveName)), decor.CountersNoUnit("%d/%d devices")),
-			mpb.AppendDecorators(
-				decor.Any(func(decor.Statistics) string {
-					return fmt.Sprintf("  ok %d  failed %d", wb.succeeded.Load(), wb.fails.Load())
-				}),
-				decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "  done")))
+		wb := v.barOf(ev)
+		wb.total.Store(int64(ev.Devices))
 		wb.bar.SetTotal(int64(max(ev.Devices, 1)), false)
-		v.bars[ev.Wave] = wb
 	case engine.EventBatchProgress:
 		if wb := v.bars[ev.Wave]; wb != nil && ev.Counts != nil {
 			// A running batch's counts include its collected jobs' timed-out and unreachable devices,
@@ -82,19 +114,42 @@ func (v *barView) Event(ev engine.Event) {
 		}
 	case engine.EventWaveDone:
 		if wb := v.bars[ev.Wave]; wb != nil {
-			wb.bar.SetCurrent(int64(max(wb.total, 1)))
+			wb.bar.SetCurrent(max(wb.total.Load(), 1))
 		}
 	case engine.EventVerify:
 		if r, ok := v.lastRate[ev.Wave]; ok && r == ev.Rate {
+			v.setPhases(ev)
 			return
 		}
 		v.lastRate[ev.Wave] = ev.Rate
 	}
+	v.setPhases(ev)
 	line := describe(ev, v.hints)
 	if line == "" || ev.Type == engine.EventBatchDone {
 		return
 	}
 	fmt.Fprintf(v.p, "%s %s\n", ev.Time.Local().Format("15:04:05"), line)
+}
+
+// setPhases words on the bars what ev says the waves do.
+func (v *barView) setPhases(ev engine.Event) {
+	phase, scope := phaseOf(ev)
+	switch scope {
+	case scopeWave:
+		if ev.Wave >= 0 && (ev.Type != engine.EventWaiting || ev.WaveName != "") {
+			v.barOf(ev).setPhase(phase)
+		}
+	case scopeStarted, scopeUnfinished:
+		for _, w := range v.order {
+			wb := v.bars[w]
+			if scope == scopeUnfinished && wb.phaseText() == "done" {
+				continue
+			}
+			if wb.total.Load() > 0 || scope == scopeUnfinished {
+				wb.setPhase(phase)
+			}
+		}
+	}
 }
 
 func (v *barView) close() {
@@ -104,4 +159,50 @@ func (v *barView) close() {
 	}
 	v.mu.Unlock()
 	v.p.Wait()
+}
+
+// phaseScope says which bars a phase is for.
+type phaseScope int
+
+const (
+	scopeNone       phaseScope = iota
+	scopeWave                  // the event's wave
+	scopeStarted               // every wave that started (a rollback undoes them all)
+	scopeUnfinished            // every wave with a bar that is not done
+)
+
+// phaseOf words what ev says a wave now does, for its bar, and which bars it is for; "" while the
+// wave's jobs run (the bar shows the ETA).
+func phaseOf(ev engine.Event) (string, phaseScope) {
+	switch ev.Type {
+	case engine.EventWaveStarted, engine.EventJobCreated, engine.EventJobAttached:
+		return "", scopeWave
+	case engine.EventWaiting:
+		switch ev.Reason {
+		case "approval":
+			return "waiting for approval", scopeWave
+		case "paused":
+			return "paused", scopeWave
+		case "schedule":
+			return "waiting for its window", scopeWave
+		case "bake":
+			return "baking until " + ev.Until.Local().Format("15:04:05"), scopeWave
+		}
+		return "waiting (" + ev.Reason + ")", scopeWave
+	case engine.EventVerify:
+		return fmt.Sprintf("verify %d/%d satisfied (%.1f%%)", ev.Done, ev.Devices, ev.Rate*100), scopeWave
+	case engine.EventGateFailed:
+		return "gate failed", scopeWave
+	case engine.EventHalted:
+		return "halted", scopeWave
+	case engine.EventWaveDone:
+		return "done", scopeWave
+	case engine.EventRollbackStarted:
+		return "rolling back", scopeStarted
+	case engine.EventRolledBack:
+		return "rolled back", scopeStarted
+	case engine.EventStopped:
+		return "stopped", scopeUnfinished
+	}
+	return "", scopeNone
 }
