@@ -18,6 +18,9 @@ type statusOptions struct {
 	dir    string
 	output string
 	name   string // "": every rollout under dir
+	// watch follows rollout name until it ends, reading its state every interval.
+	watch    bool
+	interval time.Duration
 }
 
 func newStatusCmd(e *env) *cobra.Command {
@@ -26,11 +29,14 @@ func newStatusCmd(e *env) *cobra.Command {
 		Use:   "status [flags] [NAME]",
 		Short: "show where a rollout stands, per wave and batch, from its state alone",
 		Long: "Without NAME, lists the rollouts under the state directory, one line each; with NAME, details one:\n" +
-			"its waves and batches, who applies it now, what it waits for. It reads the state alone and needs no hub.",
+			"its waves and batches, who applies it now, what it waits for. It reads the state alone and needs no hub.\n" +
+			"--watch follows one rollout live, from its state alone (so from any machine that reads a shared state),\n" +
+			"and exits when the rollout ends: 0 done, 2 halted, 3 rolled back; 130 on Ctrl-C.",
 		Example: examples(
 			"rollout status",
 			"rollout status thermostat-fw-2-4-0",
-			"rollout status --state /var/lib/rollout --output json thermostat-fw-2-4-0"),
+			"rollout status --state /var/lib/rollout --output json thermostat-fw-2-4-0",
+			"rollout status --watch --state https://acct.blob.core.windows.net/rollouts thermostat-fw-2-4-0"),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("give at most one rollout name")
@@ -45,11 +51,22 @@ func newStatusCmd(e *env) *cobra.Command {
 			if len(args) == 1 {
 				o.name = args[0]
 			}
+			if o.watch {
+				if o.name == "" {
+					return usagef("--watch follows one rollout: give its name")
+				}
+				if o.interval < 100*time.Millisecond {
+					return usagef("--interval must be at least 100ms")
+				}
+				return exitWith(watchStatus(e, o))
+			}
 			return exitWith(runStatus(e, o))
 		},
 	}
 	stateFlag(cmd.Flags(), e, &o.dir)
 	cmd.Flags().StringVar(&o.output, "output", "text", "output: text or json")
+	cmd.Flags().BoolVar(&o.watch, "watch", false, "follow the rollout live until it ends (exit 0 done, 2 halted, 3 rolled back)")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "with --watch: how often the state is read")
 	return cmd
 }
 
