@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,7 +58,19 @@ const (
 	MaxWaves = 100
 	// DefaultPercent takes all of what a wave's target selects.
 	DefaultPercent = 100.0
+	// DefaultRetryAttempts is how many further tries a retry block without attempts makes.
+	DefaultRetryAttempts = 3
+	// MaxRetryAttempts bounds attempts: retry job ids give the attempt one digit.
+	MaxRetryAttempts = 9
+	// DefaultRetryBackoff is the wait before the first retry; it doubles for each later one.
+	DefaultRetryBackoff = time.Minute
+	// DefaultRetryWithin is how old a wave may be when a retry starts.
+	DefaultRetryWithin = time.Hour
 )
+
+// DefaultRetryOn is what a retry block without on retries: devices that were not online, on which
+// a direct method never ran.
+var DefaultRetryOn = []string{RetryUnreachable}
 
 // Hub limits the validator enforces (reference: IoT Hub quotas, jobs and twin documentation).
 const (
@@ -211,12 +224,13 @@ type checker struct {
 	actions map[*yaml.Node]*Action // parsed action per node, so a shared action is checked once
 	conds   map[*yaml.Node]query.Expr
 	p       *Plan
+	said    map[string]bool // diagnostics once added, see once
 }
 
 // check runs every semantic check and builds the resolved plan as it goes. The plan is meaningful
 // only when no error was reported.
 func (l *loader) check() *Plan {
-	c := &checker{loader: l, actions: map[*yaml.Node]*Action{}, conds: map[*yaml.Node]query.Expr{}}
+	c := &checker{loader: l, actions: map[*yaml.Node]*Action{}, conds: map[*yaml.Node]query.Expr{}, said: map[string]bool{}}
 	root := ref{node: l.root}
 	p := &Plan{Version: 1, File: l.file, OnFailure: DefaultOnFailure}
 	c.p = p
@@ -390,7 +404,67 @@ func (c *checker) wave(w, topAction, defaults ref) Wave {
 		}
 		wave.Verify = v
 	}
+	wave.Retry = c.retry(w.get("retry"), defaults.get("retry"), wave.Action)
 	return wave
+}
+
+// retry checks and resolves a wave's retry block (wr) over the defaults' (dr), key by key; nil when
+// neither has one or attempts is 0. Retrying timedOut devices of a direct method needs
+// directMethod.idempotent: the method may have run on them.
+func (c *checker) retry(wr, dr ref, a Action) *Retry {
+	if !wr.ok() && !dr.ok() {
+		return nil
+	}
+	get := func(key string) ref { return pick(wr.get(key), dr.get(key)) }
+	rt := &Retry{Attempts: DefaultRetryAttempts, On: DefaultRetryOn}
+	if v, ok := integer(get("attempts")); ok {
+		rt.Attempts = v
+	}
+	rt.Backoff = c.duration(get("backoff"), DefaultRetryBackoff)
+	within := get("within")
+	rt.Within = c.duration(within, DefaultRetryWithin)
+	if within.ok() && rt.Within <= 0 {
+		c.once(Error, within, "give retries time, e.g. 1h", "retry.within must be more than 0")
+	}
+	on := get("on")
+	if n := deref(on.node); n != nil && n.Kind == yaml.SequenceNode {
+		rt.On = nil
+		for i, item := range n.Content {
+			class, ok := str(ref{node: item})
+			if !ok || slices.Contains(rt.On, class) {
+				continue // the schema reported it
+			}
+			rt.On = append(rt.On, class)
+			m := a.DirectMethod
+			if m == nil || m.Idempotent {
+				continue
+			}
+			at := ref{node: item, path: indexPath(on.path, i)}
+			switch class {
+			case RetryTimedOut:
+				c.once(Error, at, "declare directMethod.idempotent: true if running the method twice on a device is harmless, or retry only unreachable devices",
+					"retrying timedOut calls %s again on devices where it may have run", m.Name)
+			case RetryMethodError:
+				c.once(Warning, at, "retry methodError only when an error answer means the device did nothing, or declare directMethod.idempotent: true",
+					"retrying methodError calls %s again on devices that answered it", m.Name)
+			}
+		}
+	}
+	if rt.Attempts <= 0 {
+		return nil
+	}
+	return rt
+}
+
+// once adds a diagnostic at r unless one was added there already: a defaults block is checked once
+// for every wave that inherits it.
+func (c *checker) once(sev Severity, r ref, hint, format string, args ...any) {
+	key := fmt.Sprintf("%p %s %s", r.at(), r.path, format)
+	if c.said[key] {
+		return
+	}
+	c.said[key] = true
+	c.add(sev, r.node, r.path, hint, format, args...)
 }
 
 // thresholds flags gates that cannot work as written.
@@ -488,6 +562,9 @@ func (c *checker) directMethod(dm ref) *DirectMethod {
 		c.add(Error, ct.node, ct.path, "IoT Hub's connectTimeoutInSeconds ranges from 0 to 300", "connectTimeout %v is outside 0s..300s", m.ConnectTimeout)
 	}
 	c.wholeSeconds(ct, m.ConnectTimeout)
+	if b := deref(dm.get("idempotent").node); b != nil && b.ShortTag() == "!!bool" {
+		_ = b.Decode(&m.Idempotent) // not a boolean: the schema reported it
+	}
 	return m
 }
 

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,30 @@ type Wave struct {
 	Success    Success
 	Bake       time.Duration // 0: no bake
 	Verify     *Verify       // nil: no verify
+	// Retry retries the devices of each batch whose outcome it names; nil: no retries. Left out of
+	// the plan hash when nil.
+	Retry *Retry `json:",omitempty"`
+}
+
+// Retry says how a wave retries devices: a batch's devices whose outcome is one of On are tried
+// again, Attempts more times at most, each attempt over those of them connected at its start.
+type Retry struct {
+	Attempts int           // further tries after the first, at least 1
+	Backoff  time.Duration // before the first retry; doubles each time, capped by Within
+	Within   time.Duration // no retry starts after the wave is this old
+	On       []string      // outcome classes retried: unreachable, timedOut, methodError (see RetryOn)
+}
+
+// The outcome classes a retry may name.
+const (
+	RetryUnreachable = "unreachable" // the device was not online: the method never ran
+	RetryTimedOut    = "timedOut"    // not done in time: a direct method may have run
+	RetryMethodError = "methodError" // the device answered a direct method with a non-2xx status
+)
+
+// Retries reports whether r retries devices of outcome class class.
+func (r *Retry) Retries(class string) bool {
+	return r != nil && slices.Contains(r.On, class)
 }
 
 // Action is the change a wave applies: exactly one of TwinUpdate and DirectMethod is set.
@@ -79,6 +104,9 @@ type DirectMethod struct {
 	Payload         json.RawMessage // JSON; "null" when the plan gives none
 	ResponseTimeout time.Duration   // 5s..300s; default 30s
 	ConnectTimeout  time.Duration   // 0..300s; default 0
+	// Idempotent declares that running the method twice on a device is harmless, which retrying
+	// timed-out devices needs (a timed-out method may have run). Left out of the plan hash when false.
+	Idempotent bool `json:",omitempty"`
 }
 
 // Batch splits a wave's devices into jobs: sizes Size, Size*Growth, Size*Growth², ...

@@ -3,6 +3,7 @@ package plan_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -194,11 +195,21 @@ func TestDefaultsMatchSchema(t *testing.T) {
 		{"connectTimeout", dur(at(prop("directMethod", "connectTimeout")...)), plan.DefaultConnectTimeout},
 		{"percent", at(prop("wave", "percent")...), plan.DefaultPercent},
 		{"onFailure", at("properties", "onFailure"), string(plan.DefaultOnFailure)},
+		{"retry.attempts", at(prop("retry", "attempts")...), float64(plan.DefaultRetryAttempts)},
+		{"retry.backoff", dur(at(prop("retry", "backoff")...)), plan.DefaultRetryBackoff},
+		{"retry.within", dur(at(prop("retry", "within")...)), plan.DefaultRetryWithin},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s: schema default %v, Go default %v", c.name, c.got, c.want)
 		}
+	}
+	retry := s["definitions"].(map[string]any)["retry"].(map[string]any)["properties"].(map[string]any)
+	if m := retry["attempts"].(map[string]any)["maximum"]; m != float64(plan.MaxRetryAttempts) {
+		t.Errorf("retry.attempts: schema maximum %v, Go %d", m, plan.MaxRetryAttempts)
+	}
+	if on := fmt.Sprint(at(prop("retry", "on")...)); on != fmt.Sprint(plan.DefaultRetryOn) {
+		t.Errorf("retry.on: schema default %s, Go default %s", on, fmt.Sprint(plan.DefaultRetryOn))
 	}
 	if plan.DefaultMinSuccessRate != 0.95 || plan.DefaultVerifyMinRate != 1 {
 		t.Errorf("rate defaults %v, %v disagree with the schema's 95%% and 100%%", plan.DefaultMinSuccessRate, plan.DefaultVerifyMinRate)
@@ -499,5 +510,69 @@ waves:
 	}
 	if _, ds := plan.Load("bad.yaml", []byte(strings.Replace(src, "maxFailures: 50", "maxFailures: many", 1))); !ds.HasErrors() {
 		t.Error("a budget's maxFailures must be a number")
+	}
+}
+
+func TestRetry(t *testing.T) {
+	const src = `version: 1
+name: fw
+action:
+  directMethod: {name: install, idempotent: true}
+onFailure: halt
+defaults:
+  retry: {attempts: 2, backoff: 30s, on: [unreachable, timedOut]}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'", retry: {within: 10m}}
+  - {name: eu, target: "tags.ring = 'eu'", retry: {attempts: 0}}
+  - {name: rest, target: "*"}
+`
+	p := mustLoad(t, "p.yaml", src)
+	want := &plan.Retry{Attempts: 2, Backoff: 30 * time.Second, Within: 10 * time.Minute, On: []string{"unreachable", "timedOut"}}
+	if got := p.Waves[0].Retry; !reflect.DeepEqual(got, want) {
+		t.Errorf("canary retry %+v, want %+v", got, want)
+	}
+	if p.Waves[1].Retry != nil {
+		t.Errorf("attempts: 0 must mean no retries, got %+v", p.Waves[1].Retry)
+	}
+	if r := p.Waves[2].Retry; r == nil || r.Within != plan.DefaultRetryWithin || !r.Retries(plan.RetryTimedOut) || r.Retries(plan.RetryMethodError) {
+		t.Errorf("rest retry %+v, want the defaults' with within %s", r, plan.DefaultRetryWithin)
+	}
+	if !p.Waves[0].Action.DirectMethod.Idempotent {
+		t.Error("idempotent: true not read")
+	}
+	bare := mustLoad(t, "q.yaml", strings.Replace(src, "  retry: {attempts: 2, backoff: 30s, on: [unreachable, timedOut]}\n", "  retry: {}\n", 1))
+	if r := bare.Waves[2].Retry; r == nil || r.Attempts != plan.DefaultRetryAttempts || r.Backoff != plan.DefaultRetryBackoff || !reflect.DeepEqual(r.On, plan.DefaultRetryOn) {
+		t.Errorf("retry: {} = %+v, want the built-in defaults", r)
+	}
+	none := mustLoad(t, "n.yaml", `version: 1
+name: fw
+action:
+  directMethod: {name: install}
+onFailure: halt
+waves:
+  - {name: all, target: "*"}
+`)
+	same := mustLoad(t, "s.yaml", `version: 1
+name: fw
+action:
+  directMethod: {name: install, idempotent: false}
+onFailure: halt
+defaults: {retry: {attempts: 0}}
+waves:
+  - {name: all, target: "*"}
+`)
+	if none.Waves[0].Retry != nil || none.Hash != same.Hash {
+		t.Error("a plan without retries, or declaring idempotent: false, must keep its hash")
+	}
+	// Without idempotent, retrying timedOut is refused, once, where it is written.
+	_, ds := plan.Load("bad.yaml", []byte(strings.Replace(src, "idempotent: true", "idempotent: false", 1)))
+	var errs []string
+	for _, d := range ds {
+		if d.Severity == plan.Error {
+			errs = append(errs, d.String())
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], "defaults.retry.on[1]: retrying timedOut calls install again") {
+		t.Errorf("diagnostics %q, want one error at defaults.retry.on[1]", errs)
 	}
 }
