@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/iot-rollout/rollout/plan"
@@ -68,14 +67,13 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 		task = nil
 	}
 	r.emitAll(r.st.SettleBatch(wi, bi))
-	v := Judge(w.Counts, pw.Success)
-	if !v.Pass {
-		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, v.Reason))
+	now := r.now()
+	settled := *b
+	settled.Tried = now
+	if _, ok := NextRetry(pw.Retry, w.Started, &settled, now); ok {
+		return false, r.commit(r.st.RetryBatch(wi, bi, now))
 	}
-	if b := JudgeBudget(r.p.Budget, r.st.Totals()); !b.Pass {
-		return false, r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, b.Reason))
-	}
-	return false, r.commit(r.st.PassBatch(wi, bi, v))
+	return false, r.judgeBatch(wi, bi)
 }
 
 // prepareBatch plans the jobs of a pending batch (each job's condition within the hub's query

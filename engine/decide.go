@@ -388,6 +388,8 @@ const (
 	StepWaitSchedule StepKind = "waitSchedule" // no schedule window is open until Until
 	StepResolve      StepKind = "resolve"      // start Wave: resolve and store its devices
 	StepBatch        StepKind = "batch"        // run (or continue) Batch of Wave
+	StepRetry        StepKind = "retry"        // Batch's jobs ended: start or follow its next retry, or judge it
+	StepWaitRetry    StepKind = "waitRetry"    // Batch's next retry starts at Until
 	StepWaveGate     StepKind = "waveGate"     // every batch of Wave ran: judge the wave, start the bake
 	StepVerify       StepKind = "verify"       // poll Wave's verify condition
 	StepWaitBake     StepKind = "waitBake"     // Wave bakes until Until
@@ -493,6 +495,9 @@ func NextWith(p *plan.Plan, st *State, sig Signals, now time.Time) Step {
 				return Step{Kind: StepResolve, Wave: i}
 			}
 			for b := range w.Batches {
+				if w.Batches[b].Status == StatusRetrying {
+					return retryStep(pw, w, i, b, now)
+				}
 				if w.Batches[b].Status != StatusDone {
 					return Step{Kind: StepBatch, Wave: i, Batch: b, Ahead: PrepareAhead(p, st, i, b, now)}
 				}

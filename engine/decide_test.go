@@ -500,3 +500,93 @@ func TestNextWithSignals(t *testing.T) {
 		})
 	}
 }
+
+func TestNextRetry(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rt := &plan.Retry{Attempts: 3, Backoff: 10 * time.Second, Within: time.Minute, On: []string{plan.RetryUnreachable}}
+	ended := func(n int) []Retry {
+		var out []Retry
+		for i := range n {
+			out = append(out, Retry{Attempt: i + 1, Ended: true})
+		}
+		return out
+	}
+	unreachable := Counts{Targeted: 10, Succeeded: 7, Unreachable: 3}
+	tests := []struct {
+		name  string
+		rt    *plan.Retry
+		b     Batch
+		now   time.Duration // since the wave started, at t0
+		at    time.Duration
+		ok    bool
+		wantT bool // at is compared
+	}{
+		{"no retry", nil, Batch{Counts: unreachable}, 0, 0, false, false},
+		{"the first retry backs off from the batch's end", rt, Batch{Counts: unreachable, Tried: t0.Add(5 * time.Second)}, 6 * time.Second, 15 * time.Second, true, true},
+		{"the backoff doubles", rt, Batch{Counts: unreachable, Tried: t0.Add(20 * time.Second), Retries: ended(1)}, 21 * time.Second, 40 * time.Second, true, true},
+		{"and doubles again", rt, Batch{Counts: unreachable, Tried: t0.Add(5 * time.Second), Retries: ended(2)}, 6 * time.Second, 45 * time.Second, true, true},
+		{"attempts spent", rt, Batch{Counts: unreachable, Tried: t0, Retries: ended(3)}, 0, 0, false, false},
+		{"nothing to retry", rt, Batch{Counts: Counts{Targeted: 10, Succeeded: 9, Failed: 1}, Tried: t0}, 0, 0, false, false},
+		{"timed out devices wait for a retry that names them", rt, Batch{Counts: Counts{Targeted: 10, Succeeded: 9, TimedOut: 1}, Tried: t0}, 0, 0, false, false},
+		{"named, they are retried", &plan.Retry{Attempts: 1, Backoff: time.Second, Within: time.Minute, On: []string{plan.RetryTimedOut}},
+			Batch{Counts: Counts{Targeted: 10, Succeeded: 9, TimedOut: 1}, Tried: t0}, 0, time.Second, true, true},
+		{"no retry starts after within", rt, Batch{Counts: unreachable, Tried: t0.Add(55 * time.Second)}, 56 * time.Second, 0, false, false},
+		{"a running attempt is followed now", rt, Batch{Counts: unreachable, Tried: t0, Retries: []Retry{{Attempt: 1}}}, 30 * time.Second, 30 * time.Second, true, true},
+		{"the backoff is capped by within", &plan.Retry{Attempts: 5, Backoff: 40 * time.Second, Within: time.Minute, On: []string{plan.RetryUnreachable}},
+			Batch{Counts: unreachable, Tried: t0, Retries: ended(1)}, 0, time.Minute, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			at, ok := NextRetry(tt.rt, t0, &tt.b, t0.Add(tt.now))
+			if ok != tt.ok || tt.wantT && !at.Equal(t0.Add(tt.at)) {
+				t.Errorf("NextRetry = %s, %v; want %s, %v", at.Sub(t0), ok, tt.at, tt.ok)
+			}
+		})
+	}
+}
+
+func TestNextRetrySteps(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	p := &plan.Plan{Name: "fw", Waves: []plan.Wave{{Name: "all",
+		Retry: &plan.Retry{Attempts: 2, Backoff: time.Minute, Within: time.Hour, On: []string{plan.RetryUnreachable}}}}}
+	retrying := func(retries ...Retry) *State {
+		return &State{Status: StatusRunning, Waves: []Wave{{Status: StatusRunning, Resolved: true, Started: t0, Batches: []Batch{
+			{Status: StatusDone}, {Status: StatusRetrying, Tried: t0, Counts: Counts{Targeted: 5, Succeeded: 4, Unreachable: 1}, Retries: retries}}}}}
+	}
+	tests := []struct {
+		name string
+		st   *State
+		at   time.Duration
+		want Step
+	}{
+		{"waits for the backoff", retrying(), 10 * time.Second, Step{Kind: StepWaitRetry, Batch: 1, Until: t0.Add(time.Minute)}},
+		{"starts when due", retrying(), time.Minute, Step{Kind: StepRetry, Batch: 1}},
+		{"follows a running attempt", retrying(Retry{Attempt: 1}), 0, Step{Kind: StepRetry, Batch: 1}},
+		{"judges the batch when none is left", retrying(Retry{Attempt: 1, Ended: true}, Retry{Attempt: 2, Ended: true}), 0, Step{Kind: StepRetry, Batch: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NextWith(p, tt.st, Signals{Approved: func(string) bool { return false }}, t0.Add(tt.at)); got != tt.want {
+				t.Errorf("NextWith = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	paused := NextWith(p, retrying(), Signals{Approved: func(string) bool { return false }, Paused: true}, t0)
+	if paused.Kind != StepPaused {
+		t.Errorf("a pause holds a retrying batch: %+v", paused)
+	}
+}
+
+func TestRetryJobID(t *testing.T) {
+	p := &plan.Plan{Name: strings.Repeat("a", 40), Hash: "0123456789abcdef"}
+	if id := RetryJobID(p, 99, 999, 9, 99); len(id) > 64 {
+		t.Errorf("RetryJobID is %d chars: %s", len(id), id)
+	}
+	p.Name = "fw"
+	if got := RetryJobID(p, 1, 2, 1, 0); got != "fw-01234567-w01-b002-r1" {
+		t.Errorf("RetryJobID = %s", got)
+	}
+	if got := RetryJobID(p, 1, 2, 3, 4); got != "fw-01234567-w01-b002-r3p4" {
+		t.Errorf("RetryJobID = %s", got)
+	}
+}

@@ -22,7 +22,8 @@
 // sits around them, a file per concern: runner.go has the public API and the loop that asks Next and
 // runs the step ("transition, save, emit"); resolve.go resolves waves (the resolver apply and the
 // preview share), batch.go runs a batch, job.go creates jobs intent-first and polls them (one poll for
-// forward and compensating jobs), outcome.go reads outcomes, prior.go captures and restores twin
+// forward and compensating jobs), retry.go retries a batch's devices before its gate (NextRetry
+// decides when), outcome.go reads outcomes, prior.go captures and restores twin
 // values, gate.go judges gates and verify, rollback.go undoes batches, ahead.go runs a preparation in
 // the background, and state.go and lock.go are the durable state. preview*.go is `rollout plan`:
 // the state it finds, counts, the twin diff, the estimate and the findings.

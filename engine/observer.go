@@ -18,6 +18,8 @@ const (
 	EventJobAttached     EventType = "jobAttached"     // a job that already existed was re-attached (Job)
 	EventBatchProgress   EventType = "batchProgress"   // a batch's jobs advanced (Done of Devices, Counts so far)
 	EventBatchDone       EventType = "batchDone"       // a batch's outcomes were collected (Counts)
+	EventRetry           EventType = "retry"           // a retry attempt of a batch started (Attempt, Devices retried, Waited: not connected)
+	EventRetryDone       EventType = "retryDone"       // a retry attempt ended (Attempt, Counts: the batch's, each device by its last attempt)
 	EventGatePassed      EventType = "gatePassed"      // the success gate passed after a batch or at wave end (Counts, Reason)
 	EventGateFailed      EventType = "gateFailed"      // the success gate or verify failed (Reason)
 	EventVerify          EventType = "verify"          // a verify read (Rate, Done of Devices)
@@ -43,6 +45,8 @@ type Event struct {
 	Job      string    `json:"job,omitempty"`
 	Devices  int       `json:"devices,omitempty"`
 	Done     int       `json:"done,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"` // a retry attempt, from 1
+	Waited   int       `json:"waited,omitempty"`  // devices a retry left for its next attempt: not connected
 	Counts   *Counts   `json:"counts,omitempty"`
 	Rate     float64   `json:"rate,omitempty"`
 	Until    time.Time `json:"until,omitzero"`

@@ -99,9 +99,10 @@ func jobOutcomes(ids []string, rows []hubapi.DeviceJob, how jobRead) (Counts, ma
 
 // mayHaveRun reports whether a direct method may have run on the device of outcome o: it answered, or
 // failed after delivery. Unreachable devices never got it, timed-out ones were never reached in time,
-// and devices the job never took were not called: these get no compensating call.
+// and devices the job never took were not called: these get no compensating call, unless an earlier
+// attempt may have run the method on them (o.Ran).
 func mayHaveRun(o DeviceOutcome) bool {
-	return o.Outcome != Unreachable && o.Outcome != TimedOut && o.ErrorCode != CodeDeviceNotFound
+	return o.Ran || o.Outcome != Unreachable && o.Outcome != TimedOut && o.ErrorCode != CodeDeviceNotFound
 }
 
 // deviceJobs reads a job's device records. The devices.jobs view may lag the job's statistics, so a

@@ -31,6 +31,9 @@ type ReportRow struct {
 	MethodStatus int     `json:"methodStatus,omitempty"`
 	ErrorCode    string  `json:"errorCode,omitempty"`
 	RolledBack   bool    `json:"rolledBack,omitempty"`
+	// Attempt is the retry the outcome is from (0: the batch's own job): a device is counted once,
+	// by its last attempt.
+	Attempt int `json:"attempt,omitempty"`
 	// Verify is the device's verify result in a wave whose verify failed: satisfied or notSatisfied.
 	Verify string `json:"verify,omitempty"`
 	// Conflict is set when the rollback left the device alone: someone had changed what the rollout
@@ -78,7 +81,7 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 								return err
 							}
 							if ok {
-								row.Outcome, row.MethodStatus, row.ErrorCode = o.Outcome, o.MethodStatus, o.ErrorCode
+								row.Outcome, row.MethodStatus, row.ErrorCode, row.Attempt = o.Outcome, o.MethodStatus, o.ErrorCode, o.Attempt
 							}
 						}
 						if i := sort.SearchStrings(conflicts, id); i < len(conflicts) && conflicts[i] == id {

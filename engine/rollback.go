@@ -77,6 +77,9 @@ func (r *runner) rollbackBatch(ctx context.Context, wi, bi int) error {
 	if err := r.awaitJobs(ctx, forward, r.collector(wi, bi)); err != nil {
 		return err
 	}
+	if err := r.settleRetry(ctx, wi, bi); err != nil {
+		return err
+	}
 	ids, err := r.waveDevices(wi)
 	if err != nil {
 		return err

@@ -335,9 +335,9 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			return r.result(step), nil
 		case StepRollback:
 			return r.rollback(ctx)
-		case StepWaitApproval, StepWaitSchedule, StepWaitBake, StepPaused:
+		case StepWaitApproval, StepWaitSchedule, StepWaitBake, StepPaused, StepWaitRetry:
 			reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake",
-				StepPaused: "paused"}[step.Kind]
+				StepPaused: "paused", StepWaitRetry: "retry"}[step.Kind]
 			d := r.ApprovalPoll
 			if !step.Until.IsZero() {
 				d = step.Until.Sub(r.now())
@@ -347,9 +347,13 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			}
 		case StepResolve:
 			err = r.resolve(ctx, step.Wave)
-		case StepBatch:
+		case StepBatch, StepRetry:
 			var waiting bool
-			waiting, err = r.runBatch(ctx, step)
+			if step.Kind == StepBatch {
+				waiting, err = r.runBatch(ctx, step)
+			} else {
+				waiting, err = r.runRetry(ctx, step)
+			}
 			if err == nil && waiting && r.NoWait {
 				// Jobs are running on the hub: the rollout progresses normally without us.
 				res := r.result(step)

@@ -25,6 +25,7 @@ const (
 	StatusPending     Status = "pending"
 	StatusRunning     Status = "running"
 	StatusBaking      Status = "baking"
+	StatusRetrying    Status = "retrying" // a batch whose jobs ended retries devices before its gate
 	StatusDone        Status = "done"
 	StatusFailed      Status = "failed"
 	StatusHalted      Status = "halted"
@@ -104,6 +105,23 @@ type Batch struct {
 	// kind the batch has (the jobs are records of their own; see Tx.PutState).
 	JobCount         int `json:"jobCount,omitempty"`
 	RollbackJobCount int `json:"rollbackJobCount,omitempty"`
+	// Retries are the batch's retry attempts so far, in order (the wave's plan retry); Tried is when
+	// its last attempt (its jobs, or a retry) ended: the next retry backs off from then.
+	Retries []Retry   `json:"retries,omitempty"`
+	Tried   time.Time `json:"tried,omitzero"`
+}
+
+// Retry is one retry attempt of a batch: jobs over the batch's devices to retry that were connected
+// when it started (stored as the attempt's device list, which its jobs' ranges index); the devices
+// that were not wait for the next attempt. An attempt with no connected device has no job.
+type Retry struct {
+	Attempt int       `json:"attempt"` // 1 for the first retry
+	Started time.Time `json:"started"`
+	Devices int       `json:"devices"` // devices retried
+	Waited  int       `json:"waited"`  // devices to retry that were not connected
+	Jobs    []Job     `json:"jobs,omitempty"`
+	Counts  Counts    `json:"counts"` // the retried devices' outcomes in this attempt
+	Ended   bool      `json:"ended,omitempty"`
 }
 
 // Job is one IoT Hub job of a batch. Intent is written before the job is created; Created once the hub
@@ -167,6 +185,14 @@ func (st *State) Totals() Counts {
 	return c
 }
 
+// Remove returns c with one device of outcome o less: a retried device is counted by its last
+// attempt only.
+func (c Counts) Remove(o Outcome) Counts {
+	d := Counts{}.Tally(o)
+	return Counts{c.Targeted, c.Succeeded - d.Succeeded, c.Failed - d.Failed, c.TimedOut - d.TimedOut,
+		c.Unreachable - d.Unreachable, c.MethodError - d.MethodError}
+}
+
 // Done is the number of devices with an outcome.
 func (c Counts) Done() int { return c.Succeeded + c.Failed + c.TimedOut + c.Unreachable }
 
@@ -202,6 +228,11 @@ type DeviceOutcome struct {
 	Batch        int     `json:"b"`
 	MethodStatus int     `json:"s,omitempty"`
 	ErrorCode    string  `json:"e,omitempty"`
+	// Attempt is the retry this outcome is from (0: the batch's own job).
+	Attempt int `json:"a,omitempty"`
+	// Ran is set when an earlier attempt may have run the direct method on the device, so a
+	// rollback compensates it whatever its last outcome.
+	Ran bool `json:"r,omitempty"`
 }
 
 // Prior is one device's twin before the rollout changed it: for each patched path ("tags.a",

@@ -71,6 +71,47 @@ func (st *State) SettleBatch(wi, bi int) []Event {
 		Done: b.End - b.Start, Counts: &b.Counts}}
 }
 
+// RetryBatch marks batch bi of wave wi, its jobs ended at now, retrying: its devices that the
+// wave's retry names are tried again before the batch's gate.
+func (st *State) RetryBatch(wi, bi int, now time.Time) []Event {
+	b := &st.Waves[wi].Batches[bi]
+	b.Status, b.Tried = StatusRetrying, now.UTC()
+	return nil
+}
+
+// StartRetry records retry attempt rec of batch bi of wave wi, started at now; an attempt without a
+// device (none of the batch's devices to retry was connected) ends at once.
+func (st *State) StartRetry(wi, bi int, rec Retry, now time.Time) []Event {
+	b := &st.Waves[wi].Batches[bi]
+	rec.Ended = len(rec.Jobs) == 0
+	b.Retries = append(b.Retries, rec)
+	events := []Event{{Type: EventRetry, Wave: wi, Batch: bi, Batches: len(st.Waves[wi].Batches), Attempt: rec.Attempt,
+		Devices: rec.Devices, Waited: rec.Waited}}
+	if rec.Ended {
+		b.Tried = now.UTC()
+	}
+	return events
+}
+
+// EndRetry records that the running retry attempt of batch bi of wave wi ended at now, its outcomes
+// in the batch's counts: the wave's counts are summed again, each device by its last attempt.
+func (st *State) EndRetry(wi, bi int, now time.Time) []Event {
+	w := &st.Waves[wi]
+	b := &w.Batches[bi]
+	rec := &b.Retries[len(b.Retries)-1]
+	rec.Counts = Counts{}
+	for _, j := range rec.Jobs {
+		rec.Counts = rec.Counts.Add(j.Counts)
+	}
+	rec.Ended, b.Tried = true, now.UTC()
+	w.Counts = Counts{}
+	for i := 0; i <= bi; i++ {
+		w.Counts = w.Counts.Add(w.Batches[i].Counts)
+	}
+	return []Event{{Type: EventRetryDone, Wave: wi, Batch: bi, Batches: len(w.Batches), Attempt: rec.Attempt,
+		Devices: rec.Devices, Counts: &b.Counts}}
+}
+
 // PassBatch marks batch bi of wave wi done after its gate passed (v says why, when it was not judged).
 func (st *State) PassBatch(wi, bi int, v Verdict) []Event {
 	w := &st.Waves[wi]

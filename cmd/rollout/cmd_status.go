@@ -290,6 +290,19 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 					fmt.Fprintf(w, " (%s)", j.Status)
 				}
 			}
+			if n := len(b.Retries); n > 0 {
+				last := b.Retries[n-1]
+				fmt.Fprintf(w, "  %s, the last over %s", plural(n, "retry attempt"), plural(last.Devices, "device"))
+				if last.Waited > 0 {
+					fmt.Fprintf(w, " (%d not connected)", last.Waited)
+				}
+				for _, j := range last.Jobs {
+					fmt.Fprintf(w, "  job %s", j.ID)
+					if j.Status != "" {
+						fmt.Fprintf(w, " (%s)", j.Status)
+					}
+				}
+			}
 			if b.RolledBack {
 				fmt.Fprint(w, "  rolled back")
 			}

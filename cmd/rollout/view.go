@@ -114,6 +114,14 @@ func describe(ev engine.Event, h hints) string {
 		return fmt.Sprintf("%s: job %s re-attached", batch, ev.Job)
 	case engine.EventBatchDone:
 		return fmt.Sprintf("%s: %s", batch, counts(ev.Counts))
+	case engine.EventRetry:
+		s := fmt.Sprintf("%s: retry %d over %s connected", batch, ev.Attempt, plural(ev.Devices, "device"))
+		if ev.Waited > 0 {
+			s += fmt.Sprintf(", %d not connected wait for the next", ev.Waited)
+		}
+		return s
+	case engine.EventRetryDone:
+		return fmt.Sprintf("%s: after retry %d: %s", batch, ev.Attempt, counts(ev.Counts))
 	case engine.EventGatePassed:
 		if ev.Batch < 0 {
 			return fmt.Sprintf("%s: success gate passed (%s)", wave, counts(ev.Counts))
