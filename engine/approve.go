@@ -56,7 +56,7 @@ func CheckApproval(st *State, wave string, approvals map[string]Approval) (Appro
 	case StatusRolledBack, StatusRollingBack:
 		return Approval{}, &RefusedError{fmt.Sprintf("rollout %s was rolled back: it does not continue", st.Name)}
 	case StatusHalted:
-		return Approval{}, &RefusedError{fmt.Sprintf("rollout %s halted (%s): a halted rollout does not resume", st.Name, st.Reason)}
+		return Approval{}, &RefusedError{fmt.Sprintf("rollout %s halted (%s): it has no gate to release until its failures are accepted (rollout resume %s --accept REASON)", st.Name, st.Reason, st.Name)}
 	}
 	if !w.Gated {
 		return Approval{}, &RefusedError{fmt.Sprintf("wave %s of rollout %s has no approval gate (its plan does not say approval: required)",

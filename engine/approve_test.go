@@ -35,7 +35,7 @@ func TestCheckApproval(t *testing.T) {
 		{"gate behind", st(StatusRunning, StatusDone, StatusRunning, StatusPending), "eu", nil, false, "is running: its gate is behind it"},
 		{"done", st(StatusDone, StatusDone, StatusDone, StatusDone), "eu", nil, false, "is done"},
 		{"rolled back", st(StatusRolledBack, StatusDone, StatusPending, StatusPending), "eu", nil, false, "rolled back"},
-		{"halted", st(StatusHalted, StatusFailed, StatusPending, StatusPending), "eu", nil, false, "does not resume"},
+		{"halted", st(StatusHalted, StatusFailed, StatusPending, StatusPending), "eu", nil, false, "until its failures are accepted"},
 		{"unknown wave", st(StatusRunning, StatusDone, StatusPending, StatusPending), "us", nil, false, `no wave "us" (waves: canary, eu, rest)`},
 	}
 	for _, tt := range tests {

@@ -101,6 +101,7 @@ func readSignals(s *Store, st *State, planHash string) Signals {
 	for _, w := range st.Waves {
 		_, promoted[w.Name] = controls[promoteKey(w.Name)]
 	}
+	sig.Accepted = pendingAcceptance(s, st) != nil
 	sig.Approved = func(w string) bool { return approved[w] }
 	sig.Promoted = func(w string) bool { return promoted[w] }
 	return sig

@@ -381,6 +381,7 @@ type StepKind string
 const (
 	StepDone         StepKind = "done"         // every wave done
 	StepHalted       StepKind = "halted"       // a gate failed and the plan says halt
+	StepAccept       StepKind = "accept"       // the halt was accepted (rollout resume --accept): continue past it
 	StepRolledBack   StepKind = "rolledBack"   // the rollout was rolled back
 	StepRollback     StepKind = "rollback"     // roll back (start or continue)
 	StepWaitApproval StepKind = "waitApproval" // Wave needs `rollout approve`
@@ -455,17 +456,21 @@ type Signals struct {
 	Approved func(wave string) bool // the wave's approval gate was released
 	Paused   bool                   // `rollout pause`: hold at the next safe point
 	Promoted func(wave string) bool // `rollout promote`: release the wave's gate, or end its bake, early
+	Accepted bool                   // `rollout resume --accept`: the current halt's failures are accepted
 }
 
 // NextWith decides the next step of rollout st of plan p at now, given signals. A pause holds the
 // rollout before its next step, but never a rollback; a promotion releases a wave's approval gate or
-// ends its bake early (its verify must still pass).
+// ends its bake early (its verify must still pass); an accepted halt continues past the gate that
+// failed.
 func NextWith(p *plan.Plan, st *State, sig Signals, now time.Time) Step {
 	approved, promoted := sig.Approved, sig.Promoted
 	if promoted == nil {
 		promoted = func(string) bool { return false }
 	}
 	switch {
+	case st.Status == StatusHalted && sig.Accepted:
+		return Step{Kind: StepAccept, Wave: max(0, st.failedWave())}
 	case st.Status == StatusHalted:
 		return Step{Kind: StepHalted}
 	case st.Status == StatusRolledBack:

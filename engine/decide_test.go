@@ -490,6 +490,8 @@ func TestNextWithSignals(t *testing.T) {
 		{"a gate waits", gated, Signals{Approved: none}, Step{Kind: StepWaitApproval, Wave: 1}},
 		{"a promoted gate opens", gated, Signals{Approved: none, Promoted: only("eu")}, Step{Kind: StepResolve, Wave: 1}},
 		{"paused at a gate", gated, Signals{Approved: none, Paused: true}, Step{Kind: StepPaused, Wave: 1}},
+		{"a halt holds", &State{Status: StatusHalted, Waves: []Wave{{Status: StatusDone}, {Status: StatusFailed}}}, Signals{Approved: none}, Step{Kind: StepHalted}},
+		{"an accepted halt continues", &State{Status: StatusHalted, Waves: []Wave{{Status: StatusDone}, {Status: StatusFailed}}}, Signals{Approved: none, Accepted: true}, Step{Kind: StepAccept, Wave: 1}},
 		{"a pause never holds a rollback", &State{Status: StatusRollingBack, Waves: []Wave{{}, {}}}, Signals{Approved: none, Paused: true}, Step{Kind: StepRollback}},
 	}
 	for _, tt := range tests {

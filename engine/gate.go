@@ -19,7 +19,13 @@ func (r *runner) failWave(wi int, reason string) error {
 
 // waveGate judges wave wi at its end, over all its devices.
 func (r *runner) waveGate(wi int) error {
-	v := JudgeWave(r.p.Waves[wi], query.Format(r.p.Condition(wi)), r.st.Waves[wi].Counts)
+	w := &r.st.Waves[wi]
+	c := w.Judged()
+	if w.Accepted.Targeted > 0 && c.Targeted == 0 {
+		// Every device of the wave was in batches whose failures were accepted: nothing is left to judge.
+		return r.commit(r.st.PassWave(wi, Verdict{Pass: true, Reason: "every device was judged before an accepted halt"}, r.now()))
+	}
+	v := JudgeWave(r.p.Waves[wi], query.Format(r.p.Condition(wi)), c)
 	if !v.Pass {
 		return r.commit(r.st.FailWave(wi, v.Reason, v.Halt || r.p.OnFailure == plan.Halt))
 	}

@@ -12,6 +12,7 @@ const (
 	EventReplanned       EventType = "replanned"       // the plan was edited before any job existed: the rollout starts over with it (Reason: what changed)
 	EventWaiting         EventType = "waiting"         // waiting for approval, a schedule window or the bake (Reason, Until)
 	EventApproved        EventType = "approved"        // a wave's approval gate was released (By, At, Reason)
+	EventAccepted        EventType = "accepted"        // a halt's failures were accepted: the rollout continues (By, At, Reason, Counts.Failed accepted)
 	EventWaveStarted     EventType = "waveStarted"     // a wave's devices were resolved (Devices, Batches)
 	EventSnapshot        EventType = "snapshot"        // a batch's prior twin values were captured (Devices)
 	EventJobCreated      EventType = "jobCreated"      // a job was created (Job, Devices)

@@ -309,13 +309,13 @@ func (r *runner) collectRetry(ctx context.Context, wi, bi, n int, ids []string, 
 }
 
 // judgeBatch judges batch bi of wave wi once its jobs and retries ended: the wave's success gate
-// over its batches so far, then the rollout's budget.
+// over its batches so far, then the rollout's budget, each counting from an accepted halt.
 func (r *runner) judgeBatch(wi, bi int) error {
-	v := Judge(r.st.Waves[wi].Counts, r.p.Waves[wi].Success)
+	v := Judge(r.st.Waves[wi].Judged(), r.p.Waves[wi].Success)
 	if !v.Pass {
 		return r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, v.Reason))
 	}
-	if b := JudgeBudget(r.p.Budget, r.st.Totals()); !b.Pass {
+	if b := JudgeBudget(r.p.Budget, r.st.Totals().Sub(r.st.acceptedTotals())); !b.Pass {
 		return r.failWave(wi, fmt.Sprintf("after batch %d: %s", bi+1, b.Reason))
 	}
 	return r.commit(r.st.PassBatch(wi, bi, v))

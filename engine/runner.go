@@ -333,6 +333,10 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 			return r.result(step), nil
 		case StepHalted, StepRolledBack:
 			return r.result(step), nil
+		case StepAccept:
+			if a := pendingAcceptance(r.Store, r.st); a != nil {
+				err = r.commit(r.st.Accept(*a, r.now()))
+			}
 		case StepRollback:
 			return r.rollback(ctx)
 		case StepWaitApproval, StepWaitSchedule, StepWaitBake, StepPaused, StepWaitRetry:

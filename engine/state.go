@@ -56,6 +56,9 @@ type State struct {
 	Requested      bool               `json:"rollbackRequested,omitempty"`
 	// Waiting is what the rollout last waited for, until a later step moves it on.
 	Waiting *Waiting `json:"waiting,omitempty"`
+	// Accepted are the halts people accepted (rollout resume --accept), in order; the budget counts
+	// from the last one's totals.
+	Accepted []Acceptance `json:"accepted,omitempty"`
 }
 
 // Waiting is a wait the rollout is in: for an approval, a schedule window, the bake, or verify.
@@ -85,6 +88,9 @@ type Wave struct {
 	VerifyMetSince time.Time `json:"verifyMetSince,omitzero"`
 	Batches        []Batch   `json:"batches,omitempty"`
 	Counts         Counts    `json:"counts"`
+	// Accepted are the wave's counts when a halt at its gate was accepted: its gates count only the
+	// devices after them.
+	Accepted Counts `json:"accepted,omitzero"`
 	// Patch is what the wave's twin update writes, kept so that a rollback (which needs no plan) can
 	// tell a twin someone changed since from one that still holds the rollout's values.
 	Patch *plan.TwinUpdate `json:"patch,omitempty"`
@@ -192,6 +198,15 @@ func (c Counts) Remove(o Outcome) Counts {
 	return Counts{c.Targeted, c.Succeeded - d.Succeeded, c.Failed - d.Failed, c.TimedOut - d.TimedOut,
 		c.Unreachable - d.Unreachable, c.MethodError - d.MethodError}
 }
+
+// Sub returns c less d: the counts since d was taken.
+func (c Counts) Sub(d Counts) Counts {
+	return Counts{c.Targeted - d.Targeted, c.Succeeded - d.Succeeded, c.Failed - d.Failed,
+		c.TimedOut - d.TimedOut, c.Unreachable - d.Unreachable, c.MethodError - d.MethodError}
+}
+
+// Judged is what a wave's gates judge: its counts since an accepted halt at its gate, if any.
+func (w *Wave) Judged() Counts { return w.Counts.Sub(w.Accepted) }
 
 // Done is the number of devices with an outcome.
 func (c Counts) Done() int { return c.Succeeded + c.Failed + c.TimedOut + c.Unreachable }

@@ -208,3 +208,36 @@ func (st *State) FinishRollback() []Event {
 		Counts: &Counts{Succeeded: st.Rollback.Devices, Failed: st.Rollback.Failed}, Reason: st.Reason,
 		Conflicts: st.Rollback.Conflicts}}
 }
+
+// Accept applies acceptance a of the rollout's halt at now: the failed wave continues past the gate
+// that failed (see the function Accept), and the rollout runs again.
+func (st *State) Accept(a Acceptance, now time.Time) []Event {
+	events := []Event{{Type: EventAccepted, Wave: -1, By: a.By, At: a.At, Reason: a.Reason, Counts: &Counts{Failed: a.Failures}}}
+	if wi := st.failedWave(); wi >= 0 {
+		w := &st.Waves[wi]
+		events[0].Wave = wi
+		w.Accepted = w.Counts
+		open := -1
+		for bi, b := range w.Batches {
+			if b.Status != StatusDone {
+				open = bi
+				break
+			}
+		}
+		switch {
+		case open >= 0: // a batch's gate or the budget: that batch is done, the next runs
+			w.Batches[open].Status, w.Status = StatusDone, StatusRunning
+		case w.BakeStart.IsZero(): // the wave's end gate: its bake and verify come next
+			w.Status, w.BakeStart = StatusBaking, now.UTC()
+			if w.DeviceCount == 0 {
+				w.Status, w.Done = StatusDone, w.BakeStart
+			}
+		default: // verify: the bake ends as planned
+			w.Status, w.VerifyOK = StatusBaking, true
+		}
+	}
+	a.Totals = st.Totals()
+	st.Accepted = append(st.Accepted, a)
+	st.Status, st.Reason = StatusRunning, ""
+	return events
+}

@@ -52,6 +52,25 @@ func TestTransitions(t *testing.T) {
 			want{StatusRunning, []Status{StatusDone, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventWaveDone}}},
 		{"finish the rollout", func(st *State) []Event { return st.Finish() },
 			want{StatusDone, []Status{StatusRunning, StatusPending}, []Status{StatusPending, StatusPending}, []EventType{EventDone}}},
+		{"accept a halt at a batch's gate: the next batch runs", func(st *State) []Event {
+			st.FailWave(0, "after batch 1: budget", true)
+			return st.Accept(Acceptance{By: "ana", Reason: "known"}, t0)
+		}, want{StatusRunning, []Status{StatusRunning, StatusPending}, []Status{StatusDone, StatusPending}, []EventType{EventAccepted}}},
+		{"accept a halt at a wave's end gate: it bakes", func(st *State) []Event {
+			st.Waves[0].Batches[0].Status, st.Waves[0].Batches[1].Status = StatusDone, StatusDone
+			st.FailWave(0, "success rate", true)
+			return st.Accept(Acceptance{By: "ana", Reason: "known"}, t0)
+		}, want{StatusRunning, []Status{StatusBaking, StatusPending}, []Status{StatusDone, StatusDone}, []EventType{EventAccepted}}},
+		{"accept a failed verify: the bake ends as planned", func(st *State) []Event {
+			st.Waves[0].Batches[0].Status, st.Waves[0].Batches[1].Status = StatusDone, StatusDone
+			st.PassWave(0, Verdict{Pass: true}, t0)
+			st.FailWave(0, "verify", true)
+			ev := st.Accept(Acceptance{By: "ana", Reason: "known"}, t0)
+			if !st.Waves[0].VerifyOK {
+				ev = nil // reported as a missing event
+			}
+			return ev
+		}, want{StatusRunning, []Status{StatusBaking, StatusPending}, []Status{StatusDone, StatusDone}, []EventType{EventAccepted}}},
 		{"roll back", func(st *State) []Event {
 			ev := st.StartRollback(t0)
 			ev = append(ev, st.RollBackBatch(0, 1, Undone{Restored: 3})...)
@@ -111,5 +130,32 @@ func TestTransitionDetails(t *testing.T) {
 	ev := st.FinishRollback()
 	if st.Rollback.Devices != 3 || st.Rollback.Failed != 1 || st.Rollback.Conflicts != 1 || !st.Rollback.Done || ev[0].Devices != 3 || ev[0].Conflicts != 1 {
 		t.Errorf("rollback progress %+v, %+v", st.Rollback, ev)
+	}
+}
+
+// TestAcceptCountsFromThere: once a halt is accepted, the wave's gates and the budget count only what
+// comes after it.
+func TestAcceptCountsFromThere(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	st := &State{Name: "fw", Status: StatusRunning, Waves: []Wave{{Name: "a", Status: StatusPending}}}
+	st.ResolveWave(0, 20, [][2]int{{0, 10}, {10, 20}})
+	st.StartWave(0, t0)
+	st.StartBatch(0, 0, []Job{{Counts: Counts{Targeted: 10, Succeeded: 7, Failed: 3}}})
+	st.SettleBatch(0, 0)
+	st.FailWave(0, "after batch 1: budget", true)
+	st.Accept(Acceptance{By: "ana", Reason: "bench units", Failures: 3}, t0)
+	if got := st.Waves[0].Judged(); got != (Counts{}) {
+		t.Errorf("judged right after the acceptance: %+v, want nothing", got)
+	}
+	st.StartBatch(0, 1, []Job{{Counts: Counts{Targeted: 10, Succeeded: 9, Failed: 1}}})
+	st.SettleBatch(0, 1)
+	if got := st.Waves[0].Judged(); got != (Counts{Targeted: 10, Succeeded: 9, Failed: 1}) {
+		t.Errorf("judged after the next batch: %+v, want that batch alone", got)
+	}
+	if got := st.Totals().Sub(st.acceptedTotals()); got.Failed != 1 || got.Targeted != 10 {
+		t.Errorf("budget counts %+v, want the next batch alone", got)
+	}
+	if a := st.Accepted[0]; a.By != "ana" || a.Failures != 3 || a.Totals.Failed != 3 {
+		t.Errorf("acceptance %+v", a)
 	}
 }

@@ -212,6 +212,8 @@ func (v statusView) waiting(h hints) string {
 		return fmt.Sprintf("wave %s waits for its schedule window, which opens at %s", wt.Wave, stamp(wt.Until))
 	case "bake":
 		return fmt.Sprintf("wave %s bakes until %s", wt.Wave, stamp(wt.Until))
+	case "retry":
+		return fmt.Sprintf("wave %s retries devices at %s", wt.Wave, stamp(wt.Until))
 	case "paused":
 		return fmt.Sprintf("paused before wave %s: rollout resume %s%s", wt.Wave, v.Name, h.state)
 	case "verify":
@@ -308,6 +310,10 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	for _, a := range st.Accepted {
+		fmt.Fprintf(w, "  halt of wave %s accepted by %s at %s: %s (%s accepted; the halt: %s)\n",
+			a.Wave, a.By, stamp(a.At), a.Reason, plural(a.Failures, "failure"), a.Halt)
 	}
 	if rb := st.Rollback; rb != nil {
 		state := "in progress"

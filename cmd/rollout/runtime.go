@@ -135,8 +135,8 @@ func outcome(e *env, cmd, name string, h hints, res *engine.Result) (where strin
 	switch {
 	case res.Status == engine.StatusHalted:
 		fmt.Fprintf(e.stderr, "rollout %s: halted: %s\n", cmd, res.Reason)
-		fmt.Fprintf(e.stderr, "rollout %s: undo what was applied with `rollout rollback %s%s`; a halted rollout does not resume\n",
-			cmd, name, h.hub)
+		fmt.Fprintf(e.stderr, "rollout %s: undo what was applied with `rollout rollback %s%s`, or accept the failures and continue with `rollout resume %s%s --accept REASON`\n",
+			cmd, name, h.hub, name, h.state)
 		return "halted"
 	case res.Status == engine.StatusRolledBack:
 		fmt.Fprintf(e.stderr, "rollout %s: rolled back: %s\n", cmd, res.Reason)
