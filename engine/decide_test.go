@@ -592,3 +592,26 @@ func TestRetryJobID(t *testing.T) {
 		t.Errorf("RetryJobID = %s", got)
 	}
 }
+
+func TestVerifyReachable(t *testing.T) {
+	share := &plan.Limit{Share: 0.2, Ratio: true}
+	tests := []struct {
+		name                 string
+		limit                *plan.Limit
+		matching, total, unr int
+		m, t                 int
+		exceeded             bool
+	}{
+		{"no limit: disconnected devices lower the rate", nil, 8, 10, 2, 8, 10, false},
+		{"within the limit: judged apart", share, 8, 10, 2, 8, 8, false},
+		{"over the limit", share, 7, 10, 3, 7, 10, true},
+		{"none disconnected", share, 7, 10, 0, 7, 10, false},
+		{"a count", &plan.Limit{Count: 1}, 8, 10, 2, 8, 10, true},
+	}
+	for _, tt := range tests {
+		m, total, exceeded := VerifyReachable(tt.limit, tt.matching, tt.total, tt.unr)
+		if m != tt.m || total != tt.t || exceeded != tt.exceeded {
+			t.Errorf("%s: VerifyReachable = %d of %d, exceeded %v; want %d of %d, %v", tt.name, m, total, exceeded, tt.m, tt.t, tt.exceeded)
+		}
+	}
+}

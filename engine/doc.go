@@ -16,7 +16,7 @@
 // A decision is a pure function of the plan, the state, observations and the time, with the clock
 // passed in: the next step (Next, which also names what to prepare while a batch runs, PrepareAhead),
 // batch sizes, sampling, gates (Judge, JudgeWave, JudgeVerify), schedule windows and which jobs to
-// start live in decide.go; approval rules in approve.go; how a job's device records become outcomes
+// start live in decide.go, verify's in decide_verify.go; approval rules in approve.go; how a job's device records become outcomes
 // (jobOutcomes, classify) in outcome.go. A transition is a named method on State in transition.go,
 // the only place a rollout's, wave's or batch's status changes; it returns the events it causes. I/O
 // sits around them, a file per concern: runner.go has the public API and the loop that asks Next and

@@ -73,8 +73,12 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 		w.VerifyRate = float64(matching) / float64(len(ids))
 	}
 	r.emit(Event{Type: EventVerify, Wave: wi, Rate: w.VerifyRate, Done: matching, Devices: len(ids)})
+	m, total, unreachable, err := r.verifyReachable(ctx, wi, ids, matching)
+	if err != nil || unreachable != "" {
+		return false, err
+	}
 	var judged VerifyState
-	judged, w.VerifyMetSince = JudgeVerifyHeld(pw.Verify, matching, len(ids), w.VerifyReads, w.BakeStart, w.VerifyMetSince, r.now())
+	judged, w.VerifyMetSince = JudgeVerifyHeld(pw.Verify, m, total, w.VerifyReads, w.BakeStart, w.VerifyMetSince, r.now())
 	switch judged {
 	case VerifyPass:
 		r.st.PassVerify(wi)
@@ -92,6 +96,48 @@ func (r *runner) verify(ctx context.Context, wi int) (waiting bool, err error) {
 			pct(w.VerifyRate), pw.Verify.Condition, pw.Verify.Within, pct(pw.Verify.MinRate), held, sample(missing, 5)))
 	}
 	return true, r.save()
+}
+
+// verifyReachable judges, for a twin update whose verify time is up and whose rate is not met, the
+// wave's devices that are disconnected without satisfying the condition as unreachable, apart from
+// failures (see VerifyReachable): it returns the counts to judge the rate on or, when they pass the
+// wave's maxUnreachable, fails the wave and returns its reason. Before within, or without
+// maxUnreachable, it reads nothing and returns matching of all ids.
+func (r *runner) verifyReachable(ctx context.Context, wi int, ids []string, matching int) (m, total int, failed string, err error) {
+	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
+	limit, v := pw.Success.MaxUnreachable, pw.Verify
+	if limit == nil || r.st.waveKind(wi) != KindTwinUpdate || len(ids) == 0 || w.VerifyReads < 2 ||
+		float64(matching)/float64(len(ids))+1e-9 >= v.MinRate || r.now().Before(w.BakeStart.Add(v.Within)) {
+		return matching, len(ids), "", nil
+	}
+	const disconnected = "connectionState = 'Disconnected' AND "
+	all, err := r.countByID(ctx, disconnected, ids)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("verify wave %s: %w", w.Name, err)
+	}
+	satisfied, err := r.countByID(ctx, "("+v.Condition+") AND "+disconnected, ids)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("verify wave %s: %w", w.Name, err)
+	}
+	unreachable := max(0, all-satisfied)
+	m, total, exceeded := VerifyReachable(limit, matching, len(ids), unreachable)
+	if !exceeded {
+		return m, total, "", nil
+	}
+	failed = fmt.Sprintf("verify: %s disconnected without satisfying %q after %s, more than maxUnreachable %s",
+		plural(unreachable, "device"), v.Condition, v.Within, limit)
+	return 0, 0, failed, r.failWave(wi, failed)
+}
+
+// countByID sums `SELECT COUNT() ... WHERE <where>deviceId IN [...]` over ids.
+func (r *runner) countByID(ctx context.Context, where string, ids []string) (int, error) {
+	total := 0
+	err := r.queryByID(ctx, "SELECT COUNT() AS n FROM devices WHERE "+where, ids, 1, func(raw json.RawMessage) error {
+		n, err := countRow(raw)
+		total += n
+		return err
+	})
+	return total, err
 }
 
 // unverified finds and stores the devices among ids (sorted) that do not satisfy wave wi's verify

@@ -148,3 +148,52 @@ func TestRetryAcrossNoWaitRuns(t *testing.T) {
 	}
 	checkInvokedOnce(t, srv, 40)
 }
+
+// TestVerifyCountsDisconnectedAsUnreachable: a twin update's verify waits for devices that are
+// offline (they cannot report) until within, then judges them apart from failures, against
+// maxUnreachable.
+func TestVerifyCountsDisconnectedAsUnreachable(t *testing.T) {
+	const fleet = `
+groups:
+  - name: all
+    count: 20
+    idPrefix: dev-
+    tags: {ring: all}
+    behavior: {offline: 20%, converge: {delay: 10ms}}
+`
+	const src = `
+version: 1
+name: verified
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  success: {minSuccessRate: 100%, minDevices: 1LIMIT}
+  verify: {condition: "properties.reported.fw = '2'", minRate: 100%, within: 1s}
+waves:
+  - {name: all, target: "tags.ring = 'all'"}
+onFailure: halt
+`
+	tests := []struct {
+		name, limit string
+		status      engine.Status
+		reason      string
+	}{
+		{"within maxUnreachable", ", maxUnreachable: 25%", engine.StatusDone, ""},
+		{"over maxUnreachable", ", maxUnreachable: 3", engine.StatusHalted, "4 devices disconnected without satisfying"},
+		{"without maxUnreachable they fail the rate", "", engine.StatusHalted, "80% of devices satisfy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := enginetest.Hub(t, fleet, emulator.Options{})
+			p := enginetest.Plan(t, strings.Replace(src, "LIMIT", tt.limit, 1))
+			r := newRun(t, c, srv.Quotas(), p.Name)
+			res := r.apply(t, p)
+			if res.Status != tt.status || !strings.Contains(res.Reason, tt.reason) {
+				t.Fatalf("apply ended %s (%s), want %s with %q", res.Status, res.Reason, tt.status, tt.reason)
+			}
+			if st := r.state(t); st.Waves[0].VerifyReads < 2 {
+				t.Errorf("%d verify reads: a disconnected device is pending until within", st.Waves[0].VerifyReads)
+			}
+		})
+	}
+}
