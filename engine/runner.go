@@ -36,6 +36,10 @@ type Options struct {
 	ApprovalPoll time.Duration
 	// Workers is the number of parallel twin restores in a rollback (0: 16).
 	Workers int
+	// LockTimeout is how long Apply and Rollback wait for a rollout another process holds before
+	// they give up with its *LockedError (0: they do not wait). A shared state's lease left by a
+	// dead holder lapses within a minute, so a little over that rides out a lost runner.
+	LockTimeout time.Duration
 	// Force makes a rollback restore prior values even on twins someone changed since the rollout
 	// wrote them (by default those devices are left alone and reported as conflicts).
 	Force bool
@@ -121,7 +125,7 @@ func newRunner(o Options, p *plan.Plan) *runner {
 // consistent after any of them, and running Apply again continues.
 func Apply(ctx context.Context, p *plan.Plan, o Options) (*Result, error) {
 	r := newRunner(o, p)
-	unlock, err := r.Store.Lock(r.now())
+	unlock, err := r.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) (*Result, error) {
 // needs. A rollback that was interrupted continues where it was.
 func Rollback(ctx context.Context, o Options) (*Result, error) {
 	r := newRunner(o, nil)
-	unlock, err := r.Store.Lock(r.now())
+	unlock, err := r.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +159,25 @@ func Rollback(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	return r.rollback(ctx)
+}
+
+// lock takes the rollout's lock, waiting up to LockTimeout while another process holds it.
+func (r *runner) lock(ctx context.Context) (unlock func(), err error) {
+	deadline := time.Now().Add(r.LockTimeout)
+	for {
+		unlock, err := r.Store.Lock(r.now())
+		var held *LockedError
+		if !errors.As(err, &held) || !time.Now().Before(deadline) {
+			return unlock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.Stop:
+			return nil, ErrStopped
+		case <-time.After(min(time.Second, time.Until(deadline))):
+		}
+	}
 }
 
 // kindOf names a wave's action.
@@ -276,7 +299,8 @@ func (r *runner) stopping() bool {
 	}
 }
 
-// sleep waits d or until ctx ends or Stop closes; it reports whether the full time passed.
+// sleep waits d or until ctx ends or Stop closes. A run whose shared lease is lost while it waits
+// (a bake, a window, an approval) stops with ErrLockLost.
 func (r *runner) sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -284,6 +308,8 @@ func (r *runner) sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-r.Store.lost():
+		return ErrLockLost
 	case <-r.Stop:
 		return nil
 	case <-r.Clock.After(d):

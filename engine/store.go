@@ -170,6 +170,16 @@ func (s *Store) fence(ctx context.Context) error {
 	return l.Confirm(ctx)
 }
 
+// lost is closed when this process's lock is lost; nil (never ready) when it holds none.
+func (s *Store) lost() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lease == nil {
+		return nil
+	}
+	return s.lease.Lost()
+}
+
 // Holder reports who holds the rollout's lock, without taking it.
 func (s *Store) Holder() (h Holder, held bool, err error) {
 	return s.rec.Holder(context.Background())
@@ -399,4 +409,21 @@ func (s *Store) putSibling(kind, key string, v any) error {
 func thisHolder(now time.Time) Holder {
 	host, _ := os.Hostname()
 	return Holder{PID: os.Getpid(), Host: host, Since: now.UTC()}
+}
+
+// CopyState copies the rollout in src to dst, which must have no state for it, holding both locks: a
+// rollout another process holds in either place is refused with its *LockedError, and nothing is
+// written. Approvals, pauses and promotions travel with it.
+func CopyState(ctx context.Context, src, dst *Store) error {
+	unlockSrc, err := src.Lock(time.Now())
+	if err != nil {
+		return err
+	}
+	defer unlockSrc()
+	unlockDst, err := dst.Lock(time.Now())
+	if err != nil {
+		return err
+	}
+	defer unlockDst()
+	return statestore.Copy(ctx, src.rec, dst.rec, []string{kindApprovals, kindControls})
 }

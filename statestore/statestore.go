@@ -56,6 +56,10 @@ type Records interface {
 	DeleteSibling(ctx context.Context, kind, key string) error
 	// Siblings reads every sibling record of kind, by key.
 	Siblings(ctx context.Context, kind string) (map[string][]byte, error)
+
+	// Dump reads every record, by bucket and key, from one consistent snapshot (a backend that keeps
+	// siblings in buckets of the same kind's name may include them: Copy leaves those out).
+	Dump(ctx context.Context) (map[string]map[string][]byte, error)
 }
 
 // Tx reads and writes records inside View or Update. Get returns nil for a record that does not
@@ -125,6 +129,50 @@ func CheckName(name string) error {
 	for _, r := range name {
 		if r == '/' || r == '\\' || r < ' ' || r == 0x7f {
 			return fmt.Errorf("invalid rollout name %q", name)
+		}
+	}
+	return nil
+}
+
+// Copy copies rollout src's records and its sibling records of kinds to dst, which must have no
+// state: all records in one Update of dst, then the siblings. The caller holds src's lock, so the
+// copy is of a rollout nobody changes meanwhile.
+func Copy(ctx context.Context, src, dst Records, kinds []string) error {
+	if ok, err := dst.Exists(ctx); err != nil || ok {
+		if err == nil {
+			err = errors.New("the destination has a state for this rollout already")
+		}
+		return err
+	}
+	records, err := src.Dump(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range kinds {
+		delete(records, k)
+	}
+	err = dst.Update(ctx, func(tx Tx) error {
+		for b, m := range records {
+			for k, v := range m {
+				if err := tx.Put(b, k, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, kind := range kinds {
+		sib, err := src.Siblings(ctx, kind)
+		if err != nil {
+			return err
+		}
+		for k, v := range sib {
+			if err := dst.PutSibling(ctx, kind, k, v, false); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -65,7 +65,7 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(
 		newValidateCmd(e), newPlanCmd(e), newApplyCmd(e), newStatusCmd(e), newApproveCmd(e),
 		newControlCmd(e, "pause"), newControlCmd(e, "resume"), newControlCmd(e, "promote"),
-		newRollbackCmd(e), newReportCmd(e), newSchemaCmd(e), newEmulatorCmd(e),
+		newRollbackCmd(e), newReportCmd(e), newUnlockCmd(e), newStateCmd(e), newSchemaCmd(e), newEmulatorCmd(e),
 		newCompletionCmd(e), newVersionCmd(e))
 	return root
 }

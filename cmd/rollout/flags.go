@@ -86,6 +86,8 @@ type runFlags struct {
 	// notifyEnv is ROLLOUT_NOTIFY_URL, read at bind time but never a flag default: help prints
 	// defaults, and the URL is a secret.
 	notifyEnv string
+	// lockTimeout: how long to wait for a rollout another process holds.
+	lockTimeout time.Duration
 }
 
 // bind registers the run flags on fs; withNoWait adds --no-wait (apply's, not rollback's).
@@ -95,6 +97,7 @@ func (f *runFlags) bind(fs *pflag.FlagSet, e *env, withNoWait bool) {
 		"the hub's tier (F1, S1, S2, S3 or unlimited) to pace to; default S1 for a hub, unlimited with --emulate")
 	fs.StringVar(&f.output, "output", "text", "output: text (progress bars on a terminal, plain lines otherwise) or json (one event per line)")
 	fs.StringVar(&f.report, "report", "", "write the per-device outcome report to this file: .json, .xml (JUnit) or .html (one self-contained page)")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait up to this long for a rollout another process holds, instead of exiting 4 (a dead holder's shared lease lapses within 60 s: 70s rides it out)")
 	fs.StringVar(&f.notify, "notify", "", "POST the events a person acts on as JSON to this webhook URL (env ROLLOUT_NOTIFY_URL); never printed")
 	f.notifyEnv = e.getenv("ROLLOUT_NOTIFY_URL")
 	if withNoWait {
@@ -126,7 +129,7 @@ func (f *runFlags) check() error {
 // stateFlag registers --state with its environment default, for the commands that read or write a
 // rollout's state and need no hub.
 func stateFlag(fs *pflag.FlagSet, e *env, dir *string) {
-	fs.StringVar(dir, "state", defaultStateDir(e), "state directory (env ROLLOUT_STATE)")
+	fs.StringVar(dir, "state", defaultStateDir(e), "state directory, or blob container URL for a shared state (env ROLLOUT_STATE)")
 }
 
 // defaultStateDir is the state directory when --state is not given: $ROLLOUT_STATE, else .rollout.

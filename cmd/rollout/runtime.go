@@ -45,7 +45,7 @@ func (f *runFlags) drive(e *env, cmd string, ref stateRef, op engineOp) int {
 	view := newView(e, f.output, h)
 	obs, closeNotify := f.notifier(e, view)
 	res, err := op(ctx, engine.Options{Hub: sess.hub, HubName: sess.name, Store: st, Quotas: sess.quotas,
-		Observer: obs, NoWait: f.noWait, Stop: stop})
+		Observer: obs, NoWait: f.noWait, Stop: stop, LockTimeout: f.lockTimeout})
 	view.close()
 	closeNotify()
 	code := finish(e, cmd, st, f, h, res, err)

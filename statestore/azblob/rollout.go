@@ -340,6 +340,35 @@ func (t *tx) Put(bucket, key string, data []byte) error {
 	return nil
 }
 
+// Dump reads every record the root reaches.
+func (r *rollout) Dump(ctx context.Context) (map[string]map[string][]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(ctx); err != nil {
+		return nil, err
+	}
+	if len(r.doc.Records[rootBucket]) == 0 {
+		return nil, statestore.ErrNoState
+	}
+	out := map[string]map[string][]byte{}
+	put := func(bucket, key string, v []byte) {
+		if out[bucket] == nil {
+			out[bucket] = map[string][]byte{}
+		}
+		out[bucket][key] = v
+	}
+	for b, m := range r.doc.Records {
+		for k, v := range m {
+			put(b, k, v)
+		}
+	}
+	for bk, v := range r.index {
+		b, k, _ := strings.Cut(bk, "\x00")
+		put(b, k, v)
+	}
+	return out, nil
+}
+
 // Siblings: NAME/KIND/KEY.json, the key path-escaped.
 
 func (r *rollout) siblingBlob(kind, key string) *blockblob.Client {

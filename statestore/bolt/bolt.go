@@ -173,6 +173,33 @@ func (r *Rollout) DeleteSibling(_ context.Context, kind, key string) error {
 	})
 }
 
+// Dump reads every bucket's records in one read transaction.
+func (r *Rollout) Dump(ctx context.Context) (map[string]map[string][]byte, error) {
+	if ok, err := r.Exists(ctx); err != nil || !ok {
+		if err == nil {
+			err = statestore.ErrNoState
+		}
+		return nil, err
+	}
+	db, err := r.open()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	out := map[string]map[string][]byte{}
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			m := map[string][]byte{}
+			out[string(name)] = m
+			return b.ForEach(func(k, v []byte) error {
+				m[string(k)] = append([]byte(nil), v...)
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
 // Siblings reads every sibling record of kind.
 func (r *Rollout) Siblings(ctx context.Context, kind string) (map[string][]byte, error) {
 	out := map[string][]byte{}

@@ -113,6 +113,10 @@ func testRoundTrip(t *testing.T, e Env) {
 	if err := r.View(ctx, put("state", "state", `{}`)); err == nil {
 		t.Error("a Put inside View succeeded")
 	}
+	dump, err := open(t, e.Other(), "fw").Dump(ctx)
+	if err != nil || string(dump["state"]["state"]) != `{"v":2}` || string(dump["lists"]["devices/000000"]) != `["a","b"]` || string(dump["snapshots"]["a"]) != `{"p":1}` {
+		t.Errorf("Dump = %q, %v", dump, err)
+	}
 }
 
 func testAllOrNothing(t *testing.T, e Env) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package azuritetest runs Azurite, the Azure Storage emulator, for tests of the blob state backend:
 // the npm package pinned in statestore/azblob/testdata/azurite (azurite 3.35.0; `make test` installs
 // it with npm ci), one blob service per test binary, on a free loopback port, its data in a temporary
@@ -54,18 +56,37 @@ var (
 // Shared returns the test binary's Azurite, starting it on first use. Call Stop from TestMain.
 func Shared(tb testing.TB) *Server {
 	tb.Helper()
-	bin := binary()
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("ROLLOUT_REQUIRE_AZURITE") != "" {
-			tb.Fatalf("Azurite is not installed (%s): run `npm ci` in %s", bin, filepath.Dir(filepath.Dir(filepath.Dir(bin))))
-		}
-		tb.Skipf("Azurite is not installed (run `make test`, which installs it with npm ci, or `npm ci` in %s)", filepath.Dir(filepath.Dir(filepath.Dir(bin))))
-	}
+	Require(tb)
 	once.Do(func() { shared, sharedErr = Start("", "") })
 	if sharedErr != nil {
 		tb.Fatal(sharedErr)
 	}
 	return shared
+}
+
+// Require skips tb when Azurite is not installed, or fails it when ROLLOUT_REQUIRE_AZURITE is set.
+func Require(tb testing.TB) {
+	tb.Helper()
+	bin := binary()
+	if _, err := os.Stat(bin); err != nil {
+		dir := filepath.Dir(filepath.Dir(filepath.Dir(bin)))
+		if os.Getenv("ROLLOUT_REQUIRE_AZURITE") != "" {
+			tb.Fatalf("Azurite is not installed (%s): run `npm ci` in %s", bin, dir)
+		}
+		tb.Skipf("Azurite is not installed (run `make test`, which installs it with npm ci, or `npm ci` in %s)", dir)
+	}
+}
+
+// StartT starts an Azurite of tb's own, stopped when tb ends.
+func StartT(tb testing.TB) *Server {
+	tb.Helper()
+	Require(tb)
+	s, err := Start("", tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
 }
 
 // Stop stops the shared Azurite, if it was started.
@@ -101,7 +122,8 @@ func Start(addr, dir string) (*Server, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(binary(), "--blobHost", host, "--blobPort", port, "--location", dir, "--silent",
 		"--disableTelemetry", "--skipApiVersionCheck", "--loose")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, killed whole by Stop; and killed with the test binary if that dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start Azurite: %w", err)
 	}

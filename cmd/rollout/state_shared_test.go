@@ -1,0 +1,203 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/statestore/azblob/azuritetest"
+)
+
+const sharedFleet = `
+groups:
+  - {name: canary, count: 3, idPrefix: canary-, tags: {ring: canary}}
+  - {name: main, count: 6, idPrefix: main-, tags: {ring: main}}
+`
+
+// The second wave waits for an approval; a bake gives a lease-breaking test a wait to stop in.
+const sharedPlan = `
+version: 1
+name: shared
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: canary, target: "tags.ring = 'canary'", bake: %BAKE%}
+  - {name: main, target: "*", approval: required}
+`
+
+// machine runs rollout commands in-process with an environment of their own, as one machine would.
+type machine map[string]string
+
+// apply runs apply on the machine's hub (the hub's CA is the machine's test-ca-file).
+func (m machine) apply(t *testing.T, args ...string) (int, string, string) {
+	return m.run(t, append([]string{"apply", "--ca-file", m["test-ca-file"], "--tier", "unlimited"}, args...)...)
+}
+
+func (m machine) run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := mainEnv(args, strings.NewReader(""), &stdout, &stderr, func(k string) string { return m[k] })
+	return code, stdout.String(), stderr.String()
+}
+
+// sharedSetup serves a fleet and a blob container and writes the plan: it returns the plan file,
+// the state URL and the two machines, a runner with the hub's connection string and a laptop with
+// only the storage one.
+func sharedSetup(t *testing.T, bake string) (planFile, url string, runner, laptop machine, hub *hubapi.Client) {
+	dir := t.TempDir()
+	srv := startTLSEmulator(t, dir, sharedFleet, emulator.Options{})
+	az := azuritetest.StartT(t)
+	url = az.URL("rollouts/team-a")
+	planFile = filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(strings.ReplaceAll(sharedPlan, "%BAKE%", bake)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runner = machine{"IOTHUB_CONNECTION_STRING": srv.ConnectionString(), "AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString(),
+		"test-ca-file": srv.CAFile()}
+	laptop = machine{"AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString(), "GITHUB_ACTOR": "ana"}
+	hub, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return planFile, url, runner, laptop, hub
+}
+
+// untilOutput runs a command until its standard output holds want, for up to 30 s.
+func untilOutput(t *testing.T, m machine, want string, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, out, errOut := m.run(t, args...)
+		if strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v never printed %q:\n%s%s", args, want, out, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSharedStateFromAnotherMachine runs apply on one machine with its state in a blob container
+// and, while it holds the lease, reads status and approves from another; the apply continues, and
+// the rollout moves to a directory and back.
+func TestSharedStateFromAnotherMachine(t *testing.T) {
+	planFile, url, runner, laptop, _ := sharedSetup(t, "0s")
+	done := make(chan int, 1)
+	var applyErr string
+	go func() {
+		code, _, errOut := runner.apply(t, "--state", url, planFile)
+		applyErr = errOut
+		done <- code
+	}()
+	out := untilOutput(t, laptop, "waits for approval", "status", "shared", "--state", url)
+	if !strings.Contains(out, "pid") {
+		t.Errorf("status from another machine does not name the lease's holder:\n%s", out)
+	}
+	if code, out, errOut := laptop.run(t, "approve", "shared", "--wave", "main", "--state", url); code != exitOK {
+		t.Fatalf("approve while apply holds the lease: exit %d\n%s%s", code, out, errOut)
+	}
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("apply exited %d after the approval:\n%s", code, applyErr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("apply did not continue after the approval from another machine")
+	}
+	out = untilOutput(t, laptop, "done", "status", "shared", "--state", url)
+	if !strings.Contains(out, "ana") {
+		t.Errorf("status does not say who approved:\n%s", out)
+	}
+
+	// To a directory and back to another prefix of the container.
+	dir := filepath.Join(t.TempDir(), "local")
+	if code, _, errOut := laptop.run(t, "state", "pull", "shared", "--from", url, "--state", dir); code != exitOK {
+		t.Fatalf("state pull: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := laptop.run(t, "state", "pull", "shared", "--from", url, "--state", dir); code != exitInvalid || !strings.Contains(errOut, "already") {
+		t.Errorf("a second pull over the copy: exit %d\n%s", code, errOut)
+	}
+	local := untilOutput(t, laptop, "done", "status", "shared", "--state", dir)
+	if !strings.Contains(local, "ana") {
+		t.Errorf("the pulled state lost the approval:\n%s", local)
+	}
+	other := strings.Replace(url, "team-a", "team-b", 1)
+	if code, _, errOut := laptop.run(t, "state", "push", "shared", "--state", dir, "--to", other); code != exitOK {
+		t.Fatalf("state push: exit %d\n%s", code, errOut)
+	}
+	if code, out, _ := laptop.run(t, "status", "--state", other); code != exitOK || !strings.Contains(out, "shared") {
+		t.Errorf("status of the pushed container: exit %d\n%s", code, out)
+	}
+	if code, out, _ := laptop.run(t, "unlock", "shared", "--state", other); code != exitOK || !strings.Contains(out, "not locked") {
+		t.Errorf("unlock of a rollout nobody holds: exit %d\n%s", code, out)
+	}
+}
+
+// TestUnlockFencesALiveHolder breaks the lease of an apply that is baking its first wave, with the
+// next wave approved in advance: unfenced, it would start that wave when the bake ends. It stops with
+// exit 4 instead, and creates no job after the break: the hub's job list is what it was.
+func TestUnlockFencesALiveHolder(t *testing.T) {
+	planFile, url, runner, laptop, hub := sharedSetup(t, "6s")
+	done := make(chan int, 1)
+	var applyErr string
+	go func() {
+		code, _, errOut := runner.apply(t, "--state", url, planFile)
+		applyErr = errOut
+		done <- code
+	}()
+	untilOutput(t, laptop, "baking", "status", "shared", "--state", url)
+	if code, _, errOut := laptop.run(t, "approve", "shared", "--wave", "main", "--state", url); code != exitOK {
+		t.Fatalf("approve in advance: exit %d\n%s", code, errOut)
+	}
+	ctx := context.Background()
+	before, err := hubapi.Collect[hubapi.JobResponse](ctx, hub.ListJobs(ctx, "", "", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := laptop.run(t, "unlock", "shared", "--state", url, "--yes")
+	if code != exitOK || !strings.Contains(out, "lease: leased") {
+		t.Fatalf("unlock --yes: exit %d\n%s%s", code, out, errOut)
+	}
+	broke := time.Now()
+	select {
+	case code := <-done:
+		if code != exitHub || !strings.Contains(applyErr, "lock was lost") {
+			t.Errorf("the fenced apply exited %d:\n%s", code, applyErr)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("the fenced apply did not stop within 40 s of the break")
+	}
+	t.Logf("the fenced apply stopped %s after the break", time.Since(broke).Round(time.Millisecond))
+	after, err := hubapi.Collect[hubapi.JobResponse](ctx, hub.ListJobs(ctx, "", "", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("the hub has %d jobs after the break, %d before it", len(after), len(before))
+	}
+	main, err := hubapi.Collect[hubapi.Twin](ctx, hub.Query(ctx, "SELECT * FROM devices WHERE tags.ring = 'main'", 100))
+	if err != nil || len(main) != 6 {
+		t.Fatalf("the main ring: %d twins, %v", len(main), err)
+	}
+	for _, tw := range main {
+		if _, ok := tw.Properties.Desired["fw"]; ok {
+			t.Errorf("%s was changed after the break", tw.DeviceID)
+		}
+	}
+	// The next run takes the lease and continues: the bake is over and the next wave approved.
+	code, _, errOut = runner.apply(t, "--state", url, "--no-wait", planFile)
+	if code != exitOK {
+		t.Errorf("the next run: exit %d\n%s", code, errOut)
+	}
+}
