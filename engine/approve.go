@@ -9,6 +9,7 @@ import (
 // Approval records who released a wave's approval gate, when and why.
 type Approval struct {
 	By     string    `json:"by"`
+	Host   string    `json:"host,omitempty"` // the machine it was given on
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"`
 	// Early is set when the approval was given before the rollout reached the wave's gate; it releases
@@ -94,7 +95,7 @@ func Approve(s *Store, wave string, a Approval) (Approval, error) {
 	if err != nil {
 		return Approval{}, err
 	}
-	rec.By, rec.At, rec.Reason = a.By, a.At.UTC(), a.Reason
+	rec.By, rec.Host, rec.At, rec.Reason = a.By, a.Host, a.At.UTC(), a.Reason
 	return rec, s.putSibling(kindApprovals, wave, rec)
 }
 

@@ -9,6 +9,7 @@ import (
 // Control records a person's word to a rollout beside approvals: a pause or a promotion.
 type Control struct {
 	By     string    `json:"by"`
+	Host   string    `json:"host,omitempty"` // the machine it was said on
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"`
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -54,7 +55,8 @@ func runApprove(e *env, o *approveOptions) int {
 	if !ok {
 		return exitInvalid
 	}
-	rec, err := engine.Approve(store, o.wave, engine.Approval{By: whoOf(e, o.by), At: time.Now(), Reason: o.reason})
+	who, host := whoOf(e, store, o.by)
+	rec, err := engine.Approve(store, o.wave, engine.Approval{By: who, Host: host, At: time.Now(), Reason: o.reason})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout approve:", err)
 		var unknown *engine.UnknownWaveError
@@ -89,12 +91,21 @@ func existingStore(e *env, cmd, dir, name string) (*engine.Store, bool) {
 	return store, true
 }
 
-// whoOf is who a record names: by when given, else the approver.
-func whoOf(e *env, by string) string {
+// whoOf is who a record names, and the host it was made on: by when given, else the Microsoft Entra
+// identity the rollout's shared state is reached as, else the approver.
+func whoOf(e *env, store *engine.Store, by string) (who, host string) {
+	host, _ = os.Hostname()
 	if by != "" {
-		return by
+		return by, host
 	}
-	return approver(e)
+	if ider, ok := store.Records().(interface {
+		Identity(context.Context) (string, error)
+	}); ok {
+		if id, err := ider.Identity(context.Background()); err == nil && id != "" {
+			return id, host
+		}
+	}
+	return approver(e), host
 }
 
 // approver names the person or pipeline approving: the CI system's requester when there is one, else

@@ -74,7 +74,8 @@ func runControl(e *env, name string, o *controlOptions) int {
 	if !ok {
 		return exitInvalid
 	}
-	c := engine.Control{By: whoOf(e, o.by), At: time.Now(), Reason: o.reason}
+	who, host := whoOf(e, store, o.by)
+	c := engine.Control{By: who, Host: host, At: time.Now(), Reason: o.reason}
 	var err error
 	h := newHints(o.dir, "")
 	var done string

@@ -270,7 +270,7 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 			fmt.Fprintf(w, "; verify %.1f%% after %s", wv.VerifyRate*100, plural(wv.VerifyReads, "read"))
 		}
 		if a, ok := v.approvals[wv.Name]; ok {
-			fmt.Fprintf(w, "; approved by %s at %s", a.By, stamp(a.At))
+			fmt.Fprintf(w, "; approved by %s%s at %s", a.By, onHost(a.By, a.Host), stamp(a.At))
 			if a.Early {
 				fmt.Fprint(w, " (in advance, before the rollout reached the gate)")
 			}
@@ -334,4 +334,12 @@ func planArg(st *engine.State) string {
 		return "PLAN"
 	}
 	return shellQuote(st.PlanFile)
+}
+
+// onHost says where a record was made, unless who names the host already (user@host).
+func onHost(who, host string) string {
+	if host == "" || strings.HasSuffix(who, "@"+host) {
+		return ""
+	}
+	return " on " + host
 }

@@ -166,12 +166,28 @@ type crashScenario struct {
 	wantExit          int
 }
 
+// crashBackend is where a trial keeps the rollout's state.
+type crashBackend struct {
+	name string
+	// state gives a trial's --state value, under the trial's directory dir.
+	state func(dir string) string
+	env   []string
+	// afterKill runs after apply was killed: a shared state's lease outlives its holder by up to a
+	// minute, so the operator's `rollout unlock --yes` frees it for the next run at once (the lease's
+	// own lapse is TestHostLoss's).
+	afterKill func(t *testing.T, state, rollout string)
+}
+
+var localBackend = crashBackend{name: "local", state: func(dir string) string { return filepath.Join(dir, "state") },
+	afterKill: func(*testing.T, string, string) {}}
+
 // trial runs the plan on a fresh emulator, killing apply after random delays up to maxKill (no kill
 // when maxKill is 0) until a run ends by itself. It returns what the devices saw, the number of kills
 // and the last run's exit code.
-func trial(t *testing.T, bin string, sc crashScenario, rng *rand.Rand, maxKill time.Duration) (observed, int, int) {
+func trial(t *testing.T, bin string, be crashBackend, sc crashScenario, rng *rand.Rand, maxKill time.Duration) (observed, int, int) {
 	t.Helper()
 	dir := t.TempDir()
+	state := be.state(dir)
 	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(sc.fleet))
 	if err != nil {
 		t.Fatal(err)
@@ -190,9 +206,9 @@ func trial(t *testing.T, bin string, sc crashScenario, rng *rand.Rand, maxKill t
 		if run > 200 {
 			t.Fatal("apply never finished")
 		}
-		cmd := exec.Command(bin, "apply", "--state", filepath.Join(dir, "state"), "--tier", "unlimited",
+		cmd := exec.Command(bin, "apply", "--state", state, "--tier", "unlimited",
 			"--ca-file", srv.CAFile(), "--output", "json", planFile)
-		cmd.Env = append(os.Environ(), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString())
+		cmd.Env = append(append(os.Environ(), be.env...), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString())
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -222,6 +238,7 @@ func trial(t *testing.T, bin string, sc crashScenario, rng *rand.Rand, maxKill t
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
 			kills++
+			be.afterKill(t, state, sc.planName())
 		case <-time.After(60 * time.Second):
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			t.Fatalf("run %d hung: %s", run, stderr.String())
@@ -233,7 +250,19 @@ func TestCrashAtRandomMoments(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds rollout and runs it dozens of times")
 	}
-	bin := buildRollout(t)
+	crashTrials(t, buildRollout(t), localBackend, 14)
+}
+
+// planName is the name the scenario's plan gives its rollout.
+func (sc crashScenario) planName() string {
+	_, rest, _ := strings.Cut(sc.plan, "\nname: ")
+	name, _, _ := strings.Cut(rest, "\n")
+	return name
+}
+
+// crashTrials runs trialsPerScenario killed trials of each scenario with the state in be, and
+// checks each against an uninterrupted run.
+func crashTrials(t *testing.T, bin string, be crashBackend, trialsPerScenario int) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
@@ -241,12 +270,11 @@ func TestCrashAtRandomMoments(t *testing.T) {
 		{"method", crashMethodFleet, crashMethodPlan, exitRolledBack},
 		{"twin", crashTwinFleet, crashTwinPlan, exitRolledBack},
 	}
-	const trialsPerScenario = 14
 	totalKills, killedTrials := 0, 0
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			start := time.Now()
-			want, _, code := trial(t, bin, sc, rng, 0)
+			want, _, code := trial(t, bin, be, sc, rng, 0)
 			clean := time.Since(start)
 			if code != sc.wantExit {
 				t.Fatalf("uninterrupted run exited %d, want %d", code, sc.wantExit)
@@ -255,7 +283,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 				t.Fatal("the uninterrupted run invoked no method")
 			}
 			for i := range trialsPerScenario {
-				got, kills, code := trial(t, bin, sc, rng, clean)
+				got, kills, code := trial(t, bin, be, sc, rng, clean)
 				totalKills += kills
 				if kills > 0 {
 					killedTrials++
@@ -277,7 +305,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d apply processes killed in %d trials", totalKills, killedTrials)
+	t.Logf("%s state: %d apply processes killed in %d trials", be.name, totalKills, killedTrials)
 	if killedTrials < 20 {
 		t.Errorf("only %d trials had a kill land; the test needs at least 20", killedTrials)
 	}

@@ -64,8 +64,9 @@ const (
 // Container is a blob container (and prefix) holding rollout states.
 type Container struct {
 	c      *container.Client
-	where  string // the container's URL with its prefix, for messages
-	prefix string // "" or "PREFIX/"
+	cred   azcore.TokenCredential // nil with a connection string
+	where  string                 // the container's URL with its prefix, for messages
+	prefix string                 // "" or "PREFIX/"
 }
 
 var _ statestore.Backend = (*Container)(nil)
@@ -94,7 +95,13 @@ func New(rawURL string, o Options) (*Container, error) {
 		service += account + "/"
 	}
 	containerURL := service + parts[0]
-	c, err := newClient(containerURL, account, o)
+	var cred azcore.TokenCredential
+	if o.ConnectionString == "" {
+		if cred, err = azidentity.NewDefaultAzureCredential(nil); err != nil {
+			return nil, fmt.Errorf("state: Microsoft Entra credential: %w", err)
+		}
+	}
+	c, err := newClient(containerURL, account, cred, o)
 	if err != nil {
 		return nil, err
 	}
@@ -102,10 +109,10 @@ func New(rawURL string, o Options) (*Container, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &Container{c: c, where: containerURL + "/" + prefix, prefix: prefix}, nil
+	return &Container{c: c, cred: cred, where: containerURL + "/" + prefix, prefix: prefix}, nil
 }
 
-func newClient(containerURL, account string, o Options) (*container.Client, error) {
+func newClient(containerURL, account string, cred azcore.TokenCredential, o Options) (*container.Client, error) {
 	r := o.Retry
 	if r.MaxRetries == 0 {
 		r.MaxRetries = defaultRetries
@@ -120,11 +127,7 @@ func newClient(containerURL, account string, o Options) (*container.Client, erro
 		r.TryTimeout = defaultTryTimeout
 	}
 	opts := &container.ClientOptions{ClientOptions: policy.ClientOptions{Retry: r, PerRetryPolicies: o.Policies}}
-	if o.ConnectionString == "" {
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("state: Microsoft Entra credential: %w", err)
-		}
+	if cred != nil {
 		return container.NewClient(containerURL, cred, opts)
 	}
 	cs, err := parseConnectionString(o.ConnectionString)

@@ -1,0 +1,170 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/hubapi"
+	"github.com/iot-rollout/rollout/statestore/azblob/azuritetest"
+)
+
+// TestCrashAtRandomMomentsSharedState is TestCrashAtRandomMoments with the state in a blob container
+// on Azurite: SIGKILLed applies, no device invoked twice, no prior value lost, final twins as an
+// uninterrupted run's.
+func TestCrashAtRandomMomentsSharedState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds rollout and runs it dozens of times")
+	}
+	az := azuritetest.StartT(t)
+	var n atomic.Int64
+	be := crashBackend{
+		name:  "blob",
+		state: func(string) string { return az.URL(fmt.Sprintf("crash-%d/trials", n.Add(1))) },
+		env:   []string{"AZURE_STORAGE_CONNECTION_STRING=" + az.ConnectionString()},
+		afterKill: func(t *testing.T, state, rollout string) {
+			m := machine{"AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString()}
+			if code, out, errOut := m.run(t, "unlock", rollout, "--state", state, "--yes"); code != exitOK {
+				t.Fatalf("unlock after a kill: exit %d\n%s%s", code, out, errOut)
+			}
+		},
+	}
+	crashTrials(t, buildRollout(t), be, 11)
+}
+
+// hostLossFleet is slow enough on S1 (10 device operations a second) that a batch's job runs for
+// seconds: a kill lands while it runs.
+const hostLossFleet = `
+groups:
+  - {name: a, count: 40, idPrefix: a-, tags: {ring: a}, behavior: {methodLatency: 1ms}}
+`
+
+const hostLossPlan = `
+version: 1
+name: host-loss
+action:
+  directMethod: {name: install, payload: {v: 2}, responseTimeout: 5s}
+defaults:
+  timeout: 5m
+  batch: {size: 20, growth: 1}
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: all, target: "*"}
+`
+
+// TestHostLoss kills -9 the holder of a shared state while a batch's job runs, and starts apply
+// again from another working directory: without unlock, it takes the rollout over within 65 s (the
+// dead holder's lease lapses), re-attaches to the running job instead of creating another, and every
+// device is invoked exactly once.
+func TestHostLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a lease")
+	}
+	bin := buildRollout(t)
+	az := azuritetest.StartT(t)
+	dir := t.TempDir()
+	fleet, err := emulator.ParseFleet("fleet.yaml", []byte(hostLossFleet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir, Tier: "S1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(hostLossPlan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := az.URL("rollouts/host-loss")
+	apply := func(cwd string, extra ...string) *exec.Cmd {
+		args := append([]string{"apply", "--state", state, "--ca-file", srv.CAFile(), planFile}, extra...)
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = cwd
+		cmd.Env = append(os.Environ(), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString(),
+			"AZURE_STORAGE_CONNECTION_STRING="+az.ConnectionString())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		return cmd
+	}
+	first := apply(t.TempDir())
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once its first job runs on the hub.
+	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		jobs, err := hubapi.Collect[hubapi.JobResponse](ctx, c.ListJobs(ctx, "", "", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) > 0 && !jobs[0].Terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			first.Process.Kill()
+			t.Fatal("the first apply never had a job running")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(-first.Process.Pid, syscall.SIGKILL)
+	_ = first.Wait()
+	killed := time.Now()
+
+	second := apply(t.TempDir(), "--lock-timeout", "70s")
+	var out bytes.Buffer
+	second.Stdout, second.Stderr = &out, &out
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	laptop := machine{"AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString()}
+	var tookOver time.Duration
+	for tookOver == 0 {
+		_, status, _ := laptop.run(t, "status", "host-loss", "--state", state)
+		if strings.Contains(status, fmt.Sprintf("pid %d ", second.Process.Pid)) || second.ProcessState != nil {
+			tookOver = time.Since(killed)
+		}
+		if time.Since(killed) > 90*time.Second {
+			_ = second.Process.Kill()
+			t.Fatalf("the second apply did not take the rollout over within 90 s:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("the second apply: %v\n%s", err, out.String())
+	}
+	t.Logf("the second apply took the rollout over %s after the kill", tookOver.Round(100*time.Millisecond))
+	if tookOver > 65*time.Second {
+		t.Errorf("take-over after %s, want within 65 s", tookOver)
+	}
+	jobs, err := hubapi.Collect[hubapi.JobResponse](ctx, c.ListJobs(ctx, "", "", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 {
+		t.Errorf("the hub ran %d jobs for 2 batches: the running one was not re-attached", len(jobs))
+	}
+	for id, d := range srv.Stats().Device {
+		if d.MethodInvocations != 1 {
+			t.Errorf("%s invoked %d times", id, d.MethodInvocations)
+		}
+	}
+	if n := len(srv.Stats().Device); n != 40 {
+		t.Errorf("%d devices invoked, want 40", n)
+	}
+}
