@@ -40,7 +40,7 @@ func TestCrashAtRandomMomentsSharedState(t *testing.T) {
 			}
 		},
 	}
-	crashTrials(t, buildRollout(t), be, 11)
+	crashTrials(t, buildRollout(t), be, 12)
 }
 
 // hostLossFleet is slow enough on S1 (10 device operations a second) that a batch's job runs for
@@ -61,6 +61,7 @@ defaults:
   success: {minSuccessRate: 100%}
 waves:
   - {name: all, target: "*"}
+onFailure: halt
 `
 
 // TestHostLoss kills -9 the holder of a shared state while a batch's job runs, and starts apply
@@ -98,6 +99,8 @@ func TestHostLoss(t *testing.T) {
 		return cmd
 	}
 	first := apply(t.TempDir())
+	var firstOut syncBuffer
+	first.Stdout, first.Stderr = &firstOut, &firstOut
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +121,7 @@ func TestHostLoss(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			first.Process.Kill()
-			t.Fatal("the first apply never had a job running")
+			t.Fatalf("the first apply never had a job running (jobs: %+v):\n%s", jobs, firstOut.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -167,4 +170,95 @@ func TestHostLoss(t *testing.T) {
 	if n := len(srv.Stats().Device); n != 40 {
 		t.Errorf("%d devices invoked, want 40", n)
 	}
+}
+
+const outageFleet = `
+groups:
+  - {name: a, count: 60, idPrefix: a-, tags: {ring: a}}
+`
+
+// Twelve batches of 5 on S1, a second apart or more: the rollout is still running when the storage
+// service goes away.
+const outagePlan = `
+version: 1
+name: outage
+action:
+  twinUpdate: {desired: {fw: "2"}}
+defaults:
+  timeout: 5m
+  batch: {size: 5, growth: 1}
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: a, target: "*"}
+onFailure: halt
+`
+
+// TestStorageOutage stops Azurite for 20 s in the middle of a rollout and brings it back with its
+// data: apply rides it out with bounded retries, or exits 4 saying the state could not be reached,
+// and the next run continues; either way every device is updated once, by one job per batch.
+func TestStorageOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out an outage")
+	}
+	az := azuritetest.StartT(t)
+	dir := t.TempDir()
+	srv := startTLSEmulator(t, dir, outageFleet, emulator.Options{Tier: "S1"})
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(outagePlan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := az.URL("rollouts/outage")
+	runner := machine{"IOTHUB_CONNECTION_STRING": srv.ConnectionString(), "AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString(),
+		"test-ca-file": srv.CAFile()}
+	done := make(chan int, 1)
+	var applyErr string
+	go func() {
+		code, _, errOut := runner.run(t, "apply", "--ca-file", srv.CAFile(), "--state", state, planFile)
+		applyErr = errOut
+		done <- code
+	}()
+	untilOutput(t, machine{"AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString()}, "batch 2/", "status", "outage", "--state", state)
+	az.Shutdown()
+	time.Sleep(20 * time.Second)
+	back, err := azuritetest.Start(az.Addr, az.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(back.Stop)
+	code := <-done
+	t.Logf("apply across the outage: exit %d\n%s", code, lastLines(applyErr, 3))
+	switch code {
+	case exitOK:
+	case exitHub:
+		if !strings.Contains(applyErr, "state "+state) {
+			t.Errorf("exit 4 without saying the state could not be reached:\n%s", applyErr)
+		}
+		if code, _, errOut := runner.run(t, "apply", "--ca-file", srv.CAFile(), "--state", state, "--lock-timeout", "70s", planFile); code != exitOK {
+			t.Fatalf("the run after the outage: exit %d\n%s", code, errOut)
+		}
+	default:
+		t.Fatalf("apply across the outage: exit %d\n%s", code, applyErr)
+	}
+	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	jobs, err := hubapi.Collect[hubapi.JobResponse](ctx, c.ListJobs(ctx, "", "", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 12 {
+		t.Errorf("%d jobs for 12 batches", len(jobs))
+	}
+	twins, err := hubapi.Collect[hubapi.Twin](ctx, c.Query(ctx, "SELECT * FROM devices WHERE properties.desired.fw = '2'", 100))
+	if err != nil || len(twins) != 60 {
+		t.Errorf("%d of 60 devices updated (%v)", len(twins), err)
+	}
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -142,6 +142,23 @@ func Start(addr, dir string) (*Server, error) {
 	return nil, fmt.Errorf("Azurite did not answer on %s within 30 s", addr)
 }
 
+// Shutdown stops Azurite as an operator would (SIGTERM, so it writes its data out) and waits for it;
+// Start(s.Addr, s.Dir) brings the same service back.
+func (s *Server) Shutdown() {
+	if s.cmd.Process != nil {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		s.cmd.Process = nil
+	}
+}
+
 // Stop kills Azurite (its process group, by pid) and waits for it. Its data stays in Dir.
 func (s *Server) Stop() {
 	if s.cmd.Process != nil {
