@@ -48,8 +48,11 @@ func newUnlockCmd(e *env) *cobra.Command {
 }
 
 func runUnlock(e *env, o *unlockOptions) int {
-	store, ok := existingStore(e, "unlock", o.dir, o.name)
-	if !ok {
+	// Not existingStore: a holder that died between taking the lease and writing the rollout's first
+	// record leaves a lease on a rollout that has no state yet, and it is as much in the way.
+	store, err := openState(e, o.dir, o.name)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout unlock:", err)
 		return exitInvalid
 	}
 	h, held, err := store.Holder()
@@ -64,6 +67,10 @@ func runUnlock(e *env, o *unlockOptions) int {
 			fmt.Fprintln(e.stderr, "rollout unlock:", err)
 			return exitHub
 		}
+	}
+	if lease == "none" || !breakable && !held && !hasState(store) {
+		fmt.Fprintf(e.stderr, "rollout unlock: no rollout %q under %s\n", o.name, o.dir)
+		return exitInvalid
 	}
 	fmt.Fprintln(e.stdout, holderLine(o.name, h, held, lease))
 	switch {
