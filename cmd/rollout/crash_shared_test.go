@@ -42,7 +42,7 @@ func TestCrashAtRandomMomentsSharedState(t *testing.T) {
 			}
 		},
 	}
-	crashTrials(t, buildRollout(t), be, 12)
+	crashTrials(t, buildRollout(t), be, 16)
 }
 
 // hostLossFleet is slow enough on S1 (10 device operations a second) that a batch's job runs for
