@@ -14,11 +14,14 @@ type Report struct {
 	Time     time.Time `json:"time"`
 	// Created is when the rollout started, Updated when its state last changed; Rollback, once a
 	// rollback started, when and how far it got.
-	Created  time.Time   `json:"created,omitzero"`
-	Updated  time.Time   `json:"updated,omitzero"`
-	Rollback *Progress   `json:"rollback,omitempty"`
-	Waves    []Wave      `json:"waves"`
-	Devices  []ReportRow `json:"devices"`
+	Created  time.Time `json:"created,omitzero"`
+	Updated  time.Time `json:"updated,omitzero"`
+	Rollback *Progress `json:"rollback,omitempty"`
+	// Approvals are the gates people released, by wave: who, on which host, when, why, and for
+	// which plan.
+	Approvals map[string]Approval `json:"approvals,omitempty"`
+	Waves     []Wave              `json:"waves"`
+	Devices   []ReportRow         `json:"devices"`
 }
 
 // ReportRow is one device's outcome. Outcome is "pending" while the device's job has not been
@@ -47,7 +50,14 @@ const Pending Outcome = "pending"
 // BuildReport reads the report of the rollout in s from its state alone.
 func BuildReport(s *Store, now time.Time) (*Report, error) {
 	rep := &Report{Time: now.UTC(), Devices: []ReportRow{}}
-	err := s.View(func(tx *Tx) error {
+	approvals, err := Approvals(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(approvals) > 0 {
+		rep.Approvals = approvals
+	}
+	err = s.View(func(tx *Tx) error {
 		st, err := tx.State()
 		if err != nil {
 			return err

@@ -209,7 +209,9 @@ func gate(wv engine.Wave, rep *engine.Report) string {
 	switch wv.Status {
 	case engine.StatusPending:
 		parts = append(parts, "not started")
-		if wv.Gated {
+		if a, ok := rep.Approvals[wv.Name]; ok {
+			parts = append(parts, approvedBy(a))
+		} else if wv.Gated {
 			parts = append(parts, "needs approval")
 		}
 	case engine.StatusFailed, engine.StatusHalted:
@@ -219,6 +221,9 @@ func gate(wv engine.Wave, rep *engine.Report) string {
 			parts = append(parts, "failed")
 		}
 	default:
+		if a, ok := rep.Approvals[wv.Name]; ok {
+			parts = append(parts, approvedBy(a))
+		}
 		parts = append(parts, fmt.Sprintf("success gate: %d/%d succeeded", c.Succeeded, c.Targeted))
 		if wv.VerifyReads > 0 {
 			parts = append(parts, fmt.Sprintf("verify %.1f%% after %d reads", wv.VerifyRate*100, wv.VerifyReads))
@@ -231,4 +236,13 @@ func gate(wv engine.Wave, rep *engine.Report) string {
 		parts = append(parts, "rolled back")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// approvedBy words who released a wave's gate, where and when.
+func approvedBy(a engine.Approval) string {
+	s := "approved by " + a.By
+	if a.Host != "" && !strings.HasSuffix(a.By, "@"+a.Host) {
+		s += " on " + a.Host
+	}
+	return s + " at " + a.At.UTC().Format(time.RFC3339)
 }

@@ -5,13 +5,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/statestore/azblob/azuritetest"
 )
@@ -120,6 +124,19 @@ func TestSharedStateFromAnotherMachine(t *testing.T) {
 		t.Errorf("status does not say who approved:\n%s", out)
 	}
 
+	reportFile := filepath.Join(t.TempDir(), "report.json")
+	if code, _, errOut := laptop.run(t, "report", "shared", "--state", url, "--out", reportFile); code != exitOK {
+		t.Fatalf("report from another machine: exit %d\n%s", code, errOut)
+	}
+	var rep engine.Report
+	if data, err := os.ReadFile(reportFile); err != nil || json.Unmarshal(data, &rep) != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if a := rep.Approvals["main"]; a.By != "ana" || a.Host == "" || a.PlanHash == "" || a.At.IsZero() {
+		t.Errorf("the report's approval of wave main: %+v", a)
+	}
+	checkBlobsPrivateAndSecretFree(t, laptop["AZURE_STORAGE_CONNECTION_STRING"], url, runner["IOTHUB_CONNECTION_STRING"])
+
 	// To a directory and back to another prefix of the container.
 	dir := filepath.Join(t.TempDir(), "local")
 	if code, _, errOut := laptop.run(t, "state", "pull", "shared", "--from", url, "--state", dir); code != exitOK {
@@ -200,4 +217,60 @@ func TestUnlockFencesALiveHolder(t *testing.T) {
 	if code != exitOK {
 		t.Errorf("the next run: exit %d\n%s", code, errOut)
 	}
+}
+
+// checkBlobsPrivateAndSecretFree reads every blob of the container that url names: none holds the
+// storage key or the hub's key, and the container admits no anonymous reader.
+func checkBlobsPrivateAndSecretFree(t *testing.T, storageConn, url, hubConn string) {
+	t.Helper()
+	ctx := context.Background()
+	rest := strings.TrimPrefix(url, "http://")
+	parts := strings.Split(rest, "/") // HOST, ACCOUNT, CONTAINER, PREFIX...
+	c, err := container.NewClientFromConnectionString(storageConn, parts[2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	props, err := c.GetProperties(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if props.BlobPublicAccess != nil {
+		t.Errorf("the container admits anonymous reads: %v", *props.BlobPublicAccess)
+	}
+	secrets := []string{secretOf(storageConn, "AccountKey"), secretOf(hubConn, "SharedAccessKey")}
+	n := 0
+	pager := c.NewListBlobsFlatPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			resp, err := c.NewBlobClient(*it.Name).DownloadStream(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n++
+			for _, sec := range secrets {
+				if sec != "" && bytes.Contains(data, []byte(sec)) {
+					t.Errorf("blob %s holds a secret", *it.Name)
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("only %d blobs in the container", n)
+	}
+}
+
+// secretOf is the value of key in a connection string.
+func secretOf(conn, key string) string {
+	for _, part := range strings.Split(conn, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
