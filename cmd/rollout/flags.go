@@ -17,15 +17,18 @@ import (
 
 // hubFlags say where the state lives and how to reach the hub: plan, apply and rollback share them.
 type hubFlags struct {
-	state    string
-	emulate  string
-	tier     string
-	units    int
-	hub      string
-	caFile   string
-	seed     int64
-	queryLag time.Duration
-	faults   string
+	state   string
+	emulate string
+	tier    string
+	units   int
+	hub     string
+	caFile  string
+	// subscription is the Azure subscription of the --hub, to read its tier from Azure Resource
+	// Manager (--subscription, else AZURE_SUBSCRIPTION_ID).
+	subscription string
+	seed         int64
+	queryLag     time.Duration
+	faults       string
 	// keepHub keeps an emulated hub's twins and jobs beside an explicit --state (apply and rollback:
 	// runs that continue a rollout); a preview leaves the state directory alone.
 	keepHub bool
@@ -41,6 +44,7 @@ func (f *hubFlags) bind(fs *pflag.FlagSet, e *env, stateUsage, tierUsage string)
 	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
 	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")
 	fs.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust, for a local hub")
+	fs.StringVar(&f.subscription, "subscription", e.getenv("AZURE_SUBSCRIPTION_ID"), "with --hub: the hub's Azure subscription, to read its tier and units from Azure Resource Manager (env AZURE_SUBSCRIPTION_ID)")
 	fs.Int64Var(&f.seed, "seed", 0, "with --emulate: the emulator's seed")
 	fs.DurationVar(&f.queryLag, "query-lag", 0, "with --emulate: how far twin queries lag behind the twins")
 	fs.StringVar(&f.faults, "faults", "", "with --emulate: injected faults, e.g. 429=10%,503=5%")

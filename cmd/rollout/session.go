@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/engine"
@@ -66,10 +67,11 @@ func (f *hubFlags) connect(ctx context.Context, e *env) (*engSession, error) {
 	}
 	s := &engSession{}
 	var dial func(hubapi.Options) (*hubapi.Client, error)
+	var cred azcore.TokenCredential
 	switch cs := e.getenv("IOTHUB_CONNECTION_STRING"); {
 	case f.hub != "":
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
+		var err error
+		if cred, err = newCredential(); err != nil {
 			return nil, fmt.Errorf("Microsoft Entra credential: %w", err)
 		}
 		dial = func(o hubapi.Options) (*hubapi.Client, error) { return hubapi.NewWithCredential(f.hub, cred, o) }
@@ -88,6 +90,11 @@ func (f *hubFlags) connect(ctx context.Context, e *env) (*engSession, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.tier == "" && info.Tier == "" && cred != nil && f.subscription != "" {
+		if err := f.tierFromAzure(ctx, e, cred); err != nil {
+			return nil, err
+		}
+	}
 	q, err := f.quotas(e, info)
 	if err != nil {
 		return nil, err
@@ -99,6 +106,30 @@ func (f *hubFlags) connect(ctx context.Context, e *env) (*engSession, error) {
 	}
 	s.hub, s.name = c, c.Host()
 	return s, nil
+}
+
+// newCredential is the Microsoft Entra credential of --hub (a variable for tests).
+var newCredential = func() (azcore.TokenCredential, error) { return azidentity.NewDefaultAzureCredential(nil) }
+
+// tierFromAzure sets --tier and --units from the hub's SKU in Azure Resource Manager. A SKU that cannot
+// be read is said once on standard error, and the pacing falls back as without a subscription; a
+// Basic hub, which cannot run a rollout, is an error.
+func (f *hubFlags) tierFromAzure(ctx context.Context, e *env, cred azcore.TokenCredential) error {
+	tier, units, err := hubSKU(ctx, cred, f.subscription, f.hub)
+	var basic *basicTierError
+	if errors.As(err, &basic) {
+		return err
+	}
+	if err == nil {
+		_, err = hubapi.TierQuotas(tier, units)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rollout: the hub's tier could not be read from Azure (%v)\n", err)
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "rollout: pacing to tier %s with %s, as Azure Resource Manager states them for %s\n", tier, plural(units, "unit"), f.hub)
+	f.tier, f.units = tier, units
+	return nil
 }
 
 // quotas decides the tier to pace to: --tier when given, else the one the hub states, else S1, the
