@@ -260,6 +260,7 @@ func (l *loader) check() *Plan {
 		p.Budget = budget
 	}
 
+	c.hubs(root.get("hubs"))
 	topAction := root.get("action")
 	defaults := root.get("defaults")
 	waves := root.get("waves")
@@ -285,6 +286,7 @@ func (l *loader) check() *Plan {
 		c.waveSets(n, waves.path)
 	}
 
+	c.unusedHubs(root.get("hubs"))
 	c.rollback(root, onFailure)
 	c.schedule(root.get("schedule"))
 	c.risks(root, onFailure, waves)
@@ -298,6 +300,7 @@ func (l *loader) check() *Plan {
 func (c *checker) wave(w, topAction, defaults ref) Wave {
 	var wave Wave
 	wave.Name, _ = str(w.get("name"))
+	wave.Hubs = c.waveHubs(w)
 
 	target := w.get("target")
 	wave.Target = "*"
@@ -750,7 +753,7 @@ func (c *checker) waveSets(seq *yaml.Node, path string) {
 	for i, w := range c.p.Waves {
 		for j := range i {
 			e := c.p.Waves[j]
-			if e.Percent < 100 {
+			if e.Percent < 100 || !covers(e, w) {
 				continue
 			}
 			if isAll(e.Target) || strings.TrimSpace(e.Target) == strings.TrimSpace(w.Target) {

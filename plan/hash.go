@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -40,6 +41,7 @@ type canonPlan struct {
 	Version   int
 	Name      string
 	Fleet     string
+	Hubs      []string `json:",omitempty"` // the hubs' names: how each is reached is not what the rollout does
 	Waves     []Wave
 	OnFailure FailurePolicy
 	Rollback  Rollback
@@ -59,7 +61,7 @@ type canonSchedule struct {
 }
 
 func canonical(p *Plan) canonPlan {
-	canon := canonPlan{p.Version, p.Name, p.Fleet, p.Waves, p.OnFailure, p.Rollback, nil, p.Budget}
+	canon := canonPlan{p.Version, p.Name, p.Fleet, p.HubNames(), p.Waves, p.OnFailure, p.Rollback, nil, p.Budget}
 	if s := p.Schedule; s != nil {
 		cs := &canonSchedule{}
 		if !s.NotBefore.IsZero() {
@@ -175,8 +177,26 @@ func (p *Plan) Condition(wave int) query.Expr {
 	return p.compose(wave)
 }
 
-// compose builds wave's condition (see Condition).
+// ConditionOn returns the condition selecting wave's devices on hub, one of the wave's hubs: as
+// Condition, except that the earlier waves excluded are those that ran on hub, so that a wave on eu
+// alone takes nothing from a later wave's devices on us. In a plan without hubs (hub "") it is
+// Condition.
+func (p *Plan) ConditionOn(wave int, hub string) query.Expr {
+	if hub == "" {
+		return p.Condition(wave)
+	}
+	return p.composeWith(wave, func(e Wave) bool { return slices.Contains(e.Hubs, hub) })
+}
+
+// compose builds wave's condition (see Condition): the earlier waves excluded are those that ran on
+// every hub the wave runs on.
 func (p *Plan) compose(wave int) query.Expr {
+	w := p.Waves[wave]
+	return p.composeWith(wave, func(e Wave) bool { return covers(e, w) })
+}
+
+// composeWith builds wave's condition excluding the earlier full waves that excluded accepts.
+func (p *Plan) composeWith(wave int, excluded func(Wave) bool) query.Expr {
 	parse := func(s string) query.Expr {
 		if isAll(s) || s == "" {
 			return query.All{}
@@ -191,7 +211,7 @@ func (p *Plan) compose(wave int) query.Expr {
 	parts := []query.Expr{parse(p.Fleet), parse(w.Target)}
 	var earlier []query.Expr
 	for _, e := range p.Waves[:wave] {
-		if e.Percent >= 100 && !isAll(e.Target) {
+		if e.Percent >= 100 && !isAll(e.Target) && excluded(e) {
 			earlier = append(earlier, parse(e.Target))
 		}
 	}

@@ -17,11 +17,14 @@ type Plan struct {
 	Name        string // [a-z0-9-]{1,40}; names the rollout, its state and its job ids
 	Description string
 	Fleet       string // condition ANDed into every wave; "" when absent
-	Waves       []Wave
-	OnFailure   FailurePolicy
-	Budget      *Budget // nil: none
-	Rollback    Rollback
-	Schedule    *Schedule // nil when the plan has none
+	// Hubs are the plan's IoT hubs, sorted by name; nil for a plan that runs on the one hub the
+	// command line gives.
+	Hubs      []Hub
+	Waves     []Wave
+	OnFailure FailurePolicy
+	Budget    *Budget // nil: none
+	Rollback  Rollback
+	Schedule  *Schedule // nil when the plan has none
 
 	// Hash is the hex SHA-256 of the plan's canonical form (the resolved plan marshalled as JSON, see
 	// the Hash function), so reformatting or reordering keys does not change it but any semantic edit
@@ -46,10 +49,13 @@ const (
 
 // Wave is one stage of the rollout, with the plan's defaults merged in.
 type Wave struct {
-	Name     string
-	Target   string  // condition as written; "*" selects every fleet device
-	Percent  float64 // 0 < Percent <= 100 (written 50 or 50%); 100 when the wave takes all its target selects
-	Approval bool    // the wave waits for `rollout approve`
+	Name string
+	// Hubs names the plan's hubs the wave runs on, sorted: the wave's own list, else every hub of the
+	// plan; nil when the plan has no hubs. Left out of the plan hash when nil.
+	Hubs     []string `json:",omitempty"`
+	Target   string   // condition as written; "*" selects every fleet device
+	Percent  float64  // 0 < Percent <= 100 (written 50 or 50%); 100 when the wave takes all its target selects
+	Approval bool     // the wave waits for `rollout approve`
 	// AllowEmpty lets the wave select no device; otherwise an empty wave halts the rollout before any
 	// later wave, since an empty canary would gate nothing. Left out of the plan hash when false, so
 	// plans written before it keep their hash (and their rollouts).
@@ -63,6 +69,40 @@ type Wave struct {
 	// Retry retries the devices of each batch whose outcome it names; nil: no retries. Left out of
 	// the plan hash when nil.
 	Retry *Retry `json:",omitempty"`
+}
+
+// Hub is one of a plan's IoT hubs. It is connected by reference only: exactly one of Connection (the
+// name of an environment variable holding a SAS connection string) and Host (Microsoft Entra) is set;
+// the secret itself is never in the plan.
+type Hub struct {
+	Name       string // [a-z][a-z0-9-]{0,19}; qualifies its devices' ids (see HubSeparator)
+	Connection string // the environment variable of "connection: env:VAR"; "" when Host is set
+	Host       string // the hub's host name for Microsoft Entra; "" when Connection is set
+	Tier       string // F1, S1, S2, S3 or unlimited; "" when the plan leaves it to the hub or the flags
+	Units      int    // purchased units; 1 when not given
+}
+
+// HubSeparator joins a hub's name and a device id into the device's id in a plan with hubs, as in
+// "eu/thermostat-0001". IoT Hub device ids cannot hold '/' (nor can hub names here), so the first
+// '/' always ends the hub's name.
+const HubSeparator = "/"
+
+// QualifyID is the id of device id of hub in a plan with hubs.
+func QualifyID(hub, id string) string { return hub + HubSeparator + id }
+
+// SplitID splits a qualified device id into its hub and the hub's own id; ok is false when id has no
+// hub.
+func SplitID(id string) (hub, device string, ok bool) {
+	return strings.Cut(id, HubSeparator)
+}
+
+// HubNames lists the names of p's hubs, sorted; nil when p has none.
+func (p *Plan) HubNames() []string {
+	var out []string
+	for _, h := range p.Hubs {
+		out = append(out, h.Name)
+	}
+	return out
 }
 
 // Retry says how a wave retries devices: a batch's devices whose outcome is one of On are tried
