@@ -49,7 +49,7 @@ func (r *runner) startAhead(ctx context.Context, prep *Prepare) *ahead {
 	a.cancel, a.done = cancel, make(chan struct{})
 	if a.batch < 0 {
 		rv := r.resolver()
-		q, taken, err := rv.query(a.wave)
+		qs, err := rv.queries(a.wave)
 		if err != nil {
 			a.err = err
 			close(a.done)
@@ -57,7 +57,7 @@ func (r *runner) startAhead(ctx context.Context, prep *Prepare) *ahead {
 		}
 		go func() {
 			defer close(a.done)
-			a.ids, a.err = rv.list(actx, a.wave, q, taken)
+			a.ids, a.err = rv.listAll(actx, a.wave, qs)
 		}()
 		return a
 	}

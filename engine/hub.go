@@ -24,3 +24,29 @@ type Hub interface {
 }
 
 var _ Hub = (*hubapi.Client)(nil)
+
+// A Hub over several hubs (package hubset) offers two more methods, which the engine uses when present:
+//
+//   - For(hubs) is the view of the named hubs alone; a wave of a plan with hubs resolves its devices on
+//     each of its hubs through For, with that hub's condition (plan.ConditionOn).
+//   - PartedJobs reports that a job is made of parts on several hubs, which a lookup by id cannot
+//     prove complete; a job whose intent a crashed run recorded is then created again rather than
+//     looked up (each part that exists answers AlreadyExists, so no device runs twice).
+type (
+	hubViews   interface{ For(hubs []string) Hub }
+	partedJobs interface{ PartedJobs() bool }
+)
+
+// hubFor is the view of h over hub (h itself when it has no views or hub is "").
+func hubFor(h Hub, hub string) Hub {
+	if v, ok := h.(hubViews); ok && hub != "" {
+		return v.For([]string{hub})
+	}
+	return h
+}
+
+// parted reports whether h's jobs are made of parts on several hubs.
+func parted(h Hub) bool {
+	p, ok := h.(partedJobs)
+	return ok && p.PartedJobs()
+}

@@ -228,7 +228,7 @@ func (r *runner) ensureJobs(ctx context.Context, jobs []*Job, req func(*Job) *hu
 // createJob creates job j, whose intent is saved, unless it exists; resumed says a previous run
 // recorded the intent, so the job may exist already.
 func (r *runner) createJob(ctx context.Context, j *Job, resumed bool, req func(*Job) *hubapi.JobRequest) (existed bool, err error) {
-	if resumed {
+	if resumed && !parted(r.Hub) {
 		resp, err := r.Hub.GetJob(ctx, j.ID)
 		switch {
 		case err == nil:

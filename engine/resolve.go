@@ -87,11 +87,72 @@ type resolver struct {
 
 // resolve lists wave wi's devices, sorted.
 func (rv resolver) resolve(ctx context.Context, wi int) ([]string, error) {
-	q, taken, err := rv.query(wi)
+	qs, err := rv.queries(wi)
 	if err != nil {
 		return nil, err
 	}
-	return rv.list(ctx, wi, q, taken)
+	return rv.listAll(ctx, wi, qs)
+}
+
+// hubQuery is the query selecting a wave's candidates on one of its hubs ("" in a plan without hubs),
+// with the devices earlier waves took.
+type hubQuery struct {
+	hub   string
+	q     string
+	taken taken
+}
+
+// queries gives the queries that select wave wi's candidates: one, or in a plan with hubs one per
+// hub of the wave, each with that hub's condition (plan.ConditionOn). It reads the stored device sets,
+// so it runs on the caller's goroutine; listAll may then run in the background.
+func (rv resolver) queries(wi int) ([]hubQuery, error) {
+	hubs := rv.p.Waves[wi].Hubs
+	if len(hubs) == 0 {
+		hubs = []string{""}
+	}
+	out := make([]hubQuery, len(hubs))
+	for i, h := range hubs {
+		q, t, err := rv.queryOn(wi, h)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = hubQuery{hub: h, q: q, taken: t}
+	}
+	return out, nil
+}
+
+// listAll runs the queries concurrently, each on its hub's view, and merges their devices, sorted.
+func (rv resolver) listAll(ctx context.Context, wi int, qs []hubQuery) ([]string, error) {
+	if len(qs) == 1 && qs[0].hub == "" {
+		return rv.list(ctx, wi, qs[0].q, qs[0].taken)
+	}
+	lists := make([][]string, len(qs))
+	err := forEach(ctx, hubRanges(len(qs)), len(qs), func(ctx context.Context, rg [2]int) error {
+		hq := qs[rg[0]]
+		on := rv
+		on.hub = hubFor(rv.hub, hq.hub)
+		var err error
+		lists[rg[0]], err = on.list(ctx, wi, hq.q, hq.taken)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, l := range lists {
+		ids = append(ids, l...)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// hubRanges gives one range per hub, for forEach.
+func hubRanges(n int) [][2]int {
+	out := make([][2]int, n)
+	for i := range out {
+		out[i] = [2]int{i, i + 1}
+	}
+	return out
 }
 
 // taken holds the sorted device lists of earlier waves; it answers membership by binary search, so
@@ -108,7 +169,10 @@ func (t taken) has(id string) bool {
 }
 
 // query gives the query that selects a wave's candidates and the devices earlier waves took.
-func (rv resolver) query(wi int) (string, taken, error) {
+func (rv resolver) query(wi int) (string, taken, error) { return rv.queryOn(wi, "") }
+
+// queryOn is query on one of the wave's hubs ("": a plan without hubs).
+func (rv resolver) queryOn(wi int, hub string) (string, taken, error) {
 	// A wave selects fleet AND target AND NOT (earlier waves' targets), the plan's documented meaning
 	// of disjoint waves and what `rollout plan` previews; it also spares a "*" wave reading the whole
 	// fleet. plan.Condition guards the NOT against IoT Hub's three-valued logic, so a device lacking a
@@ -116,7 +180,7 @@ func (rv resolver) query(wi int) (string, taken, error) {
 	// subtracted as well (samples, which no condition can name, and any device a lagging query
 	// showed differently), so no device is ever taken twice.
 	q := "SELECT deviceId FROM devices"
-	if c := query.Format(rv.p.Condition(wi)); c != "*" {
+	if c := query.Format(rv.p.ConditionOn(wi, hub)); c != "*" {
 		q += " WHERE " + c
 	}
 	var t taken

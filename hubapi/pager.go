@@ -22,6 +22,15 @@ type Pager struct {
 	done     bool
 	err      error // a request that cannot be made; NextPage returns it once
 	itemType string
+	// src, when set, gives the pages instead of the hub (see PagerFunc).
+	src func(ctx context.Context) (items []json.RawMessage, more bool, err error)
+}
+
+// PagerFunc returns a Pager whose pages come from next, which gives one page and whether more follow;
+// an error from next is returned as NextPage's and ends nothing (the caller decides). It lets a
+// client over several hubs (or a test) hand the engine pages of its own.
+func PagerFunc(next func(ctx context.Context) (items []json.RawMessage, more bool, err error)) *Pager {
+	return &Pager{src: next}
 }
 
 // ErrNoMorePages is returned by NextPage once the last page has been read.
@@ -45,6 +54,14 @@ func (p *Pager) NextPage(ctx context.Context) ([]json.RawMessage, error) {
 	}
 	if p.done {
 		return nil, ErrNoMorePages
+	}
+	if p.src != nil {
+		items, more, err := p.src(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.started, p.done = true, !more
+		return items, nil
 	}
 	cl := p.call
 	cl.header = http.Header{}

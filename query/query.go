@@ -372,6 +372,18 @@ func (q *Query) String() string {
 	return b.String()
 }
 
+// WithWhere returns a copy of q with where as its WHERE condition (All{} for none), so that a caller
+// can rewrite a condition and render the query again with String.
+func (q *Query) WithWhere(where Expr) *Query {
+	c := *q
+	if where == nil {
+		where = All{}
+	}
+	c.where = where
+	c.matcher = compileWith(where, q.from == DeviceJobs)
+	return &c
+}
+
 // Collection is the FROM collection.
 func (q *Query) Collection() Collection { return q.from }
 

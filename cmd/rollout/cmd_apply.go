@@ -50,6 +50,7 @@ func runApply(e *env, o *applyOptions) int {
 	if p == nil {
 		return exitInvalid
 	}
+	o.plan = p
 	dir, temp, cleanup, err := o.stateDir()
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout apply:", err)

@@ -105,6 +105,7 @@ func runPlan(e *env, o *planOptions) int {
 	if p == nil {
 		return exitInvalid
 	}
+	o.hub.plan = p
 
 	// A preview changes nothing, so the first Ctrl-C may simply cancel it.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -239,7 +239,7 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 	case v.status() == "stopped":
 		hub := ""
 		if fleet, ok := strings.CutPrefix(st.Hub, emulatedPrefix); ok {
-			hub = " --emulate " + shellQuote(fleet)
+			hub = emulateArgs(fleet)
 		}
 		fmt.Fprintf(w, "  no apply is running: `rollout apply %s%s%s` continues it\n", planArg(st), hub, h.state)
 	}

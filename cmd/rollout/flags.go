@@ -8,6 +8,7 @@ import (
 	"github.com/iot-rollout/rollout/emulator"
 	"github.com/iot-rollout/rollout/hubapi"
 	"github.com/iot-rollout/rollout/notify"
+	"github.com/iot-rollout/rollout/plan"
 	"github.com/spf13/pflag"
 )
 
@@ -32,6 +33,8 @@ type hubFlags struct {
 	// keepHub keeps an emulated hub's twins and jobs beside an explicit --state (apply and rollback:
 	// runs that continue a rollout); a preview leaves the state directory alone.
 	keepHub bool
+	// plan is the plan the command runs, when it has one: a plan with hubs names its own hubs.
+	plan *plan.Plan
 	// changed reports whether a flag was given on the command line; set by bind.
 	changed func(name string) bool
 }
@@ -39,7 +42,7 @@ type hubFlags struct {
 // bind registers the hub flags on fs; each command words --state and --tier for what it does.
 func (f *hubFlags) bind(fs *pflag.FlagSet, e *env, stateUsage, tierUsage string) {
 	fs.StringVar(&f.state, "state", defaultStateDir(e), stateUsage)
-	fs.StringVar(&f.emulate, "emulate", "", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub")
+	fs.Var(&emulateFlag{f}, "emulate", "start the embedded IoT Hub emulator with this fleet file instead of connecting to a hub; for a plan with hubs, NAME=FLEET once per hub")
 	fs.StringVar(&f.tier, "tier", "", tierUsage)
 	fs.IntVar(&f.units, "units", 1, "the hub's purchased units")
 	fs.StringVar(&f.hub, "hub", "", "hub host name, authenticated with Microsoft Entra (instead of IOTHUB_CONNECTION_STRING)")

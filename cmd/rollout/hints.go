@@ -20,7 +20,7 @@ func newHints(dir, emulate string) hints {
 	}
 	h.hub = h.state
 	if emulate != "" {
-		h.hub = " --emulate " + shellQuote(emulate) + h.state
+		h.hub = emulateArgs(emulate) + h.state
 	}
 	return h
 }
@@ -34,4 +34,13 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// emulateArgs gives the --emulate flags of emulate: one fleet, or NAME=FLEET per hub, one a line.
+func emulateArgs(emulate string) string {
+	var b strings.Builder
+	for _, v := range strings.Split(emulate, "\n") {
+		b.WriteString(" --emulate " + shellQuote(v))
+	}
+	return b.String()
 }

@@ -62,6 +62,14 @@ func connectFailed(e *env, name string, err error) int {
 // hub that cannot be reached fails here, before any rollout state exists. Secrets never appear in
 // its errors.
 func (f *hubFlags) connect(ctx context.Context, e *env) (*engSession, error) {
+	if f.plan != nil && len(f.plan.Hubs) > 0 {
+		return f.connectHubs(ctx, e, f.plan)
+	}
+	if f.plan != nil {
+		if err := f.checkEmulate(f.plan); err != nil {
+			return nil, &fleetError{err}
+		}
+	}
 	if f.emulate != "" {
 		return f.emulated(ctx)
 	}
