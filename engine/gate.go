@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 
@@ -140,7 +141,7 @@ func (r *runner) countByID(ctx context.Context, where string, ids []string) (int
 	return total, err
 }
 
-// unverified finds and stores the devices among ids (sorted) that do not satisfy wave wi's verify
+// unverified finds and stores, sorted, the devices among ids that do not satisfy wave wi's verify
 // condition, for the report: the wave's devices less those a query of the condition returns (a NOT
 // of the condition would miss devices that lack its properties).
 func (r *runner) unverified(ctx context.Context, wi int, ids []string) ([]string, error) {
@@ -160,6 +161,7 @@ func (r *runner) unverified(ctx context.Context, wi int, ids []string) ([]string
 			missing = append(missing, id)
 		}
 	}
+	sort.Strings(missing) // the report searches them; a wave over several hubs is not stored sorted
 	return missing, r.Store.Update(func(tx *Tx) error { return tx.PutUnverified(wi, missing) })
 }
 

@@ -138,12 +138,33 @@ func (rv resolver) listAll(ctx context.Context, wi int, qs []hubQuery) ([]string
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
+	return interleave(lists), nil
+}
+
+// interleave merges the hubs' sorted device lists so that every prefix holds each hub's devices in
+// proportion to its share of the wave: a batch then has a part on every hub, and the hubs work side
+// by side instead of one after the other. The order is deterministic (a wave's devices are resolved
+// once and stored in it); a wave's list is then not sorted, which taken allows for.
+func interleave(lists [][]string) []string {
+	total := 0
 	for _, l := range lists {
-		ids = append(ids, l...)
+		total += len(l)
 	}
-	sort.Strings(ids)
-	return ids, nil
+	out := make([]string, 0, total)
+	next := make([]int, len(lists))
+	for len(out) < total {
+		best := -1
+		for i, l := range lists {
+			// The hub whose next device is due first: the smallest (next+½)/len, compared without
+			// division.
+			if next[i] < len(l) && (best < 0 || (2*next[i]+1)*len(lists[best]) < (2*next[best]+1)*len(l)) {
+				best = i
+			}
+		}
+		out = append(out, lists[best][next[best]])
+		next[best]++
+	}
+	return out
 }
 
 // hubRanges gives one range per hub, for forEach.
@@ -188,6 +209,11 @@ func (rv resolver) queryOn(wi int, hub string) (string, taken, error) {
 		ids, err := rv.sets(i)
 		if err != nil {
 			return "", nil, err
+		}
+		if !sort.StringsAreSorted(ids) {
+			// A wave over several hubs stores its devices interleaved by hub (see interleave).
+			ids = slices.Clone(ids)
+			sort.Strings(ids)
 		}
 		t = append(t, ids)
 	}

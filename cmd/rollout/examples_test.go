@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iot-rollout/rollout/plan"
 )
 
 // TestExamplesRunOnEmulator runs every plan a user copies from against the embedded emulator, with
@@ -19,11 +21,20 @@ func TestExamplesRunOnEmulator(t *testing.T) {
 	for _, p := range plans {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			state := t.TempDir()
+			emulate := []string{"--emulate", fleet}
+			if pl, _ := plan.LoadFile(p); pl != nil && len(pl.Hubs) > 0 {
+				// A plan over several hubs runs with an emulated hub each, all on the same fleet.
+				emulate = nil
+				for _, h := range pl.Hubs {
+					emulate = append(emulate, "--emulate", h.Name+"="+fleet)
+				}
+			}
 			var events bytes.Buffer
 			code := -1
 			for run := 0; run < 100 && code != exitWaiting; run++ {
 				var out, stderr bytes.Buffer
-				code = Main([]string{"apply", "--emulate", fleet, "--state", state, "--no-wait", "--output", "json", p},
+				args := append(append([]string{"apply"}, emulate...), "--state", state, "--no-wait", "--output", "json", p)
+				code = Main(args,
 					strings.NewReader(""), &out, &stderr)
 				events.Write(out.Bytes())
 				if code != exitOK && code != exitWaiting {
