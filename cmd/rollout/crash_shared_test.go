@@ -212,13 +212,7 @@ func TestStorageOutage(t *testing.T) {
 	state := az.URL("rollouts/outage")
 	runner := machine{"IOTHUB_CONNECTION_STRING": srv.ConnectionString(), "AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString(),
 		"test-ca-file": srv.CAFile()}
-	done := make(chan int, 1)
-	var applyErr string
-	go func() {
-		code, _, errOut := runner.run(t, "apply", "--ca-file", srv.CAFile(), "--state", state, planFile)
-		applyErr = errOut
-		done <- code
-	}()
+	done := runner.applyInBackground(t, "--state", state, planFile)
 	untilOutput(t, machine{"AZURE_STORAGE_CONNECTION_STRING": az.ConnectionString()}, "batch 2/", "status", "outage", "--state", state)
 	az.Shutdown()
 	time.Sleep(20 * time.Second)
@@ -227,19 +221,19 @@ func TestStorageOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(back.Stop)
-	code := <-done
-	t.Logf("apply across the outage: exit %d\n%s", code, lastLines(applyErr, 3))
-	switch code {
+	r := <-done
+	t.Logf("apply across the outage: exit %d\n%s", r.code, lastLines(r.stderr, 3))
+	switch r.code {
 	case exitOK:
 	case exitHub:
-		if !strings.Contains(applyErr, "state "+state) {
-			t.Errorf("exit 4 without saying the state could not be reached:\n%s", applyErr)
+		if !strings.Contains(r.stderr, "state "+state) {
+			t.Errorf("exit 4 without saying the state could not be reached:\n%s", r.stderr)
 		}
-		if code, _, errOut := runner.run(t, "apply", "--ca-file", srv.CAFile(), "--state", state, "--lock-timeout", "70s", planFile); code != exitOK {
+		if code, _, errOut := runner.apply(t, "--state", state, "--lock-timeout", "70s", planFile); code != exitOK {
 			t.Fatalf("the run after the outage: exit %d\n%s", code, errOut)
 		}
 	default:
-		t.Fatalf("apply across the outage: exit %d\n%s", code, applyErr)
+		t.Fatalf("apply across the outage: exit %d\n%s", r.code, r.stderr)
 	}
 	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{CAFile: srv.CAFile()})
 	if err != nil {

@@ -42,9 +42,25 @@ waves:
 // machine runs rollout commands in-process with an environment of their own, as one machine would.
 type machine map[string]string
 
+// ran is how a command run in the background ended.
+type ran struct {
+	code   int
+	stderr string
+}
+
+// applyInBackground runs apply on the machine; its end arrives on the channel.
+func (m machine) applyInBackground(t *testing.T, args ...string) <-chan ran {
+	done := make(chan ran, 1)
+	go func() {
+		code, _, errOut := m.apply(t, args...)
+		done <- ran{code, errOut}
+	}()
+	return done
+}
+
 // apply runs apply on the machine's hub (the hub's CA is the machine's test-ca-file).
 func (m machine) apply(t *testing.T, args ...string) (int, string, string) {
-	return m.run(t, append([]string{"apply", "--ca-file", m["test-ca-file"], "--tier", "unlimited"}, args...)...)
+	return m.run(t, append([]string{"apply", "--ca-file", m["test-ca-file"]}, args...)...)
 }
 
 func (m machine) run(t *testing.T, args ...string) (int, string, string) {
@@ -97,13 +113,7 @@ func untilOutput(t *testing.T, m machine, want string, args ...string) string {
 // the rollout moves to a directory and back.
 func TestSharedStateFromAnotherMachine(t *testing.T) {
 	planFile, url, runner, laptop, _ := sharedSetup(t, "0s")
-	done := make(chan int, 1)
-	var applyErr string
-	go func() {
-		code, _, errOut := runner.apply(t, "--state", url, planFile)
-		applyErr = errOut
-		done <- code
-	}()
+	done := runner.applyInBackground(t, "--tier", "unlimited", "--state", url, planFile)
 	out := untilOutput(t, laptop, "waits for approval", "status", "shared", "--state", url)
 	if !strings.Contains(out, "pid") {
 		t.Errorf("status from another machine does not name the lease's holder:\n%s", out)
@@ -112,9 +122,9 @@ func TestSharedStateFromAnotherMachine(t *testing.T) {
 		t.Fatalf("approve while apply holds the lease: exit %d\n%s%s", code, out, errOut)
 	}
 	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("apply exited %d after the approval:\n%s", code, applyErr)
+	case r := <-done:
+		if r.code != exitOK {
+			t.Fatalf("apply exited %d after the approval:\n%s", r.code, r.stderr)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("apply did not continue after the approval from another machine")
@@ -166,13 +176,7 @@ func TestSharedStateFromAnotherMachine(t *testing.T) {
 // exit 4 instead, and creates no job after the break: the hub's job list is what it was.
 func TestUnlockFencesALiveHolder(t *testing.T) {
 	planFile, url, runner, laptop, hub := sharedSetup(t, "6s")
-	done := make(chan int, 1)
-	var applyErr string
-	go func() {
-		code, _, errOut := runner.apply(t, "--state", url, planFile)
-		applyErr = errOut
-		done <- code
-	}()
+	done := runner.applyInBackground(t, "--tier", "unlimited", "--state", url, planFile)
 	untilOutput(t, laptop, "baking", "status", "shared", "--state", url)
 	if code, _, errOut := laptop.run(t, "approve", "shared", "--wave", "main", "--state", url); code != exitOK {
 		t.Fatalf("approve in advance: exit %d\n%s", code, errOut)
@@ -188,9 +192,9 @@ func TestUnlockFencesALiveHolder(t *testing.T) {
 	}
 	broke := time.Now()
 	select {
-	case code := <-done:
-		if code != exitHub || !strings.Contains(applyErr, "lock was lost") {
-			t.Errorf("the fenced apply exited %d:\n%s", code, applyErr)
+	case r := <-done:
+		if r.code != exitHub || !strings.Contains(r.stderr, "lock was lost") {
+			t.Errorf("the fenced apply exited %d:\n%s", r.code, r.stderr)
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("the fenced apply did not stop within 40 s of the break")
@@ -213,7 +217,7 @@ func TestUnlockFencesALiveHolder(t *testing.T) {
 		}
 	}
 	// The next run takes the lease and continues: the bake is over and the next wave approved.
-	code, _, errOut = runner.apply(t, "--state", url, "--no-wait", planFile)
+	code, _, errOut = runner.apply(t, "--tier", "unlimited", "--state", url, "--no-wait", planFile)
 	if code != exitOK {
 		t.Errorf("the next run: exit %d\n%s", code, errOut)
 	}
