@@ -87,3 +87,22 @@ func (r *runner) applyAhead(a *ahead) error {
 	}
 	return r.storeSnapshot(a.wave, a.batch, a.priors)
 }
+
+// awaitAhead waits for the preparation an earlier batch left running, when it prepares batch bi of
+// wave wi (bi -1: the wave's devices), and stores its result, so that what it reads is not read twice.
+func (r *runner) awaitAhead(wi, bi int) error {
+	a := r.ahead
+	if a == nil || a.wave != wi || a.batch != bi {
+		return nil
+	}
+	r.ahead = nil
+	<-a.done
+	return r.applyAhead(a)
+}
+
+// dropAhead stops a preparation left running when the run returns; its result is dropped, and the
+// next run prepares again.
+func (r *runner) dropAhead() {
+	r.ahead.abandon()
+	r.ahead = nil
+}

@@ -19,7 +19,9 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 	w, pw := &r.st.Waves[wi], r.p.Waves[wi]
 	b := &w.Batches[bi]
 	jobs := jobRefs(b.Jobs)
-	next, task := step.Ahead, (*ahead)(nil)
+	// A preparation an earlier batch started may still run: it goes on while this batch's jobs do.
+	next, task := step.Ahead, r.ahead
+	r.ahead = nil
 	defer func() { task.abandon() }()
 	var rate rateMeter
 	for {
@@ -59,13 +61,16 @@ func (r *runner) runBatch(ctx context.Context, step Step) (waiting bool, err err
 		case <-task.doneChan():
 		}
 	}
-	if task != nil {
-		<-task.done
+	if task != nil && task.finished() {
 		if err := r.applyAhead(task); err != nil {
 			return false, err
 		}
 		task = nil
 	}
+	// A preparation still running (the next wave's devices, say, whose queries the tier spaces out)
+	// goes on while this batch is judged and the next one starts: the hub's job slot does not wait
+	// for it. The step that needs its result waits for it (awaitAhead).
+	r.ahead, task = task, nil
 	r.emitAll(r.st.SettleBatch(wi, bi))
 	now := r.now()
 	settled := *b
@@ -94,6 +99,9 @@ func (r *runner) prepareBatch(ctx context.Context, wi, bi int) error {
 		if err := r.save(); err != nil {
 			return err
 		}
+	}
+	if err := r.awaitAhead(wi, bi); err != nil {
+		return err
 	}
 	if r.p.Waves[wi].Action.TwinUpdate != nil && !b.Snapshotted {
 		return r.snapshot(ctx, wi, bi)

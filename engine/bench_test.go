@@ -282,6 +282,42 @@ func BenchmarkS1Busy(b *testing.B) {
 	}
 }
 
+// BenchmarkS1ThreeWaves: on S1 a 3-wave twin rollout of 1,500 devices (500 a wave) whose batches
+// are 100, 200 and 200 devices: the first batch of each wave is small, so the hub idles unless the
+// next batch is ready when one ends. busy-% and throttled as in BenchmarkS1Busy; the floor is 150 s.
+func BenchmarkS1ThreeWaves(b *testing.B) {
+	const planYAML = `
+version: 1
+name: s1-three
+action:
+  twinUpdate: {desired: {firmware: {version: "2.0"}}}
+defaults:
+  batch: {size: 100, growth: 2}
+  success: {minSuccessRate: 100%}
+waves:
+  - {name: w0, target: "tags.ring = 'r0'"}
+  - {name: w1, target: "tags.ring = 'r1'"}
+  - {name: w2, target: "*"}
+`
+	for range b.N {
+		h := startChild(b, "S1", 1, 500, 500, 500)
+		elapsed, _ := benchApply(b, h, planYAML, 1500)
+		s := h.stats(b)
+		if os.Getenv("ROLLOUT_BENCH_TIMELINE") != "" {
+			for _, e := range s.Jobs {
+				b.Logf("%s %-40s %s", e.Time.Format("15:04:05.000"), e.JobID, e.Status)
+			}
+		}
+		b.ReportMetric(busyShare(b, s.Jobs)*100, "busy-%")
+		var throttled int64
+		for _, q := range s.Quotas {
+			throttled += q.Throttled
+		}
+		b.ReportMetric(float64(throttled), "throttled")
+		b.ReportMetric(elapsed.Seconds(), "s")
+	}
+}
+
 // busyShare is the share of time between the first job start and the last job end during which some
 // job ran, from the emulator's job timeline.
 func busyShare(b *testing.B, events []emulator.JobEvent) float64 {

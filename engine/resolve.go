@@ -43,6 +43,9 @@ func maxQuery(q hubapi.Quotas) int {
 // every device an earlier wave took, then the wave's stable percent sample), unless that ran ahead.
 func (r *runner) resolve(ctx context.Context, wi int) error {
 	w := &r.st.Waves[wi]
+	if err := r.awaitAhead(wi, -1); err != nil {
+		return err
+	}
 	if !w.Resolved {
 		if err := r.resolveDevices(ctx, wi); err != nil {
 			return err

@@ -96,6 +96,8 @@ type runner struct {
 	devices map[int][]string
 	// progress is the last batch progress emitted, for the Result of a run that leaves jobs running.
 	progress *Event
+	// ahead is a preparation a batch left running for a later step (see runBatch); nil: none.
+	ahead *ahead
 }
 
 func newRunner(o Options, p *plan.Plan) *runner {
@@ -333,6 +335,7 @@ func (r *runner) result(step Step) *Result {
 }
 
 func (r *runner) loop(ctx context.Context) (*Result, error) {
+	defer r.dropAhead()
 	r.emit(Event{Type: EventStarted, Wave: -1, Waves: len(r.st.Waves)})
 	announced := Step{Kind: "-"}
 	for {
@@ -364,6 +367,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				err = r.commit(r.st.Accept(*a, r.now()))
 			}
 		case StepRollback:
+			r.dropAhead() // what it prepares is for batches that will not run
 			return r.rollback(ctx)
 		case StepWaitApproval, StepWaitSchedule, StepWaitBake, StepPaused, StepWaitRetry:
 			reason := map[StepKind]string{StepWaitApproval: "approval", StepWaitSchedule: "schedule", StepWaitBake: "bake",

@@ -168,6 +168,8 @@ func waitingFor(res *engine.Result, name string, h hints) string {
 		return fmt.Sprintf("%swaiting for verify until %s", wave, clock(res.Until))
 	case engine.StepPaused:
 		return fmt.Sprintf("paused: rollout resume %s%s", name, h.state)
+	case engine.StepWaitRetry:
+		return fmt.Sprintf("%sretries devices at %s", wave, clock(res.Until))
 	}
 	return "waiting"
 }
