@@ -49,3 +49,29 @@ func FuzzParsePublish(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseFilter checks that a filter the parser accepts is exactly one the hub serves: the
+// $iothub/ filters with no wildcard but the final '#', and cloud-to-device messages only on the
+// connected device's own topic (whose id may itself hold '#' or '+', as IoT Hub device ids may).
+func FuzzParseFilter(f *testing.F) {
+	f.Add("$iothub/methods/POST/#", "dev1", "")
+	f.Add("devices/dev1/messages/devicebound/#", "dev1", "")
+	f.Add("devices/dev1/messages/devicebound/#", "dev1", "m1")
+	f.Add("devices/+/messages/devicebound/#", "dev1", "")
+	f.Add("#", "dev1", "")
+	f.Fuzz(func(t *testing.T, filter, deviceID, moduleID string) {
+		switch s := ParseFilter(filter, deviceID, moduleID); s {
+		case SubNone:
+		case SubTwinRes, SubDesired, SubMethods:
+			if !strings.HasPrefix(filter, "$iothub/") || !strings.HasSuffix(filter, "/#") || strings.ContainsAny(filter[:len(filter)-1], "#+") {
+				t.Fatalf("ParseFilter(%q) = %d: not one of the hub's $iothub/ filters", filter, s)
+			}
+		case SubC2D:
+			if moduleID != "" || filter != "devices/"+deviceID+"/messages/devicebound/#" {
+				t.Fatalf("ParseFilter(%q, %q, %q): cloud-to-device messages of another identity", filter, deviceID, moduleID)
+			}
+		default:
+			t.Fatalf("ParseFilter(%q): kind %d", filter, s)
+		}
+	})
+}
