@@ -201,14 +201,27 @@ func trial(t *testing.T, bin string, be crashBackend, sc crashScenario, rng *ran
 	if err := os.WriteFile(planFile, []byte(sc.plan), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	kills, code := applyUntilEnd(t, rng, maxKill, func() *exec.Cmd {
+		cmd := exec.Command(bin, "apply", "--state", state, "--tier", "unlimited",
+			"--ca-file", srv.CAFile(), "--output", "json", planFile)
+		cmd.Env = append(append(os.Environ(), be.env...), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString())
+		return cmd
+	}, func() { be.afterKill(t, state, sc.planName()) })
+	return observe(t, srv), kills, code
+}
+
+// applyUntilEnd starts the commands newCmd gives until one ends by itself, killing each of the first
+// 12 runs with SIGKILL after a random delay up to maxKill (none when maxKill is 0) and calling
+// afterKill after each kill. It returns the kills and the last run's exit code; a run that exits 1
+// or 4 (invalid, or a hub or state error) or hangs fails the test.
+func applyUntilEnd(t *testing.T, rng *rand.Rand, maxKill time.Duration, newCmd func() *exec.Cmd, afterKill func()) (int, int) {
+	t.Helper()
 	kills := 0
 	for run := 0; ; run++ {
 		if run > 200 {
 			t.Fatal("apply never finished")
 		}
-		cmd := exec.Command(bin, "apply", "--state", state, "--tier", "unlimited",
-			"--ca-file", srv.CAFile(), "--output", "json", planFile)
-		cmd.Env = append(append(os.Environ(), be.env...), "IOTHUB_CONNECTION_STRING="+srv.ConnectionString())
+		cmd := newCmd()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -233,12 +246,12 @@ func trial(t *testing.T, bin string, be crashBackend, sc crashScenario, rng *ran
 			if code == exitHub || code == exitInvalid {
 				t.Fatalf("run %d exited %d: %s", run, code, stderr.String())
 			}
-			return observe(t, srv), kills, code
+			return kills, code
 		case <-timer:
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
 			kills++
-			be.afterKill(t, state, sc.planName())
+			afterKill()
 		case <-time.After(60 * time.Second):
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			t.Fatalf("run %d hung: %s", run, stderr.String())
