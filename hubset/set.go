@@ -104,10 +104,19 @@ func (s *Set) UpdateTwin(ctx context.Context, id string, patch *hubapi.Twin, eta
 	return t, nil
 }
 
-// hubError names the hub an error came from; the hub's error stays reachable with errors.As, so
-// hubapi.IsNotFound and the like still hold.
+// HubError is an error of one hub of a Set: it names the hub, and the hub's own error stays
+// reachable with errors.As, so hubapi.IsNotFound and the like still hold. Errors of several hubs at
+// once are joined, one HubError each.
+type HubError struct {
+	Hub string
+	Err error
+}
+
+func (e *HubError) Error() string { return "hub " + e.Hub + ": " + e.Err.Error() }
+func (e *HubError) Unwrap() error { return e.Err }
+
 func hubError(name string, err error) error {
-	return fmt.Errorf("hub %s: %w", name, err)
+	return &HubError{Hub: name, Err: err}
 }
 
 // each runs fn for every hub of names concurrently and returns the errors joined, each naming its hub.

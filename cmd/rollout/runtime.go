@@ -112,6 +112,10 @@ func finish(e *env, cmd string, store *engine.Store, f *runFlags, h hints, res *
 			fmt.Fprintf(e.stderr, "rollout %s: cancelled; the state is saved, run again to continue\n", cmd)
 		default:
 			fmt.Fprintf(e.stderr, "rollout %s: %v\n", cmd, err)
+			if hubs := failedHubs(err); len(hubs) > 0 {
+				fmt.Fprintf(e.stderr, "rollout %s: the state is saved; once %s %s, run the same command again to continue\n",
+					cmd, hubList(hubs), map[bool]string{true: "answers", false: "answer"}[len(hubs) == 1])
+			}
 		}
 		return runErrorCode(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/iot-rollout/rollout/emulator"
@@ -158,9 +159,14 @@ func (f *hubFlags) connectHub(ctx context.Context, e *env, s *engSession, h plan
 	if err != nil {
 		return nil, hubapi.Quotas{}, err
 	}
-	c, err := dial(hubapi.Options{CAFile: f.caFile, Quotas: &q})
+	c, err := dial(hubapi.Options{CAFile: f.caFile, Quotas: &q, MinBackoff: hubBackoff[0], MaxBackoff: hubBackoff[1]})
 	return c, q, err
 }
+
+// hubBackoff is the first and the longest wait between retries of a hub call of a plan with hubs
+// (zero: hubapi's defaults, 0.5 s doubling to 30 s, eight retries, about a minute and a half in
+// all before a hub that cannot be reached is a hub error). A variable for tests.
+var hubBackoff [2]time.Duration
 
 // emulatedHub starts the in-process emulator of one hub on its --emulate NAME=FLEET fleet, at the
 // plan's tier for the hub (else --tier, else unlimited). With a kept state each hub's twins and jobs
@@ -201,4 +207,34 @@ func (f *hubFlags) emulatedHub(ctx context.Context, s *engSession, h plan.Hub) (
 	q := srv.Quotas()
 	c, err := hubapi.NewFromConnectionString(srv.ConnectionString(), hubapi.Options{PlainHTTP: true, Quotas: &q})
 	return c, q, err
+}
+
+// failedHubs names the hubs of a plan with hubs whose errors err holds, sorted, each once.
+func failedHubs(err error) []string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+		case *hubset.HubError:
+			names = append(names, x.Hub)
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		default:
+			walk(errors.Unwrap(err))
+		}
+	}
+	walk(err)
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// hubList words hub names for a sentence: "hub eu", "hubs eu and us".
+func hubList(names []string) string {
+	if len(names) == 1 {
+		return "hub " + names[0]
+	}
+	return "hubs " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
