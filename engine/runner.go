@@ -227,7 +227,7 @@ func (r *runner) load() error {
 	if st.PlanParts == nil {
 		st.PlanParts = plan.Parts(r.p)
 	}
-	st.PlanFile, st.Hub = r.p.File, r.HubName
+	st.PlanFile, st.Hub, st.Hubs = r.p.File, r.HubName, HubRefs(r.p)
 	r.st = st
 	return nil
 }

@@ -59,6 +59,38 @@ type State struct {
 	// Accepted are the halts people accepted (rollout resume --accept), in order; the budget counts
 	// from the last one's totals.
 	Accepted []Acceptance `json:"accepted,omitempty"`
+
+	// Hubs are the hubs of a plan with hubs and how each is reached, by reference only (the
+	// environment variable of a connection string, or a host for Microsoft Entra; never a secret), as
+	// the last apply's plan named them: `rollout rollback` reaches them again with no plan file.
+	Hubs []HubRef `json:"hubs,omitempty"`
+}
+
+// HubRef is one hub of a plan with hubs as the state keeps it (see State.Hubs and plan.Hub).
+type HubRef struct {
+	Name       string `json:"name"`
+	Connection string `json:"connection,omitempty"` // the environment variable holding its connection string
+	Host       string `json:"host,omitempty"`       // its host, for Microsoft Entra
+	Tier       string `json:"tier,omitempty"`
+	Units      int    `json:"units,omitempty"`
+}
+
+// HubRefs are the references to the hubs of p (nil for a plan without hubs).
+func HubRefs(p *plan.Plan) []HubRef {
+	var out []HubRef
+	for _, h := range p.Hubs {
+		out = append(out, HubRef{Name: h.Name, Connection: h.Connection, Host: h.Host, Tier: h.Tier, Units: h.Units})
+	}
+	return out
+}
+
+// PlanHubs are the hubs st keeps as a plan names them, for reaching them again (nil without hubs).
+func (st *State) PlanHubs() []plan.Hub {
+	var out []plan.Hub
+	for _, h := range st.Hubs {
+		out = append(out, plan.Hub{Name: h.Name, Connection: h.Connection, Host: h.Host, Tier: h.Tier, Units: max(h.Units, 1)})
+	}
+	return out
 }
 
 // Waiting is a wait the rollout is in: for an approval, a schedule window, the bake, or verify.

@@ -15,7 +15,7 @@ import (
 // NewState is the record of a new rollout of plan p on the hub named hub, created at created: running,
 // every wave pending.
 func NewState(p *plan.Plan, hub string, created time.Time) *State {
-	st := &State{Name: p.Name, PlanHash: p.Hash, PlanParts: plan.Parts(p), PlanFile: p.File, Hub: hub,
+	st := &State{Name: p.Name, PlanHash: p.Hash, PlanParts: plan.Parts(p), PlanFile: p.File, Hub: hub, Hubs: HubRefs(p),
 		Kind: kindOf(p.Waves[0]), Status: StatusRunning, Created: created.UTC()}
 	if m := p.Rollback.DirectMethod; m != nil {
 		st.RollbackMethod = m

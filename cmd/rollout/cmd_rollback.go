@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/iot-rollout/rollout/engine"
+	"github.com/iot-rollout/rollout/plan"
 	"github.com/spf13/cobra"
 )
 
@@ -23,7 +24,10 @@ func newRollbackCmd(e *env) *cobra.Command {
 		Use:   "rollback [flags] NAME",
 		Short: "roll back what a rollout applied (twins restored, direct methods compensated)",
 		Long: "Rolls back what rollout NAME applied, newest batch first: twin updates restore each device's captured\n" +
-			"prior values, direct methods call the plan's rollback method. It needs the hub but no plan.\n" +
+			"prior values, direct methods call the plan's rollback method. It needs the hub but no plan: a rollout of\n" +
+			"a plan with hubs reaches each hub again as the plan named it, recorded in the state by reference only\n" +
+			"(the environment variable of its connection string, or its host for Microsoft Entra; --emulate NAME=FLEET\n" +
+			"once per hub for an emulated one).\n" +
 			"Exit 0 when rolled back, 1 for bad usage or an unknown rollout, 4 for hub or state errors (and while\n" +
 			"an apply holds the rollout, unless --wait), 130 when stopped by Ctrl-C (run again to continue).",
 		Example: examples(
@@ -59,7 +63,16 @@ func runRollback(e *env, o *rollbackOptions) int {
 	if code, ok := takeOver(e, store, o.wait); !ok {
 		return code
 	}
-	// The state is opened before the hub is reached: an unknown rollout never dials it.
+	// The state is opened before the hub is reached: an unknown rollout never dials it. A rollout of
+	// a plan with hubs names them in its state, by reference only, and is rolled back on all of them.
+	st, err := store.Load()
+	if err != nil {
+		fmt.Fprintln(e.stderr, "rollout rollback:", err)
+		return exitHub
+	}
+	if hubs := st.PlanHubs(); len(hubs) > 0 {
+		o.plan = &plan.Plan{Name: st.Name, Hubs: hubs}
+	}
 	ref := stateRef{dir: o.state, name: o.name}
 	return o.drive(e, "rollback", ref, func(ctx context.Context, opts engine.Options) (*engine.Result, error) {
 		opts.Force = o.force
