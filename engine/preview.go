@@ -56,6 +56,10 @@ type PreviewOptions struct {
 	// grouping queries, a few per wave and patched path, are always spent (0: 100, five minutes of an S1
 	// hub's query quota).
 	MaxQueries int
+	// Hubs, for a plan with hubs, are its hubs' own clients by name: each hub's part is then
+	// previewed on its hub, at its tier, and the preview adds the parts up (see preview_hubs.go).
+	// MaxQueries bounds each hub's listing. Nil: the plan is previewed on Hub as one.
+	Hubs map[string]HubTarget
 }
 
 // Preview is what `rollout apply` would do with a plan now. Its JSON form is the output of
@@ -82,6 +86,9 @@ type Preview struct {
 	State     *StatePreview `json:"state,omitempty"`
 	// Schedule is set when waves start only inside schedule windows (waits the estimate leaves out).
 	Schedule bool `json:"schedule,omitempty"`
+	// Hubs are the parts of a plan with hubs, one per hub in name order (see PreviewOptions.Hubs);
+	// Tier then names each hub's.
+	Hubs []HubPreview `json:"hubs,omitempty"`
 }
 
 // WavePreview is one wave of a Preview.
@@ -154,6 +161,7 @@ type Finding struct {
 	Severity plan.Severity `json:"severity"`
 	Code     string        `json:"code"`
 	Wave     string        `json:"wave,omitempty"`
+	Hub      string        `json:"hub,omitempty"` // the hub it was found on, in a plan with hubs
 	Message  string        `json:"message"`
 }
 
@@ -261,6 +269,9 @@ func PreviewPlan(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Preview,
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
+	if len(p.Hubs) > 0 && o.Hubs != nil {
+		return previewHubs(ctx, p, o)
+	}
 	pv := &previewer{PreviewOptions: o, p: p, listed: map[int]bool{}, overlap: map[int]map[int]int{},
 		excl: map[int][]query.Expr{}, incl: map[int][]query.Expr{}, sets: map[int][]string{}}
 	pv.rv = resolver{p: p, hub: o.Hub, quotas: o.Quotas, sets: func(w int) ([]string, error) { return pv.sets[w], nil }}
@@ -350,6 +361,13 @@ func (pv *previewer) wave(ctx context.Context, i int, sw *Wave) (*WavePreview, e
 	}
 	if err := pv.selected(ctx, i, w); err != nil {
 		return nil, err
+	}
+	if pv.afterWholeFleet(i) {
+		// Only in a plan's part on one hub (plan.OnHub): an earlier wave took the hub's whole fleet,
+		// and apply subtracts the devices it stored.
+		w.Overlap, pv.sets[i] = w.Selected, []string{}
+		w.Estimate = pv.estimate(i, w, sw)
+		return w, nil
 	}
 	paths := patchPaths(pw.Action.TwinUpdate)
 	ids, base, err := pv.devices(ctx, i, w, sw, len(paths))

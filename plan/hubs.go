@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/iot-rollout/rollout/query"
 	"gopkg.in/yaml.v3"
 )
 
@@ -143,4 +144,27 @@ func covers(e, w Wave) bool {
 		}
 	}
 	return true
+}
+
+// OnHub returns the part of p that runs on hub, one of p's hubs, as a plan without hubs: the waves
+// that run on hub, in order, each wave's Condition being its ConditionOn(hub) in p. Hash, File and
+// the rest stay p's (so job ids are p's). It returns nil when no wave runs on hub. A preview works
+// out each hub's part with it, on that hub's own client and device ids.
+func (p *Plan) OnHub(hub string) *Plan {
+	q := *p
+	q.Hubs, q.Waves = nil, nil
+	for _, w := range p.Waves {
+		if slices.Contains(w.Hubs, hub) {
+			w.Hubs = nil
+			q.Waves = append(q.Waves, w)
+		}
+	}
+	if len(q.Waves) == 0 {
+		return nil
+	}
+	q.conditions = make([]query.Expr, len(q.Waves))
+	for i := range q.Waves {
+		q.conditions[i] = q.compose(i)
+	}
+	return &q
 }

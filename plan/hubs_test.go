@@ -58,6 +58,32 @@ func TestHubs(t *testing.T) {
 	}
 }
 
+// TestOnHub checks each hub's part of a plan: the waves that run there, as a plan without hubs whose
+// conditions are the waves' conditions on that hub.
+func TestOnHub(t *testing.T) {
+	p, ds := plan.Load("hubs.yaml", []byte(hubsPlan))
+	if p == nil {
+		t.Fatalf("plan did not load: %v", ds)
+	}
+	for hub, waves := range map[string][]int{"eu": {0, 1, 2}, "us": {2}} {
+		on := p.OnHub(hub)
+		if on == nil || len(on.Waves) != len(waves) || on.Hubs != nil || on.Hash != p.Hash {
+			t.Fatalf("OnHub(%s) = %+v, want waves %v of the plan, no hubs, the plan's hash", hub, on, waves)
+		}
+		for i, wi := range waves {
+			if on.Waves[i].Name != p.Waves[wi].Name || on.Waves[i].Hubs != nil {
+				t.Errorf("OnHub(%s) wave %d = %s on %v, want %s on no hub", hub, i, on.Waves[i].Name, on.Waves[i].Hubs, p.Waves[wi].Name)
+			}
+			if got, want := query.Format(on.Condition(i)), query.Format(p.ConditionOn(wi, hub)); got != want {
+				t.Errorf("OnHub(%s) wave %s condition %s, want %s", hub, on.Waves[i].Name, got, want)
+			}
+		}
+	}
+	if p.OnHub("jp") != nil {
+		t.Error("OnHub of a hub no wave runs on is not nil")
+	}
+}
+
 // TestHubsChangeHash checks that the hubs a plan runs on are part of what it does, and that plans
 // without hubs keep the hash they had.
 func TestHubsChangeHash(t *testing.T) {

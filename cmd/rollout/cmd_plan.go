@@ -127,7 +127,7 @@ func runPlan(e *env, o *planOptions) int {
 	}
 	pv, err := engine.PreviewPlan(ctx, p, engine.PreviewOptions{Hub: sess.hub, Quotas: sess.quotas,
 		Estimate: o.estimate, Store: store, SampleSize: o.sample, MaxFirstWave: o.maxFirstWave,
-		MaxQueries: o.maxQueries})
+		MaxQueries: o.maxQueries, Hubs: o.hubTargets(p, sess)})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout plan:", err)
 		return exitHub
@@ -135,6 +135,11 @@ func runPlan(e *env, o *planOptions) int {
 	if o.sample == 0 {
 		for i := range pv.Waves {
 			pv.Waves[i].Sample = []string{}
+		}
+		for _, h := range pv.Hubs {
+			for i := range h.Waves {
+				h.Waves[i].Sample = []string{}
+			}
 		}
 	}
 	switch o.format {
@@ -251,7 +256,10 @@ func estimateParts(e engine.Estimate) string {
 
 func queriesText(pv *engine.Preview) string {
 	s := fmt.Sprintf("%d query requests (listing ids bounded by --max-queries %d)", pv.Queries, pv.QueryBudget)
-	if pv.QueryTime > 0 {
+	switch {
+	case pv.QueryTime > 0 && len(pv.Hubs) > 0:
+		s += fmt.Sprintf(", %s of the busiest hub's query quota", pv.QueryTime)
+	case pv.QueryTime > 0:
 		s += fmt.Sprintf(", %s of %s's query quota", pv.QueryTime, pv.Tier)
 	}
 	return s
@@ -305,13 +313,11 @@ func writePlanText(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 	} else {
 		w.printf("%d\n", len(pv.Findings))
 		for _, f := range pv.Findings {
-			where := ""
-			if f.Wave != "" {
-				where = "wave " + f.Wave + ": "
-			}
+			where := findingWhere(f, func(n string) string { return "wave " + n })
 			w.printf("  %s: %s%s [%s]\n", f.Severity, where, f.Message, f.Code)
 		}
 	}
+	writeHubsText(w, pv)
 	w.printf("\nEstimate on %s: %s\n", pv.Tier, estimateText(pv.Estimate))
 	if pv.Schedule {
 		w.printf("  plus waits for the plan's schedule windows\n")
@@ -343,13 +349,11 @@ func writePlanMarkdown(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 		w.printf("| %d | %s | %s | %s | %s | `%s` |\n", i+1, mdCell(name), mdCell(devicesText(wv)), mdCell(batchesText(wv)),
 			mdCell(estimateText(wv.Estimate)), mdCell(wv.Condition))
 	}
+	writeHubsMarkdown(w, pv)
 	if len(pv.Findings) > 0 {
 		w.printf("\n#### Findings\n\n")
 		for _, f := range pv.Findings {
-			where := ""
-			if f.Wave != "" {
-				where = "wave **" + f.Wave + "**: "
-			}
+			where := findingWhere(f, func(n string) string { return "wave **" + n + "**" })
 			w.printf("- :warning: %s%s (`%s`)\n", where, f.Message, f.Code)
 		}
 	}
@@ -391,8 +395,8 @@ func writePlanGithub(out io.Writer, p *plan.Plan, pv *engine.Preview) error {
 	prop := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
 	for _, f := range pv.Findings {
 		title := "rollout plan"
-		if f.Wave != "" {
-			title += ": wave " + f.Wave
+		if where := findingWhere(f, func(n string) string { return "wave " + n }); where != "" {
+			title += ": " + strings.TrimSuffix(where, ": ")
 		}
 		w.printf("::warning file=%s,title=%s::%s\n", prop.Replace(p.File), prop.Replace(title), esc.Replace(f.Message))
 	}

@@ -18,9 +18,11 @@ import (
 
 // engSession is a connected hub with its quotas, and what to close at the end.
 type engSession struct {
-	hub     engine.Hub
-	name    string // the hub for people: its host, or "emulated:FLEET"
-	quotas  hubapi.Quotas
+	hub    engine.Hub
+	name   string // the hub for people: its host, or "emulated:FLEET"
+	quotas hubapi.Quotas
+	// parts are the hubs of a plan with hubs, each with its own client and quotas (nil otherwise).
+	parts   map[string]engine.HubTarget
 	cleanup []func()
 }
 

@@ -112,6 +112,7 @@ func (f *hubFlags) connectHubs(ctx context.Context, e *env, p *plan.Plan) (*engS
 		s.name = emulatedPrefix + f.emulate
 	}
 	members := map[string]engine.Hub{}
+	s.parts = map[string]engine.HubTarget{}
 	var qs []hubapi.Quotas
 	for _, h := range p.Hubs {
 		c, q, err := f.connectHub(ctx, e, s, h)
@@ -120,6 +121,7 @@ func (f *hubFlags) connectHubs(ctx context.Context, e *env, p *plan.Plan) (*engS
 			return nil, fmt.Errorf("hub %s: %w", h.Name, err)
 		}
 		members[h.Name] = c
+		s.parts[h.Name] = engine.HubTarget{Hub: c, Quotas: q}
 		qs = append(qs, q)
 	}
 	s.hub, s.quotas = hubset.New(members), hubset.Quotas(qs)
