@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func mainEnv(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return mainEnvContext(context.Background(), args, stdin, stdout, stderr, getenv)
+}
+
+// mainEnvContext is mainEnv whose long-running commands (rollout emulator) also stop when ctx ends,
+// as on Ctrl-C.
+func mainEnvContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	root := newRoot(e)
 	if len(args) == 0 {
@@ -33,7 +40,7 @@ func mainEnv(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv fu
 		return exitInvalid
 	}
 	root.SetArgs(args)
-	cmd, err := root.ExecuteC()
+	cmd, err := root.ExecuteContextC(ctx)
 	return exitFor(e, cmd, err)
 }
 

@@ -27,6 +27,7 @@ const defaultMQTTListen = "127.0.0.1:8883"
 type emulatorOptions struct {
 	opts     emulator.Options
 	fleet    string
+	hubs     []emulatorHub // --hub NAME=FLEET, in the order given
 	duration time.Duration // 0: until interrupted
 	// mqttDefault is set when --mqtt-listen was not given: a busy default port then only warns, since
 	// the REST side is the emulator's main use.
@@ -47,18 +48,20 @@ func newEmulatorCmd(e *env) *cobra.Command {
 		Example: examples(
 			"rollout emulator --fleet testdata/fleets/thermostats.yaml --tier S1",
 			"rollout emulator --listen 127.0.0.1:443 --host-name localhost   # for the unmodified Node SDK",
-			"rollout emulator --fleet fleet.yaml --data hub.json --faults 429=5%,503=1%"),
+			"rollout emulator --fleet fleet.yaml --data hub.json --faults 429=5%,503=1%",
+			"rollout emulator --hub eu=eu.yaml --hub us=us.yaml   # eu on 127.0.0.1:8443, us on :8444"),
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
 			if err := o.finish(e, faults, plain, verbose, !fs.Changed("mqtt-listen")); err != nil {
 				return &usageError{err}
 			}
-			return exitWith(runEmulator(e, o))
+			return exitWith(runEmulator(cmd.Context(), e, o))
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.fleet, "fleet", "", "fleet file: generated groups and explicit twins (default: an empty hub)")
+	fs.Var(&hubsFlag{&o.hubs}, "hub", "serve hub NAME with this fleet file (repeat for several hubs, each on the next ports after --listen and --mqtt-listen)")
 	fs.StringVar(&o.opts.Addr, "listen", defaultEmulatorListen, "address to listen on; 127.0.0.1:443 with HostName=localhost serves the unmodified Node SDK")
 	fs.StringVar(&o.opts.Tier, "tier", "unlimited", "quotas to enforce: F1, S1, S2, S3 or unlimited")
 	fs.IntVar(&o.opts.Units, "units", 1, "purchased units of the tier")
@@ -101,6 +104,9 @@ func (o *emulatorOptions) finish(e *env, faults string, plain, verbose, mqttDefa
 	if o.opts.Units < 1 {
 		return errors.New("--units must be at least 1")
 	}
+	if err := o.checkHubs(); err != nil {
+		return err
+	}
 	if o.opts.QueryLag < 0 || o.duration < 0 {
 		return errors.New("--query-lag and --duration must not be negative")
 	}
@@ -118,53 +124,37 @@ func (o *emulatorOptions) finish(e *env, faults string, plain, verbose, mqttDefa
 }
 
 // runEmulator serves until interrupted (or --duration), then closes the emulator, which writes the data
-// file when --data is set.
-func runEmulator(e *env, o emulatorOptions) int {
-	if o.fleet != "" {
-		f, err := emulator.LoadFleet(o.fleet)
-		if err != nil {
-			fmt.Fprintln(e.stderr, "rollout emulator:", err)
-			return exitInvalid
-		}
-		o.opts.Fleet = f
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv, err := emulator.Start(ctx, o.opts)
-	if err != nil && o.mqttDefault && errors.Is(err, syscall.EADDRINUSE) && o.opts.MQTTAddr != "" {
-		fmt.Fprintf(e.stderr, "rollout emulator: %s is in use, so devices cannot connect over MQTT; pass --mqtt-listen HOST:PORT\n", o.opts.MQTTAddr)
-		o.opts.MQTTAddr = ""
-		srv, err = emulator.Start(ctx, o.opts)
-	}
+// file when --data is set. With --hub it serves each hub on its own ports.
+func runEmulator(ctx context.Context, e *env, o emulatorOptions) int {
+	specs, err := o.hubSpecs()
 	if err != nil {
 		fmt.Fprintln(e.stderr, "rollout emulator:", err)
-		return exitHub
+		return exitInvalid
 	}
-	st := srv.Stats()
-	q := srv.Quotas()
-	limits := "no quotas"
-	if !q.Unlimited() {
-		limits = fmt.Sprintf("%d concurrent jobs, %g job device ops/s, %g queries/min, pages of %d",
-			q.ConcurrentJobs, q.JobDeviceOpsPerSec, q.QueriesPerMinute, q.MaxPageSize)
-	}
-	fmt.Fprintf(e.stderr, "rollout emulator: %s on %s, tier %s (%s)\n", plural(st.Devices, "device"), srv.URL(), q.Tier, limits)
-	fmt.Fprintf(e.stdout, "IOTHUB_CONNECTION_STRING=%s\n", srv.ConnectionString())
-	// Over plain HTTP the CA serves only the MQTT side, and is named with it.
-	if ca := srv.CAFile(); ca != "" && o.opts.TLS {
-		abs, err := filepath.Abs(ca)
-		if err == nil {
-			ca = abs
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var srvs []*emulator.Server
+	closeAll := func() (failed bool) {
+		for i, srv := range srvs {
+			if err := srv.Close(); err != nil {
+				fmt.Fprintf(e.stderr, "rollout emulator: %s%v\n", hubPrefix(specs[i].name), err)
+				failed = true
+			}
 		}
-		fmt.Fprintf(e.stdout, "SSL_CERT_FILE=%s\n", ca)
-		fmt.Fprintf(e.stdout, "NODE_EXTRA_CA_CERTS=%s\n", ca)
+		return failed
 	}
-	if addr := srv.MQTTAddr(); addr != "" {
-		fmt.Fprintf(e.stdout, "DEVICE_MQTT_ADDR=%s\n", addr)
-		ws := strings.Replace(srv.URL(), "http", "ws", 1) + "/$iothub/websocket"
-		fmt.Fprintf(e.stderr, "rollout emulator: devices connect over MQTT with TLS at %s (CA %s) or over %s, with the keys GET /devices/{id} returns\n", addr, srv.CAFile(), ws)
+	for _, sp := range specs {
+		srv, err := o.start(ctx, e, sp)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "rollout emulator: %s%v\n", hubPrefix(sp.name), err)
+			closeAll()
+			return exitHub
+		}
+		srvs = append(srvs, srv)
 	}
-	fmt.Fprintf(e.stderr, "rollout emulator: try %s\n", curlExample(srv, o.opts.PolicyName))
-	fmt.Fprintf(e.stderr, "rollout emulator: observability at %s/_emulator/stats; Ctrl-C stops\n", srv.URL())
+	for i, srv := range srvs {
+		announce(e, o, specs[i].name, srv, i == 0)
+	}
 	var timeout <-chan time.Time
 	if o.duration > 0 {
 		timeout = time.After(o.duration)
@@ -173,12 +163,56 @@ func runEmulator(e *env, o emulatorOptions) int {
 	case <-ctx.Done():
 	case <-timeout:
 	}
-	if err := srv.Close(); err != nil {
-		fmt.Fprintln(e.stderr, "rollout emulator:", err)
+	if closeAll() {
 		return exitHub
 	}
 	fmt.Fprintln(e.stderr, "rollout emulator: stopped")
 	return exitOK
+}
+
+// start starts the emulator of one hub. A busy default MQTT port only warns, since the REST side is
+// the emulator's main use.
+func (o emulatorOptions) start(ctx context.Context, e *env, sp emulatorSpec) (*emulator.Server, error) {
+	srv, err := emulator.Start(ctx, sp.opts)
+	if err != nil && o.mqttDefault && errors.Is(err, syscall.EADDRINUSE) && sp.opts.MQTTAddr != "" {
+		fmt.Fprintf(e.stderr, "rollout emulator: %s%s is in use, so devices cannot connect over MQTT; pass --mqtt-listen HOST:PORT\n",
+			hubPrefix(sp.name), sp.opts.MQTTAddr)
+		sp.opts.MQTTAddr = ""
+		srv, err = emulator.Start(ctx, sp.opts)
+	}
+	return srv, err
+}
+
+// announce says what a started emulator serves: its devices and quotas, its connection string
+// (IOTHUB_CONNECTION_STRING, or IOTHUB_NAME_CONNECTION_STRING for hub NAME of --hub), the CA to trust
+// (once: every hub has the same CA) and the device side.
+func announce(e *env, o emulatorOptions, name string, srv *emulator.Server, first bool) {
+	st := srv.Stats()
+	q := srv.Quotas()
+	limits := "no quotas"
+	if !q.Unlimited() {
+		limits = fmt.Sprintf("%d concurrent jobs, %g job device ops/s, %g queries/min, pages of %d",
+			q.ConcurrentJobs, q.JobDeviceOpsPerSec, q.QueriesPerMinute, q.MaxPageSize)
+	}
+	fmt.Fprintf(e.stderr, "rollout emulator: %s%s on %s, tier %s (%s)\n", hubPrefix(name), plural(st.Devices, "device"), srv.URL(), q.Tier, limits)
+	fmt.Fprintf(e.stdout, "%s=%s\n", hubVar(name, "CONNECTION_STRING"), srv.ConnectionString())
+	// Over plain HTTP the CA serves only the MQTT side, and is named with it.
+	if ca := srv.CAFile(); ca != "" && o.opts.TLS && first {
+		abs, err := filepath.Abs(ca)
+		if err == nil {
+			ca = abs
+		}
+		fmt.Fprintf(e.stdout, "SSL_CERT_FILE=%s\n", ca)
+		fmt.Fprintf(e.stdout, "NODE_EXTRA_CA_CERTS=%s\n", ca)
+	}
+	if addr := srv.MQTTAddr(); addr != "" {
+		fmt.Fprintf(e.stdout, "%s=%s\n", strings.Replace(hubVar(name, "MQTT_ADDR"), "IOTHUB", "DEVICE", 1), addr)
+		ws := strings.Replace(srv.URL(), "http", "ws", 1) + "/$iothub/websocket"
+		fmt.Fprintf(e.stderr, "rollout emulator: %sdevices connect over MQTT with TLS at %s (CA %s) or over %s, with the keys GET /devices/{id} returns\n",
+			hubPrefix(name), addr, srv.CAFile(), ws)
+	}
+	fmt.Fprintf(e.stderr, "rollout emulator: %stry %s\n", hubPrefix(name), curlExample(srv, o.opts.PolicyName))
+	fmt.Fprintf(e.stderr, "rollout emulator: %sobservability at %s/_emulator/stats; Ctrl-C stops\n", hubPrefix(name), srv.URL())
 }
 
 // curlExample is a command line that reads the emulator's registry statistics with a token from
