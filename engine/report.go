@@ -21,7 +21,10 @@ type Report struct {
 	// which plan.
 	Approvals map[string]Approval `json:"approvals,omitempty"`
 	Waves     []Wave              `json:"waves"`
-	Devices   []ReportRow         `json:"devices"`
+	// Hubs sums the devices of a rollout of a plan with hubs per hub (see HubSummaries); omitted
+	// without hubs.
+	Hubs    []HubSummary `json:"hubs,omitempty"`
+	Devices []ReportRow  `json:"devices"`
 }
 
 // ReportRow is one device's outcome. Outcome is "pending" while the device's job has not been
@@ -114,5 +117,6 @@ func BuildReport(s *Store, now time.Time) (*Report, error) {
 	for i := range rep.Waves {
 		rep.Waves[i].Batches = nil
 	}
+	rep.Hubs = HubSummaries(rep.Devices)
 	return rep, err
 }

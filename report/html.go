@@ -25,6 +25,7 @@ type page struct {
 	Failures                          int
 	Waves                             []waveView
 	Rollback                          *barView // the rollback's bar on the timeline
+	Hubs                              []engine.HubSummary
 	Devices                           []deviceRow
 }
 
@@ -72,7 +73,7 @@ func WriteHTML(w io.Writer, rep *engine.Report) error {
 
 func newPage(rep *engine.Report) page {
 	p := page{Rollout: rep.Rollout, PlanHash: rep.PlanHash, Status: string(rep.Status), Reason: rep.Reason,
-		Generated: rep.Time.UTC().Format(time.RFC3339), Devices: []deviceRow{}}
+		Generated: rep.Time.UTC().Format(time.RFC3339), Devices: []deviceRow{}, Hubs: rep.Hubs}
 	start, end := span(rep)
 	p.Span = end.Sub(start).Round(time.Second).String()
 	at := func(t time.Time) float64 {

@@ -100,3 +100,25 @@ func TestHTML(t *testing.T) {
 		t.Error("a device id is not escaped")
 	}
 }
+
+// TestHTMLHubs: a report of a plan with hubs has a row per hub; one without hubs has no hub table.
+func TestHTMLHubs(t *testing.T) {
+	rep := sample()
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), `id="hubs"`) {
+		t.Error("a report without hubs has a hub table")
+	}
+	rep.Hubs = []engine.HubSummary{{Hub: "eu", Devices: 4, Succeeded: 3, Failed: 1}, {Hub: "us", Devices: 2, Succeeded: 2}}
+	buf.Reset()
+	if err := WriteHTML(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="hubs"`, "<tr><td>eu</td><td>4</td><td>3</td><td>1</td><td>0</td><td>0</td></tr>", "<td>us</td><td>2</td>"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}

@@ -134,6 +134,8 @@ type statusView struct {
 	held      bool
 	approvals map[string]engine.Approval
 	pause     *engine.Control // nil: not paused
+	// hubs sums a rollout of a plan with hubs per hub, from its device outcomes (nil without hubs).
+	hubs []engine.HubSummary
 }
 
 // readStatus reads what status shows of rollout name under dir: the one place the CLI reads a
@@ -163,6 +165,14 @@ func readStatus(e *env, dir, name string) (statusView, error) {
 		return v, err
 	} else if ok {
 		v.pause = &c
+	}
+	if len(v.Hubs) > 0 {
+		// The devices' hubs are in their ids, and their outcomes in the bulk records the report reads.
+		rep, err := engine.BuildReport(store, time.Now())
+		if err != nil {
+			return v, err
+		}
+		v.hubs = rep.Hubs
 	}
 	return v, nil
 }
@@ -259,6 +269,13 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 		}
 	}
 	fmt.Fprintf(w, "  started %s, updated %s\n", stamp(st.Created), stamp(st.Updated))
+	for _, h := range v.hubs {
+		fmt.Fprintf(w, "  hub %-15s %s: %d succeeded, %d failed, %d pending", h.Hub, plural(h.Devices, "device"), h.Succeeded, h.Failed, h.Pending)
+		if h.RolledBack > 0 {
+			fmt.Fprintf(w, ", %d rolled back", h.RolledBack)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, wv := range st.Waves {
 		c := wv.Counts
 		fmt.Fprintf(w, "  wave %-14s %-10s", wv.Name, wv.Status)

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/hubapi"
 )
 
@@ -52,7 +56,11 @@ func TestRollbackOfAPlanWithHubs(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	run := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		args = append(args[:1], append([]string{"--state", state, "--ca-file", filepath.Join(dir, "ca.pem")}, args[1:]...)...)
+		flags := []string{"--state", state}
+		if args[0] == "apply" || args[0] == "rollback" {
+			flags = append(flags, "--ca-file", filepath.Join(dir, "ca.pem"))
+		}
+		args = append(args[:1], append(flags, args[1:]...)...)
 		code := mainEnv(args, nil, &stdout, &stderr, func(k string) string { return env[k] })
 		return code, stdout.String() + stderr.String()
 	}
@@ -79,6 +87,25 @@ func TestRollbackOfAPlanWithHubs(t *testing.T) {
 	}
 	checkStateSecretFree(t, state, env)
 
+	// status and the report sum the devices per hub.
+	if code, out := run("status", "hubs-undo"); code != exitOK ||
+		!regexp.MustCompile(`(?m)^  hub eu +7 devices: 7 succeeded, 0 failed, 0 pending$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^  hub us +7 devices: 7 succeeded, 0 failed, 0 pending$`).MatchString(out) {
+		t.Errorf("status exited %d, without a line per hub:\n%s", code, out)
+	}
+	reportFile := filepath.Join(dir, "report.json")
+	if code, out := run("report", "hubs-undo", "--out", reportFile); code != exitOK {
+		t.Fatalf("report exited %d\n%s", code, out)
+	}
+	var rep engine.Report
+	if b, err := os.ReadFile(reportFile); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report: %v", err)
+	}
+	want := []engine.HubSummary{{Hub: "eu", Devices: 7, Succeeded: 7}, {Hub: "us", Devices: 7, Succeeded: 7}}
+	if !reflect.DeepEqual(rep.Hubs, want) {
+		t.Errorf("report hubs %+v, want %+v", rep.Hubs, want)
+	}
+
 	env = map[string]string{"IOTHUB_EU": env["IOTHUB_EU"], "IOTHUB_US": env["IOTHUB_US"]}
 	if code, out := run("rollback", "hubs-undo"); code != exitOK {
 		t.Fatalf("rollback exited %d\n%s", code, out)
@@ -92,6 +119,12 @@ func TestRollbackOfAPlanWithHubs(t *testing.T) {
 		if got := fw(hub, "b-0000"); got != nil {
 			t.Errorf("hub %s: b-0000 desired fw %v after rollback, want none", hub, got)
 		}
+	}
+
+	if code, out := run("status", "hubs-undo"); code != exitOK ||
+		!regexp.MustCompile(`(?m)^  hub eu +7 devices: .*, 7 rolled back$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^  hub us +7 devices: .*, 7 rolled back$`).MatchString(out) {
+		t.Errorf("status after the rollback exited %d, without each hub's devices rolled back:\n%s", code, out)
 	}
 
 	// Without a hub's variable the rollback names it, and not a value.
