@@ -3,14 +3,11 @@
 package main
 
 import (
-	"context"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -114,42 +111,6 @@ type crashHubsScenario struct {
 	name, plan string
 	fleets     map[string]string // by hub name
 	wantExit   int
-}
-
-// startHubs starts one TLS emulator per fleet, all with the CA in dir, and gives them by hub name
-// with the environment that connects a plan's env:IOTHUB_<HUB> to each.
-func startHubs(t *testing.T, dir string, fleets map[string]string) (map[string]*emulator.Server, []string) {
-	t.Helper()
-	srvs := map[string]*emulator.Server{}
-	var env []string
-	for _, name := range sortedNames(fleets) {
-		fleet, err := emulator.ParseFleet(name+".yaml", []byte(fleets[name]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		srvs[name] = srv
-		env = append(env, "IOTHUB_"+upper(name)+"="+srv.ConnectionString())
-	}
-	return srvs, env
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // observeHubs is what the devices of every hub saw, keyed by qualified id (HUB/DEVICE), and the hubs

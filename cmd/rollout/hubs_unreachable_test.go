@@ -54,11 +54,7 @@ func TestHubUnreachableMidRollout(t *testing.T) {
 	t.Cleanup(func() { hubBackoff = [2]time.Duration{} })
 	dir := t.TempDir()
 	srvs, envList := startHubs(t, dir, map[string]string{"eu": unreachableFleetEU, "us": unreachableFleetUS})
-	env := map[string]string{}
-	for _, kv := range envList {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
+	env := envOf(envList)
 	planFile := filepath.Join(dir, "plan.yaml")
 	if err := os.WriteFile(planFile, []byte(unreachablePlan), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,6 +121,92 @@ func TestHubUnreachableMidRollout(t *testing.T) {
 	}
 	if n := len(srvs["eu"].Stats().Device); n != 11 {
 		t.Errorf("hub eu: %d devices invoked, want 11", n)
+	}
+}
+
+const unreachableTwinPlan = `
+version: 1
+name: hub-down-twin
+hubs:
+  eu: {connection: env:IOTHUB_EU}
+  us: {connection: env:IOTHUB_US}
+action:
+  twinUpdate: {desired: {mode: eco}}
+defaults:
+  batch: {size: 4, growth: 2}
+  success: {minSuccessRate: 100%, minDevices: 1}
+waves:
+  - {name: main, target: "tags.ring = 'main'"}
+onFailure: halt
+`
+
+// TestHubUnreachableBetweenJobParts stops hub us once the wave's first job has its parts, keeping
+// its twins and jobs in its data file: polling that job, or creating the next one (whose part on eu
+// is then made and on us not), fails on us, and apply exits 4 naming it. With us back on its address
+// from that file, the same command finds the parts that exist, makes the missing ones, and ends done
+// with every twin on both hubs updated.
+func TestHubUnreachableBetweenJobParts(t *testing.T) {
+	hubBackoff = [2]time.Duration{5 * time.Millisecond, 20 * time.Millisecond}
+	t.Cleanup(func() { hubBackoff = [2]time.Duration{} })
+	dir := t.TempDir()
+	dataFile := filepath.Join(dir, "us-hub.json")
+	fleets := map[string]string{"eu": unreachableFleetEU, "us": unreachableFleetUS}
+	srvs, envList := startHubs(t, dir, fleets, func(hub string, o *emulator.Options) {
+		if hub == "us" {
+			o.DataFile = dataFile
+		}
+	})
+	env := envOf(envList)
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte(unreachableTwinPlan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"apply", "--state", filepath.Join(dir, "state"), "--ca-file", filepath.Join(dir, "ca.pem"), "--output", "json", planFile}
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- mainEnv(args, nil, stdout, stderr, func(k string) string { return env[k] }) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), `"jobCreated"`) {
+		select {
+		case code := <-done:
+			t.Fatalf("apply exited %d before it created a job:\n%s\n%s", code, stdout.String(), stderr.String())
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no job was created:\n%s", stderr.String())
+		}
+	}
+	addr := strings.TrimPrefix(srvs["us"].URL(), "https://")
+	if err := srvs["us"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The wave has three batches, each a job with a part on us (its devices are interleaved by hub),
+	// and a batch takes at least a job poll: the rollout cannot end before us is stopped.
+	code := <-done
+	t.Logf("apply with hub us down:\n%s", stderr.String())
+	if code != exitHub || !strings.Contains(stderr.String(), "hub us:") {
+		t.Fatalf("apply with hub us down exited %d, want %d naming hub us\n%s", code, exitHub, stderr.String())
+	}
+	fleet, err := emulator.ParseFleet("us.yaml", []byte(unreachableFleetUS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, TLS: true, CertDir: dir, Addr: addr, DataFile: dataFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { back.Close() })
+	var out, errOut bytes.Buffer
+	if code := mainEnv(args, nil, &out, &errOut, func(k string) string { return env[k] }); code != exitOK {
+		t.Fatalf("apply after hub us is back exited %d\n%s", code, errOut.String())
+	}
+	for name, srv := range map[string]*emulator.Server{"eu": srvs["eu"], "us": back} {
+		o := observe(t, srv)
+		for id, tw := range o.twins {
+			if strings.HasPrefix(id, "dev-") && !strings.Contains(tw, `"mode":"eco"`) {
+				t.Errorf("%s/%s: twin %s after the re-run, want mode eco", name, id, tw)
+			}
+		}
 	}
 }
 
