@@ -42,4 +42,11 @@
 //
 // A wave's `hubs:` restricts it: For returns the view of a subset of the hubs, which the engine uses to
 // resolve the wave's devices.
+//
+// # Errors
+//
+// An error of one hub is a *HubError naming it, the hub's own error kept for errors.As; errors of
+// several hubs at once are joined. A hub that cannot be reached thus fails the call that needed it
+// (after its client's bounded retries) with the hub's name, and the caller can say which hub to wait
+// for before running again.
 package hubset

@@ -39,7 +39,8 @@ func newPlanCmd(e *env) *cobra.Command {
 		Short: "preview a plan against the hub: devices per wave, twin diff, findings, time estimate",
 		Long: "Previews a plan against the hub without changing anything: the exact devices per wave, overlaps, the\n" +
 			"twin diff, findings (configurations that would undo the rollout, empty waves, policy) and a time\n" +
-			"estimate. PLAN - reads standard input. Exit 0 when it ran, 2 with --fail-on-warning and findings,\n" +
+			"estimate. A plan with hubs is previewed hub by hub, each at its tier (the plan's, else --estimate-tier),\n" +
+			"then in total. PLAN - reads standard input. Exit 0 when it ran, 2 with --fail-on-warning and findings,\n" +
 			"1 for a bad plan or usage, 4 when the hub or the state cannot be read.",
 		Example: examples(
 			"rollout plan --emulate testdata/fleets/demo.yaml plans/demo/demo.yaml",

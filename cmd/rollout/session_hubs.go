@@ -101,7 +101,7 @@ func (f *hubFlags) checkEmulate(p *plan.Plan) error {
 
 // connectHubs reaches every hub of a plan with hubs, concurrently in effect (each first contact is
 // short), and returns a session over a hubset.Set of them. Each hub is paced to its own tier: the
-// plan's tier for it, else what the hub states, else S1 (said once). A connection variable that is
+// plan's tier for it, else --tier, else what the hub states, else S1 (said once). A connection variable that is
 // not set fails with its name, never a value.
 func (f *hubFlags) connectHubs(ctx context.Context, e *env, p *plan.Plan) (*engSession, error) {
 	if err := f.checkEmulate(p); err != nil {
@@ -156,7 +156,9 @@ func (f *hubFlags) connectHub(ctx context.Context, e *env, s *engSession, h plan
 		return nil, hubapi.Quotas{}, err
 	}
 	hf := *f
-	hf.tier, hf.units = h.Tier, h.Units
+	if h.Tier != "" {
+		hf.tier, hf.units = h.Tier, h.Units
+	}
 	q, err := hf.quotas(e, info)
 	if err != nil {
 		return nil, hubapi.Quotas{}, err
