@@ -277,56 +277,7 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 		fmt.Fprintln(w)
 	}
 	for _, wv := range st.Waves {
-		c := wv.Counts
-		fmt.Fprintf(w, "  wave %-14s %-10s", wv.Name, wv.Status)
-		if wv.Resolved {
-			fmt.Fprintf(w, " %s, %s: %d succeeded, %d failed, %d timed out, %d unreachable",
-				plural(wv.DeviceCount, "device"), plural(len(wv.Batches), "batch"), c.Succeeded, c.Failed, c.TimedOut, c.Unreachable)
-		}
-		if wv.VerifyReads > 0 {
-			fmt.Fprintf(w, "; verify %.1f%% after %s", wv.VerifyRate*100, plural(wv.VerifyReads, "read"))
-		}
-		if a, ok := v.approvals[wv.Name]; ok {
-			fmt.Fprintf(w, "; approved by %s%s at %s", a.By, onHost(a.By, a.Host), stamp(a.At))
-			if a.Early {
-				fmt.Fprint(w, " (in advance, before the rollout reached the gate)")
-			}
-			if a.Reason != "" {
-				fmt.Fprintf(w, ": %s", a.Reason)
-			}
-		} else if wv.Gated && wv.Status == engine.StatusPending {
-			fmt.Fprint(w, "; needs approval")
-		}
-		fmt.Fprintln(w)
-		for bi, b := range wv.Batches {
-			if b.Status == engine.StatusPending && len(b.Jobs) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "    batch %d/%d %-8s %s", bi+1, len(wv.Batches), b.Status, plural(b.End-b.Start, "device"))
-			for _, j := range b.Jobs {
-				fmt.Fprintf(w, "  job %s", j.ID)
-				if j.Status != "" {
-					fmt.Fprintf(w, " (%s)", j.Status)
-				}
-			}
-			if n := len(b.Retries); n > 0 {
-				last := b.Retries[n-1]
-				fmt.Fprintf(w, "  %s, the last over %s", plural(n, "retry attempt"), plural(last.Devices, "device"))
-				if last.Waited > 0 {
-					fmt.Fprintf(w, " (%d not connected)", last.Waited)
-				}
-				for _, j := range last.Jobs {
-					fmt.Fprintf(w, "  job %s", j.ID)
-					if j.Status != "" {
-						fmt.Fprintf(w, " (%s)", j.Status)
-					}
-				}
-			}
-			if b.RolledBack {
-				fmt.Fprint(w, "  rolled back")
-			}
-			fmt.Fprintln(w)
-		}
+		writeWave(w, v, wv)
 	}
 	for _, a := range st.Accepted {
 		fmt.Fprintf(w, "  halt of wave %s accepted by %s at %s: %s (%s accepted; the halt: %s)\n",
@@ -342,6 +293,65 @@ func writeStatus(w io.Writer, v statusView, h hints) {
 			fmt.Fprintf(w, ", %d left alone (changed since the rollout; see the report)", rb.Conflicts)
 		}
 		fmt.Fprintln(w)
+	}
+}
+
+// writeWave writes one wave's line and its batches' lines.
+func writeWave(w io.Writer, v statusView, wv engine.Wave) {
+	c := wv.Counts
+	fmt.Fprintf(w, "  wave %-14s %-10s", wv.Name, wv.Status)
+	if wv.Resolved {
+		fmt.Fprintf(w, " %s, %s: %d succeeded, %d failed, %d timed out, %d unreachable",
+			plural(wv.DeviceCount, "device"), plural(len(wv.Batches), "batch"), c.Succeeded, c.Failed, c.TimedOut, c.Unreachable)
+	}
+	if wv.VerifyReads > 0 {
+		fmt.Fprintf(w, "; verify %.1f%% after %s", wv.VerifyRate*100, plural(wv.VerifyReads, "read"))
+	}
+	if a, ok := v.approvals[wv.Name]; ok {
+		fmt.Fprintf(w, "; approved by %s%s at %s", a.By, onHost(a.By, a.Host), stamp(a.At))
+		if a.Early {
+			fmt.Fprint(w, " (in advance, before the rollout reached the gate)")
+		}
+		if a.Reason != "" {
+			fmt.Fprintf(w, ": %s", a.Reason)
+		}
+	} else if wv.Gated && wv.Status == engine.StatusPending {
+		fmt.Fprint(w, "; needs approval")
+	}
+	fmt.Fprintln(w)
+	for bi, b := range wv.Batches {
+		if b.Status == engine.StatusPending && len(b.Jobs) == 0 {
+			continue
+		}
+		writeBatch(w, bi, len(wv.Batches), b)
+	}
+}
+
+// writeBatch writes batch bi of n: its jobs, its retries, whether it was rolled back.
+func writeBatch(w io.Writer, bi, n int, b engine.Batch) {
+	fmt.Fprintf(w, "    batch %d/%d %-8s %s", bi+1, n, b.Status, plural(b.End-b.Start, "device"))
+	writeJobs(w, b.Jobs)
+	if r := len(b.Retries); r > 0 {
+		last := b.Retries[r-1]
+		fmt.Fprintf(w, "  %s, the last over %s", plural(r, "retry attempt"), plural(last.Devices, "device"))
+		if last.Waited > 0 {
+			fmt.Fprintf(w, " (%d not connected)", last.Waited)
+		}
+		writeJobs(w, last.Jobs)
+	}
+	if b.RolledBack {
+		fmt.Fprint(w, "  rolled back")
+	}
+	fmt.Fprintln(w)
+}
+
+// writeJobs writes each job's id and status on a batch's line.
+func writeJobs(w io.Writer, jobs []engine.Job) {
+	for _, j := range jobs {
+		fmt.Fprintf(w, "  job %s", j.ID)
+		if j.Status != "" {
+			fmt.Fprintf(w, " (%s)", j.Status)
+		}
 	}
 }
 
