@@ -56,6 +56,31 @@ func (v *lineView) Event(ev engine.Event) {
 	}
 }
 
+// countsLine words a batch's or a wave's counts: succeeded of targeted, then what else happened.
+func countsLine(c *engine.Counts) string {
+	if c == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%d/%d succeeded", c.Succeeded, c.Targeted)
+	var extra []string
+	if c.Failed > 0 {
+		extra = append(extra, fmt.Sprintf("%d failed", c.Failed))
+	}
+	if c.MethodError > 0 {
+		extra = append(extra, fmt.Sprintf("%d of them method non-2xx", c.MethodError))
+	}
+	if c.TimedOut > 0 {
+		extra = append(extra, fmt.Sprintf("%d timed out", c.TimedOut))
+	}
+	if c.Unreachable > 0 {
+		extra = append(extra, fmt.Sprintf("%d unreachable", c.Unreachable))
+	}
+	if len(extra) > 0 {
+		s += ", " + strings.Join(extra, ", ")
+	}
+	return s
+}
+
 // describe renders an event as a plain line; "" for events too frequent for a log.
 func describe(ev engine.Event, h hints) string {
 	wave := fmt.Sprintf("wave %s", ev.WaveName)
@@ -63,29 +88,7 @@ func describe(ev engine.Event, h hints) string {
 	if ev.Batches > 0 {
 		batch = fmt.Sprintf("%s batch %d/%d", wave, ev.Batch+1, ev.Batches)
 	}
-	counts := func(c *engine.Counts) string {
-		if c == nil {
-			return ""
-		}
-		s := fmt.Sprintf("%d/%d succeeded", c.Succeeded, c.Targeted)
-		var extra []string
-		if c.Failed > 0 {
-			extra = append(extra, fmt.Sprintf("%d failed", c.Failed))
-		}
-		if c.MethodError > 0 {
-			extra = append(extra, fmt.Sprintf("%d of them method non-2xx", c.MethodError))
-		}
-		if c.TimedOut > 0 {
-			extra = append(extra, fmt.Sprintf("%d timed out", c.TimedOut))
-		}
-		if c.Unreachable > 0 {
-			extra = append(extra, fmt.Sprintf("%d unreachable", c.Unreachable))
-		}
-		if len(extra) > 0 {
-			s += ", " + strings.Join(extra, ", ")
-		}
-		return s
-	}
+	counts := countsLine
 	switch ev.Type {
 	case engine.EventStarted:
 		return fmt.Sprintf("rollout %s: %s", ev.Rollout, plural(ev.Waves, "wave"))
