@@ -357,19 +357,7 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		s.complex = true
 		return syntaxProblem{}, false
 	case top < len(s.blocks)-1 && parent.indent < ind:
-		// Between two open levels: aligned with neither.
-		above := s.blocks[top+1]
-		near := above
-		if ind-parent.indent < above.indent-ind {
-			near = *parent
-		}
-		what := "this line"
-		if m != nil {
-			what = strings.Trim(m[2], `"'`)
-		}
-		return syntaxProblem{num, ind + 1,
-			fmt.Sprintf("%s is indented %d spaces, which lines up with no key or item above it", what, ind),
-			fmt.Sprintf("indent it %d spaces, like %s on line %d", near.indent, describe(near), near.line)}, true
+		return misaligned(num, ind, m, *parent, s.blocks[top+1]), true
 	case parent != nil && parent.hasValue:
 		// Deeper than a key that already has a value: only a plain value may continue here.
 		if m != nil { // ("- x" alone would be text that continues the value)
@@ -400,6 +388,17 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 			return syntaxProblem{}, false
 		}
 	}
+	return s.open(num, text, ind, top, body)
+}
+
+// open closes the levels below top (and parent itself when this line is its sibling), then pushes
+// the levels the line opens: each "- " item, then its key or scalar.
+func (s *syntaxScanner) open(num int, text []rune, ind, top int, body string) (syntaxProblem, bool) {
+	var parent *block
+	if top >= 0 {
+		parent = &s.blocks[top]
+	}
+	isItem := body == "-" || strings.HasPrefix(body, "- ")
 	s.blocks = s.blocks[:top+1]
 	if parent != nil && parent.indent == ind && (!isItem || parent.item) {
 		// A sibling replaces parent; but a compact list's first item keeps its key below it.
@@ -419,7 +418,8 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 	if body == "" {
 		return syntaxProblem{}, false
 	}
-	if m = keyLine.FindStringSubmatch(body); m == nil {
+	m := keyLine.FindStringSubmatch(body)
+	if m == nil {
 		if isNodeProperty(body) {
 			return syntaxProblem{}, false // an anchor or tag for the node on the lines below
 		}
@@ -439,6 +439,22 @@ func (s *syntaxScanner) indentation(num int, text []rune, ind int) (syntaxProble
 		return colonInValue(num, text, ind)
 	}
 	return syntaxProblem{}, false
+}
+
+// misaligned is the problem of line num, indented ind spaces between two open levels, parent and the
+// one above it, aligned with neither; m is the line's key match, if any.
+func misaligned(num, ind int, m []string, parent, above block) syntaxProblem {
+	near := above
+	if ind-parent.indent < above.indent-ind {
+		near = parent
+	}
+	what := "this line"
+	if m != nil {
+		what = strings.Trim(m[2], `"'`)
+	}
+	return syntaxProblem{num, ind + 1,
+		fmt.Sprintf("%s is indented %d spaces, which lines up with no key or item above it", what, ind),
+		fmt.Sprintf("indent it %d spaces, like %s on line %d", near.indent, describe(near), near.line)}
 }
 
 // isNodeProperty reports whether a value is only an anchor or a tag, which leaves room for a nested
