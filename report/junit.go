@@ -63,7 +63,7 @@ type junitSkipped struct {
 // targeted. A device that failed, timed out, was unreachable, answered its method with a non-2xx
 // status, or did not satisfy a failed verify is a failure whose type is that outcome and whose
 // message carries the error code; a device whose job has not ended is skipped. Rolled-back and
-// conflicting devices say so in their system-out.
+// conflicting devices, and devices whose outcome is a retry's, say so in their system-out.
 func WriteJUnit(w io.Writer, rep *engine.Report) error {
 	rows := map[string][]engine.ReportRow{}
 	for _, r := range rep.Devices {
@@ -115,6 +115,9 @@ func notes(r engine.ReportRow) string {
 	n = append(n, "outcome: "+string(r.Outcome))
 	if r.MethodStatus != 0 {
 		n = append(n, fmt.Sprintf("method status: %d", r.MethodStatus))
+	}
+	if r.Attempt > 0 {
+		n = append(n, fmt.Sprintf("from retry %d", r.Attempt))
 	}
 	if r.RolledBack {
 		n = append(n, "rolled back")

@@ -41,7 +41,7 @@ func sample() *engine.Report {
 			{Device: "fail-1", Wave: "eu", Outcome: engine.Failed, ErrorCode: "JobRunPreconditionFailed"},
 			{Device: "meth-1", Wave: "eu", Outcome: engine.MethodError, MethodStatus: 500},
 			{Device: "time-1", Wave: "eu", Outcome: engine.TimedOut},
-			{Device: "off-1", Wave: "eu", Batch: 1, Outcome: engine.Unreachable, ErrorCode: "DeviceNotOnline"},
+			{Device: "off-1", Wave: "eu", Batch: 1, Outcome: engine.Unreachable, ErrorCode: "DeviceNotOnline", Attempt: 2},
 			{Device: "wait-1", Wave: "eu", Batch: 1, Outcome: engine.Pending},
 		},
 	}
@@ -75,6 +75,9 @@ func TestJUnit(t *testing.T) {
 		}
 		if (c.Skipped != nil) != (c.Name == "wait-1") {
 			t.Errorf("%s: skipped %v", c.Name, c.Skipped)
+		}
+		if retried := strings.Contains(c.SystemOut, "from retry 2"); retried != (c.Name == "off-1") {
+			t.Errorf("%s: system-out %q (its outcome from a retry: %v)", c.Name, c.SystemOut, c.Name == "off-1")
 		}
 	}
 	if s := doc.Suites[1]; s.Name != "fw/us" || s.Tests != 0 || len(s.Cases) != 0 {
