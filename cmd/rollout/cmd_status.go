@@ -105,7 +105,11 @@ func runStatus(e *env, o *statusOptions) int {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if o.name != "" {
-			_ = enc.Encode(views[0].State)
+			// The state as it is kept, with a rollout over several hubs' per-hub sums beside it.
+			_ = enc.Encode(struct {
+				*engine.State
+				Hubs []engine.HubSummary `json:"hubs,omitempty"`
+			}{views[0].State, views[0].hubs})
 		} else {
 			var states []*engine.State
 			for _, v := range views {

@@ -93,6 +93,10 @@ func TestRollbackOfAPlanWithHubs(t *testing.T) {
 		!regexp.MustCompile(`(?m)^  hub us +7 devices: 7 succeeded, 0 failed, 0 pending$`).MatchString(out) {
 		t.Errorf("status exited %d, without a line per hub:\n%s", code, out)
 	}
+	if code, out := run("status", "hubs-undo", "--output", "json"); code != exitOK ||
+		!strings.Contains(out, `"hubs": [`) || !strings.Contains(out, `"hub": "us",`) || !strings.Contains(out, `"name": "hubs-undo"`) {
+		t.Errorf("status --output json exited %d, without the state and its per-hub sums:\n%s", code, out)
+	}
 	reportFile := filepath.Join(dir, "report.json")
 	if code, out := run("report", "hubs-undo", "--out", reportFile); code != exitOK {
 		t.Fatalf("report exited %d\n%s", code, out)
