@@ -1,22 +1,20 @@
 package engine_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/iot-rollout/rollout/emulator/emulatortest"
 	"github.com/iot-rollout/rollout/statestore/azblob/azuritetest"
 
 	"github.com/iot-rollout/rollout/statestore/bolt"
@@ -30,49 +28,11 @@ import (
 // The benchmarks run the emulator in a child process (this test binary, re-executed), so that the
 // engine's time and memory are measured apart from the hub's.
 
-const benchChildEnv = "ROLLOUT_BENCH_EMULATOR"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(benchChildEnv) != "" {
-		os.Exit(benchChild())
-	}
+	emulatortest.ServeChildIfAsked()
 	code := m.Run()
 	azuritetest.Stop()
 	os.Exit(code)
-}
-
-// benchChild serves an emulator for the fleet file, tier and units in its environment, prints its URL
-// and connection string, and stops when its standard input closes.
-func benchChild() int {
-	var spec struct {
-		Fleet, Tier string
-		Units       int
-	}
-	if err := json.Unmarshal([]byte(os.Getenv(benchChildEnv)), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fleet, err := emulator.LoadFleet(spec.Fleet)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, Tier: spec.Tier, Units: spec.Units})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// ROLLOUT_BENCH_EMULATOR_PROFILE names a file for the emulator's CPU profile, to see the hub's
-	// side of a benchmark.
-	if path := os.Getenv("ROLLOUT_BENCH_EMULATOR_PROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
-			defer pprof.StopCPUProfile()
-		}
-	}
-	fmt.Printf("%s %s\n", srv.URL(), srv.ConnectionString())
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	srv.Close()
-	return 0
 }
 
 type childHub struct {
@@ -94,30 +54,8 @@ func startChild(b *testing.B, tier string, units int, groups ...int) *childHub {
 	if err := os.WriteFile(file, []byte(fleet.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	spec, _ := json.Marshal(map[string]any{"Fleet": file, "Tier": tier, "Units": units})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("emulator child: %v", err)
-	}
-	url, cs, _ := strings.Cut(strings.TrimSpace(line), " ")
+	child := emulatortest.StartChild(b, file, tier, units)
+	url, cs := child.URL, child.ConnectionString
 	q, err := hubapi.TierQuotas(tier, units)
 	if err != nil {
 		b.Fatal(err)

@@ -1,18 +1,14 @@
 package hubset_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/iot-rollout/rollout/emulator"
+	"github.com/iot-rollout/rollout/emulator/emulatortest"
 	"github.com/iot-rollout/rollout/engine"
 	"github.com/iot-rollout/rollout/engine/enginetest"
 	"github.com/iot-rollout/rollout/hubapi"
@@ -20,42 +16,9 @@ import (
 	"github.com/iot-rollout/rollout/statestore/bolt"
 )
 
-// benchChildEnv makes the test binary serve one emulated hub instead of running tests, so that each
-// hub of a benchmark runs in a process of its own, as real hubs are apart from the client.
-const benchChildEnv = "ROLLOUT_HUBSET_BENCH_CHILD"
-
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(benchChildEnv); spec != "" {
-		os.Exit(benchChild(spec))
-	}
+	emulatortest.ServeChildIfAsked()
 	os.Exit(m.Run())
-}
-
-// benchChild serves an emulator for the fleet, tier and units of spec, prints its connection string
-// and stops when its standard input closes.
-func benchChild(spec string) int {
-	var s struct {
-		Fleet, Tier string
-		Units       int
-	}
-	if err := json.Unmarshal([]byte(spec), &s); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fleet, err := emulator.LoadFleet(s.Fleet)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	srv, err := emulator.Start(context.Background(), emulator.Options{Fleet: fleet, Tier: s.Tier, Units: s.Units})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println(srv.ConnectionString())
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	srv.Close()
-	return 0
 }
 
 // startChild starts an emulator process of n devices at tier and units and returns a client paced
@@ -67,34 +30,12 @@ func startChild(b *testing.B, prefix, tier string, units, n int) (*hubapi.Client
 	if err := os.WriteFile(file, []byte(fleet), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	spec, _ := json.Marshal(map[string]any{"Fleet": file, "Tier": tier, "Units": units})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("emulator child: %v", err)
-	}
+	child := emulatortest.StartChild(b, file, tier, units)
 	q, err := hubapi.TierQuotas(tier, units)
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := hubapi.NewFromConnectionString(strings.TrimSpace(line), hubapi.Options{PlainHTTP: true, Quotas: &q})
+	c, err := hubapi.NewFromConnectionString(child.ConnectionString, hubapi.Options{PlainHTTP: true, Quotas: &q})
 	if err != nil {
 		b.Fatal(err)
 	}
