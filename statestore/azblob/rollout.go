@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 
@@ -108,18 +107,25 @@ func (r *rollout) refresh(ctx context.Context) error {
 }
 
 // follow reads the chunks from head back to the one the index reaches, and adds them oldest first.
-// A chain that never meets it (the rollout was pushed over) is read whole into a fresh index.
+// A chain that never meets it (the rollout was pushed over) is read whole into a fresh index. A reader
+// that has read nothing yet fetches every chunk at once rather than one link at a time.
 func (r *rollout) follow(ctx context.Context, head string) error {
+	var fetched map[string]chunkDoc
+	if r.seen == "" {
+		var err error
+		if fetched, err = r.fetchAll(ctx); err != nil {
+			return err
+		}
+	}
 	var chain []chunkDoc
 	name := head
 	for name != "" && name != r.seen {
-		resp, err := r.blob(name).DownloadStream(ctx, nil)
-		if err != nil {
-			return r.b.failed("read "+r.name+"/"+name, err)
-		}
-		var c chunkDoc
-		if err := readJSON(resp.Body, &c); err != nil {
-			return fmt.Errorf("state %s: %s/%s: %w", r.b.where, r.name, name, err)
+		c, ok := fetched[name]
+		if !ok {
+			var err error
+			if c, err = r.chunk(ctx, name); err != nil {
+				return err
+			}
 		}
 		chain = append(chain, c)
 		name = c.Prev
@@ -132,6 +138,59 @@ func (r *rollout) follow(ctx context.Context, head string) error {
 	}
 	r.seen = head
 	return nil
+}
+
+// chunk reads one chunk blob.
+func (r *rollout) chunk(ctx context.Context, name string) (chunkDoc, error) {
+	var c chunkDoc
+	resp, err := r.blob(name).DownloadStream(ctx, nil)
+	if err != nil {
+		return c, r.b.failed("read "+r.name+"/"+name, err)
+	}
+	if err := readJSON(resp.Body, &c); err != nil {
+		return c, fmt.Errorf("state %s: %s/%s: %w", r.b.where, r.name, name, err)
+	}
+	return c, nil
+}
+
+// fetchAll reads every chunk blob of the rollout, eight at a time, by name (chunks/...). Orphans of
+// a crash are read too; the walk from the root's head leaves them out.
+func (r *rollout) fetchAll(ctx context.Context) (map[string]chunkDoc, error) {
+	prefix := r.b.prefix + r.name + "/"
+	var names []string
+	pager := r.b.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to(prefix + "chunks/")})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, r.b.failed("list "+r.name+"/chunks", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			names = append(names, strings.TrimPrefix(*it.Name, prefix))
+		}
+	}
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		out   = make(map[string]chunkDoc, len(names))
+		slots = make(chan struct{}, 8)
+	)
+	for _, name := range names {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			c, err := r.chunk(ctx, name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			out[name] = c
+		}()
+	}
+	wg.Wait()
+	return out, first
 }
 
 func (r *rollout) add(records map[string]map[string]json.RawMessage) {
@@ -365,73 +424,6 @@ func (r *rollout) Dump(ctx context.Context) (map[string]map[string][]byte, error
 	for bk, v := range r.index {
 		b, k, _ := strings.Cut(bk, "\x00")
 		put(b, k, v)
-	}
-	return out, nil
-}
-
-// Siblings: NAME/KIND/KEY.json, the key path-escaped.
-
-func (r *rollout) siblingBlob(kind, key string) *blockblob.Client {
-	return r.blob(kind + "/" + url.PathEscape(key) + ".json")
-}
-
-// PutSibling writes a sibling record without the lock.
-func (r *rollout) PutSibling(ctx context.Context, kind, key string, data []byte, create bool) error {
-	var cond *blob.AccessConditions
-	if create {
-		cond = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to(azcore.ETagAny)}}
-	}
-	_, err := r.put(ctx, r.siblingBlob(kind, key), json.RawMessage(data), cond)
-	if bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
-		return statestore.ErrExists
-	}
-	if err != nil {
-		return r.b.failed("write "+r.name+"/"+kind+"/"+key, err)
-	}
-	return nil
-}
-
-// DeleteSibling removes a sibling record.
-func (r *rollout) DeleteSibling(ctx context.Context, kind, key string) error {
-	_, err := r.siblingBlob(kind, key).Delete(ctx, nil)
-	if err == nil || bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-		return nil
-	}
-	return r.b.failed("delete "+r.name+"/"+kind+"/"+key, err)
-}
-
-// Siblings reads every sibling record of kind.
-func (r *rollout) Siblings(ctx context.Context, kind string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	prefix := r.b.prefix + r.name + "/" + kind + "/"
-	pager := r.b.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if bloberror.HasCode(err, bloberror.ContainerNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, r.b.failed("list "+r.name+"/"+kind, err)
-		}
-		for _, it := range page.Segment.BlobItems {
-			key, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(*it.Name, prefix), ".json"))
-			if err != nil {
-				continue // not one of ours
-			}
-			resp, err := r.b.c.NewBlobClient(*it.Name).DownloadStream(ctx, nil)
-			if bloberror.HasCode(err, bloberror.BlobNotFound) {
-				continue // deleted since the listing
-			}
-			if err != nil {
-				return nil, r.b.failed("read "+*it.Name, err)
-			}
-			data, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				return nil, r.b.failed("read "+*it.Name, err)
-			}
-			out[key] = data
-		}
 	}
 	return out, nil
 }
