@@ -19,22 +19,7 @@ import (
 // FuzzDevicePackets sends arbitrary bytes after a valid CONNECT and checks that the emulator neither
 // panics nor stops serving: whatever a device sends gets the hub's answer or a closed connection.
 func FuzzDevicePackets(f *testing.F) {
-	fleet, err := ParseFleet("f.yaml", []byte("devices:\n  - {deviceId: d1}\n"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, err := Start(context.Background(), Options{Fleet: fleet, MQTTAddr: "127.0.0.1:0"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer s.Close()
-	pem, err := os.ReadFile(s.CAFile())
-	if err != nil {
-		f.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	s, cfg := fuzzHub(f)
 	host := s.MQTTAddr()
 
 	connect := func() []byte {
@@ -107,22 +92,7 @@ func FuzzDevicePackets(f *testing.F) {
 func FuzzDeviceConnect(f *testing.F) {
 	defer func(d time.Duration) { mqttConnectWait = d }(mqttConnectWait)
 	mqttConnectWait = 500 * time.Millisecond
-	fleet, err := ParseFleet("f.yaml", []byte("devices:\n  - {deviceId: d1}\n"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, err := Start(context.Background(), Options{Fleet: fleet, MQTTAddr: "127.0.0.1:0"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer s.Close()
-	pem, err := os.ReadFile(s.CAFile())
-	if err != nil {
-		f.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	s, cfg := fuzzHub(f)
 	host := s.MQTTAddr()
 	token := signToken(host+"/devices/d1", s.opts.PolicyName, s.auth.key, time.Now().Add(time.Hour))
 	connect := func(edit func(*packets.ConnectPacket)) []byte {
@@ -171,4 +141,25 @@ func FuzzDeviceConnect(f *testing.F) {
 			t.Fatalf("% x: accepted (CONNACK 0) without d1's CONNECT and token", data)
 		}
 	})
+}
+
+// fuzzHub serves one device, d1, over MQTT until f ends, and returns the TLS settings that trust it.
+func fuzzHub(f *testing.F) (*Server, *tls.Config) {
+	f.Helper()
+	fleet, err := ParseFleet("f.yaml", []byte("devices:\n  - {deviceId: d1}\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := Start(context.Background(), Options{Fleet: fleet, MQTTAddr: "127.0.0.1:0"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	pem, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		f.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return s, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 }

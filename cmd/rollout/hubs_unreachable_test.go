@@ -60,23 +60,9 @@ func TestHubUnreachableMidRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"apply", "--state", filepath.Join(dir, "state"), "--ca-file", filepath.Join(dir, "ca.pem"), "--output", "json", planFile}
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- mainEnv(args, nil, stdout, stderr, func(k string) string { return env[k] }) }()
-
 	// Stop hub us while the canary bakes. The rollout has not touched it yet (no job, no twin
 	// change), so a new emulator of its fleet on its address is the same hub back.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), `"waiting"`) {
-		select {
-		case code := <-done:
-			t.Fatalf("apply exited %d before the canary baked:\n%s\n%s", code, stdout.String(), stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the canary never baked:\n%s\n%s", stdout.String(), stderr.String())
-		}
-	}
+	stderr, done := applyUntilEvent(t, args, env, `"waiting"`, "the canary baked")
 	us := srvs["us"]
 	if tot := us.Stats().Totals; tot.MethodInvocations != 0 || tot.TwinPatches != 0 {
 		t.Fatalf("hub us was changed before wave main: %+v", tot)
@@ -162,20 +148,7 @@ func TestHubUnreachableBetweenJobParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"apply", "--state", filepath.Join(dir, "state"), "--ca-file", filepath.Join(dir, "ca.pem"), "--output", "json", planFile}
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- mainEnv(args, nil, stdout, stderr, func(k string) string { return env[k] }) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), `"jobCreated"`) {
-		select {
-		case code := <-done:
-			t.Fatalf("apply exited %d before it created a job:\n%s\n%s", code, stdout.String(), stderr.String())
-		case <-time.After(time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no job was created:\n%s", stderr.String())
-		}
-	}
+	stderr, done := applyUntilEvent(t, args, env, `"jobCreated"`, "it created a job")
 	addr := strings.TrimPrefix(srvs["us"].URL(), "https://")
 	if err := srvs["us"].Close(); err != nil {
 		t.Fatal(err)
@@ -228,4 +201,26 @@ func TestFailedHubs(t *testing.T) {
 	if got := hubList([]string{"eu", "jp", "us"}); got != "hubs eu, jp and us" {
 		t.Errorf("hubList = %q", got)
 	}
+}
+
+// applyUntilEvent runs apply with args in the background and returns once its JSON output holds
+// event (within 30 s): its standard error and where its exit code arrives. what says what the event
+// means, for a failure.
+func applyUntilEvent(t *testing.T, args []string, env map[string]string, event, what string) (*syncBuffer, <-chan int) {
+	t.Helper()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- mainEnv(args, nil, stdout, stderr, func(k string) string { return env[k] }) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), event) {
+		select {
+		case code := <-done:
+			t.Fatalf("apply exited %d before %s:\n%s\n%s", code, what, stdout.String(), stderr.String())
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("apply never got to where %s:\n%s\n%s", what, stdout.String(), stderr.String())
+		}
+	}
+	return stderr, done
 }
