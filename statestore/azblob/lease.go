@@ -54,7 +54,6 @@ func (r *rollout) Lock(ctx context.Context, h statestore.Holder) (statestore.Lea
 	}
 	if _, err := c.AcquireLease(ctx, int32(leaseDuration/time.Second), nil); err != nil {
 		if bloberror.HasCode(err, bloberror.LeaseAlreadyPresent, bloberror.LeaseIsBreakingAndCannotBeAcquired) {
-			r.etag = ""
 			_ = r.refresh(ctx)
 			held := statestore.Holder{}
 			if r.doc.Holder != nil {
@@ -65,7 +64,7 @@ func (r *rollout) Lock(ctx context.Context, h statestore.Holder) (statestore.Lea
 		return nil, r.b.failed("lease "+r.name+"/state.json", err)
 	}
 	l := &heldLease{r: r, id: id, c: c, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	r.etag = "" // read the root again under the lease: the last writer may have been another holder
+	// Read the root again (conditionally) under the lease: the last writer may have been another holder.
 	if err := r.refresh(ctx); err != nil {
 		_, _ = c.ReleaseLease(ctx, nil)
 		return nil, err
@@ -161,7 +160,6 @@ func (l *heldLease) Release(ctx context.Context) error {
 	if _, rerr := l.c.ReleaseLease(ctx, nil); err == nil && rerr != nil && !lostLease(rerr) {
 		err = r.b.failed("release the lease on "+r.name+"/state.json", rerr)
 	}
-	r.etag = "" // others may write the root from now on
 	return err
 }
 
@@ -173,9 +171,6 @@ func (r *rollout) Holder(ctx context.Context) (statestore.Holder, bool, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.lease == nil {
-		r.etag = ""
-	}
 	if err := r.refresh(ctx); err != nil {
 		return statestore.Holder{}, false, err
 	}

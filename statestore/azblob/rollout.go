@@ -259,8 +259,7 @@ func (r *rollout) Update(ctx context.Context, fn func(statestore.Tx) error) erro
 		}
 		err := r.commit(ctx, t.puts)
 		if errors.Is(err, errConflict) && r.lease == nil && attempt < 3 {
-			r.etag = ""
-			continue
+			continue // the next refresh reads the root that changed
 		}
 		return err
 	}
